@@ -1,0 +1,45 @@
+"""User-facing errors: bad input that the command line reports in one line with exit status 2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in an input file; `line` and `col` are 1-based."""
+
+    file: str
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+
+class Q35Error(Exception):
+    """Bad input: a malformed file, an unknown name, shapes that do not divide, a model that does not fit.
+
+    `context` is an optional source line to show under the message with a caret at `location.col`.
+    """
+
+    def __init__(self, message: str, location: Location | None = None, context: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.context = context
+
+    def render(self) -> str:
+        """The text the command line prints: `q35c: error: file:line:col: message` plus a caret line."""
+        where = f"{self.location}: " if self.location is not None else ""
+        text = f"q35c: error: {where}{self.message}"
+        if self.context is not None and self.location is not None and self.location.col is not None:
+            line = self.context.rstrip("\n")
+            caret = " " * (self.location.col - 1) + "^"
+            text += f"\n{line}\n{caret}"
+        return text

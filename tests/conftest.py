@@ -1,0 +1,42 @@
+"""Shared test helpers.
+
+A test that needs an external tool (mlir-opt, mlir-runner, filecheck, lit, nvcc) calls `need_tool(name)`: the
+test skips with its reason when the tool is missing, unless Q35C_REQUIRE_TOOLS=1 (as in CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+
+LLVM_BIN = "/usr/lib/llvm-22/bin"
+
+
+def find_tool(name: str) -> str | None:
+    """The path of an external tool: next to this Python, on PATH, or in Debian's llvm-22 directory."""
+    for path in (os.path.dirname(sys.executable), os.environ.get("PATH", ""), LLVM_BIN):
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    return None
+
+
+def need_tool(name: str) -> str:
+    """Return the tool's path, or skip (fail when Q35C_REQUIRE_TOOLS=1) when it is missing."""
+    found = find_tool(name)
+    if found is None:
+        reason = f"{name} not found (install mlir-22-tools / the test extra)"
+        if os.environ.get("Q35C_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"Q35C_REQUIRE_TOOLS=1 but {reason}")
+        pytest.skip(reason)
+    return found
+
+
+@pytest.fixture
+def require_tools() -> None:
+    """For lit tests: the IR tools they call must exist."""
+    for tool in ("filecheck", "lit", "mlir-opt"):
+        need_tool(tool)
