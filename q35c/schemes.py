@@ -47,7 +47,8 @@ class Scheme:
     """A quantization scheme with all parameters resolved.
 
     `group` is the group size along K (None for fp16, and for int8 meaning per output channel);
-    `container` is only set for q3p5 (`dense`: 7-bit codes in a uint32 bit stream; `byte`: one uint8 per pair).
+    `container` is only set for q3p5 (`dense`: 7-bit codes in a uint32 bit stream; `byte`: one uint8 per
+    pair).
     """
 
     name: SchemeName
