@@ -15,7 +15,28 @@ def _q35_dialect() -> Dialect:
     return Q35
 
 
-DIALECTS: dict[str, Callable[[], Dialect]] = {"q35": _q35_dialect}
-PASSES: dict[str, Callable[[], type[ModulePass]]] = {}
+def _q35_storage_dialect() -> Dialect:
+    from q35c.dialects.q35_storage import Q35_STORAGE
+
+    return Q35_STORAGE
+
+
+def _materialize_weights() -> type[ModulePass]:
+    from q35c.passes.materialize_weights import MaterializeWeightsPass
+
+    return MaterializeWeightsPass
+
+
+def _unpack_bits() -> type[ModulePass]:
+    from q35c.passes.unpack_bits import UnpackBitsPass
+
+    return UnpackBitsPass
+
+
+DIALECTS: dict[str, Callable[[], Dialect]] = {"q35": _q35_dialect, "q35_storage": _q35_storage_dialect}
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "materialize-weights": _materialize_weights,
+    "unpack-bits": _unpack_bits,
+}
 
 Q35C_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from q35c.mlir_tools import MlirTools
 
 LLVM_BIN = "/usr/lib/llvm-22/bin"
 
@@ -40,3 +44,18 @@ def require_tools() -> None:
     """For lit tests: the IR tools they call must exist."""
     for tool in ("filecheck", "lit", "mlir-opt"):
         need_tool(tool)
+
+
+@pytest.fixture(scope="session")
+def mlir_tools() -> MlirTools:
+    """mlir-opt, mlir-runner and their runtime libraries, found as `q35c verify` finds them; skip when any is
+    missing (fail when Q35C_REQUIRE_TOOLS=1)."""
+    from q35c.errors import Q35Error
+    from q35c.mlir_tools import find_tools
+
+    try:
+        return find_tools()
+    except Q35Error as err:
+        if os.environ.get("Q35C_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"Q35C_REQUIRE_TOOLS=1 but {err.message}")
+        pytest.skip(err.message)

@@ -1,0 +1,217 @@
+"""materialize-weights: every packed weight becomes function arguments holding its storage tensors.
+
+A `q35.weight` names a model parameter; the bytes behind it are loaded by whoever runs the program. So the
+compiled entry function takes them as arguments, one per storage tensor (see
+`q35c.dialects.q35_storage.storage_tensors`), tagged with the parameter name and role, and the packed value is
+re-formed with `q35_storage.assemble` for the graph ops that consume it:
+
+    func.func @f(%x: tensor<2x64xf16>) -> tensor<2x16xf16> {
+      %w = q35.weight "proj" : !q35.packed<16x64, #q35.scheme<int4, g = 32>>
+      %y = q35.linear %x, %w : (tensor<2x64xf16>, !q35.packed<16x64, #q35.scheme<int4, g = 32>>)
+          -> tensor<2x16xf16>
+      func.return %y : tensor<2x16xf16>
+    }
+
+becomes
+
+    func.func @f(%x: tensor<2x64xf16>, %proj.codes: tensor<16x8xi32> {q35.param = "proj", q35.storage = "codes"},
+                 %proj.scale: tensor<16x2xf16> {...}, %proj.offset: tensor<16x2xf16> {...}) -> tensor<2x16xf16> {
+      %w = q35_storage.assemble %proj.codes, %proj.scale, %proj.offset : (...) -> !q35.packed<16x64, ...>
+      %y = q35.linear %x, %w : ...
+
+Functions that take `!q35.packed` arguments (a decoder block called once per layer) get the same 1:N
+expansion of their signature, and every `func.call` to them passes the storage tensors of the assembled
+value instead. A weight may only be declared in a function that is not called (the caller would have to
+supply its storage); anything else is reported as an error rather than guessed at.
+
+Argument attributes (`q35.param`, `q35.storage`) are discardable metadata: upstream MLIR keeps them as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
+from xdsl.traits import SymbolTable
+from xdsl.utils.exceptions import PassFailedException
+
+from q35c.dialects.q35 import PackedType, WeightOp
+from q35c.dialects.q35_storage import AssembleOp, storage_tensors
+
+PARAM_ATTR = "q35.param"
+STORAGE_ATTR = "q35.storage"
+
+
+def _value_name(text: str) -> str:
+    """An SSA name hint from a parameter name: `layers.0.q` stays, other characters become `_`."""
+    name = re.sub(r"[^\w$.-]", "_", text)
+    return name if re.match(r"[A-Za-z_$.-]", name) else f"w{name}"
+
+
+def _arg_attrs(fn: func.FuncOp) -> list[DictionaryAttr]:
+    if fn.arg_attrs is None:
+        return [DictionaryAttr({}) for _ in fn.args]
+    return list(fn.arg_attrs.data)
+
+
+def _set_arg_attrs(fn: func.FuncOp, attrs: list[DictionaryAttr]) -> None:
+    if all(not a.data for a in attrs):
+        fn.properties.pop("arg_attrs", None)
+    else:
+        fn.properties["arg_attrs"] = ArrayAttr(attrs)
+
+
+def _storage_args(
+    block: Block, index: int, packed: PackedType, param: str | None, name: str | None
+) -> tuple[list[SSAValue], list[DictionaryAttr]]:
+    """Insert the storage arguments of `packed` at `index` of `block`; return them and their attributes.
+
+    `param` is the parameter name (for `q35.weight`), `name` the SSA name to derive argument names from.
+    """
+    args: list[SSAValue] = []
+    attrs: list[DictionaryAttr] = []
+    for offset, tensor in enumerate(storage_tensors(packed)):
+        arg = block.insert_arg(tensor.type, index + offset)
+        entries: dict[str, Attribute] = {}
+        if param is not None:
+            entries[PARAM_ATTR] = StringAttr(param)
+        entries[STORAGE_ATTR] = StringAttr(tensor.role)
+        if name is not None:
+            arg.name_hint = f"{_value_name(name)}.{tensor.role}"
+        args.append(arg)
+        attrs.append(DictionaryAttr(entries))
+    return args, attrs
+
+
+class PackedArgumentsToStorage(RewritePattern):
+    """A function taking `!q35.packed` arguments takes their storage tensors instead (1:N)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: func.FuncOp, rewriter: PatternRewriter, /) -> None:
+        if not any(isinstance(t, PackedType) for t in op.function_type.inputs.data):
+            return
+        block = op.body.blocks.first
+        assert block is not None
+        old_attrs = _arg_attrs(op)
+        new_attrs: list[DictionaryAttr] = []
+        where = InsertPoint.at_start(block)  # the assembles go first, in argument order
+        for arg, attrs in zip(list(block.args), old_attrs, strict=True):
+            if not isinstance(arg.type, PackedType):
+                new_attrs.append(attrs)
+                continue
+            storage, storage_attrs = _storage_args(block, arg.index, arg.type, None, arg.name_hint)
+            new_attrs.extend(storage_attrs)
+            assemble = rewriter.insert(AssembleOp(storage, arg.type), where)
+            where = InsertPoint.after(assemble)
+            arg.replace_all_uses_with(assemble.result)
+            block.erase_arg(arg)
+        _set_arg_attrs(op, new_attrs)
+        op.update_function_type()
+        rewriter.notify_op_modified(op)
+
+
+class WeightToArguments(RewritePattern):
+    """A `q35.weight` becomes storage arguments of its (uncalled) function plus an `assemble`."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: WeightOp, rewriter: PatternRewriter, /) -> None:
+        fn = _enclosing_func(op)
+        if fn is None:
+            return
+        block = fn.body.blocks.first
+        assert block is not None
+        packed = op.result.type
+        assert isinstance(packed, PackedType)
+        attrs = _arg_attrs(fn)
+        name = op.param_name.data
+        storage, storage_attrs = _storage_args(block, len(block.args), packed, name, name)
+        _set_arg_attrs(fn, attrs + storage_attrs)
+        fn.update_function_type()
+        rewriter.replace(op, AssembleOp(storage, packed))
+
+
+class CallWithStorage(RewritePattern):
+    """A call to a function whose packed arguments became storage passes the assembled storage tensors."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: func.CallOp, rewriter: PatternRewriter, /) -> None:
+        if not any(isinstance(v.type, PackedType) for v in op.arguments):
+            return
+        if not all(isinstance(v.owner, AssembleOp) for v in op.arguments if isinstance(v.type, PackedType)):
+            return  # the caller's weights are materialized first
+        callee = SymbolTable.lookup_symbol(op, op.callee)
+        if not isinstance(callee, func.FuncOp) or _takes_packed(callee):
+            return  # the callee is converted first
+        operands: list[SSAValue] = []
+        for value in op.arguments:
+            if isinstance(value.owner, AssembleOp) and isinstance(value.type, PackedType):
+                operands.extend(value.owner.storage)
+            else:
+                operands.append(value)
+        rewriter.replace(op, func.CallOp(op.callee, operands, op.result_types))
+
+
+def _enclosing_func(op: Operation) -> func.FuncOp | None:
+    parent = op.parent_op()
+    while parent is not None and not isinstance(parent, func.FuncOp):
+        parent = parent.parent_op()
+    return parent
+
+
+def _takes_packed(fn: func.FuncOp) -> bool:
+    return any(isinstance(t, PackedType) for t in fn.function_type.inputs.data)
+
+
+def check_materializable(module: ModuleOp) -> None:
+    """Raise PassFailedException, naming the weight or function, where storage cannot become arguments."""
+    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
+    for op in module.walk():
+        if isinstance(op, func.FuncOp):
+            name = op.sym_name.data
+            if any(isinstance(t, PackedType) for t in op.function_type.outputs.data):
+                raise PassFailedException(f"@{name} returns a !q35.packed value, which has no storage form")
+            if op.is_declaration and _takes_packed(op):
+                raise PassFailedException(f"@{name} is a declaration taking !q35.packed arguments")
+        elif isinstance(op, WeightOp):
+            weight = op.param_name.data
+            fn = _enclosing_func(op)
+            if fn is None:
+                raise PassFailedException(f"weight '{weight}' is not inside a func.func")
+            if fn.sym_name.data in called:
+                raise PassFailedException(
+                    f"weight '{weight}' is declared in @{fn.sym_name.data}, which is called: declare weights "
+                    "in the entry function and pass them to callees as !q35.packed arguments"
+                )
+        elif isinstance(op, func.CallOp):
+            for value in op.arguments:
+                known = isinstance(value, BlockArgument) or isinstance(value.owner, WeightOp | AssembleOp)
+                if isinstance(value.type, PackedType) and not known:
+                    raise PassFailedException(
+                        f"call to @{op.callee.string_value()} passes a packed value made by "
+                        f"{value.owner.name}, whose storage is unknown"  # type: ignore[union-attr]
+                    )
+
+
+@dataclass(frozen=True)
+class MaterializeWeightsPass(ModulePass):
+    """Turn `q35.weight` ops and `!q35.packed` function arguments into storage-tensor arguments."""
+
+    name = "materialize-weights"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        check_materializable(op)
+        patterns = GreedyRewritePatternApplier([PackedArgumentsToStorage(), WeightToArguments(), CallWithStorage()])
+        PatternRewriteWalker(patterns).rewrite_module(op)

@@ -1,0 +1,503 @@
+"""Host verification: lower q35 IR to upstream MLIR, run it with real MLIR tools, compare with numpy.
+
+The pieces are general (any lowered module, any named parameters); `verify_linear` puts them together for
+one quantized linear layer, and whole models will reuse them with their own graph and parameters:
+
+1. `linear_module`: the q35 graph. Its entry returns the layer's output and the weight's integer codes, so that
+   the codes the compiled program unpacks can be compared bit for bit:
+
+       func.func @linear(%x: tensor<2x64xf16>) -> (tensor<2x16xf16>, tensor<16x64xi8>) {
+         %w = q35.weight "linear.weight" : !q35.packed<16x64, #q35.scheme<q4_0>>
+         %y = q35.linear %x, %w : (tensor<2x64xf16>, !q35.packed<16x64, #q35.scheme<q4_0>>) -> tensor<2x16xf16>
+         %c = q35_storage.unpack %w : !q35.packed<16x64, #q35.scheme<q4_0>> -> tensor<16x64xi8>
+         func.return %y, %c : tensor<2x16xf16>, tensor<16x64xi8>
+       }
+
+2. `lower_for_host`: `materialize-weights` (weights become storage-tensor arguments tagged with their
+   parameter name and role) then `unpack-bits`; the result must be upstream dialects only.
+3. `harness`: the lowered module plus one `memref.global` constant per entry argument (hex-encoded dense
+   data: activations by position, weight storage looked up by the arguments' `q35.param`/`q35.storage`
+   tags) and a `main` that calls the entry and prints every result. Float results are printed twice: with
+   `printMemrefF32` for people, and as their f32 bit patterns (`arith.bitcast` to i32) with `printMemrefI32`
+   for the comparison, because printMemrefF32 prints 6 significant digits, far coarser than f32 rounding.
+   Integer results are sign-extended to i32 and printed with `printMemrefI32`.
+4. `run_on_host`: `mlir-opt` with `HOST_LOWERING`, `mlir-runner`, and parsing of the printed memrefs.
+
+Tolerance of the outputs. The reference is y_ref = x @ w_ref^T in float64, from the same float16 activations
+and the reference dequantized weights (`formats.dequantize`, float32), so its own error is negligible.
+With u = 2^-24 (float32 unit roundoff) and gamma_m = m u / (1 - m u), the compiled kernel
+  - dequantizes w = fl(offset + scale * e): scale * e is exact (11-bit scale times a code of at most 8
+    bits), so one rounding; the keep-int-codes path instead multiplies each group's partial sum by the scale;
+  - accumulates in float32: the default path adds K rounded products in sequence; the keep-int-codes path
+    sums g products per group, scales them, and adds 2 K/g group terms.
+Every product x_k w_k thus reaches y through at most m = K + 2 K/g + 2 roundings, each a factor (1 + d) with
+|d| <= u, which bounds the float32 result by (Higham, Accuracy and Stability, section 3.1)
+    |y32 - y| <= gamma_m * A,  A = sum_k |x_k| (|w_k - o_k| + |o_k|)
+(A >= sum |x_k w_k|, and it also covers the keep-int-codes split w = o + s e into separately rounded
+terms). A float16 output is that value rounded once more: + 2^-11 (|y_ref| + gamma_m A), plus 2^-25 for
+results in float16's subnormal range. Codes have no tolerance: they must equal `formats.unpack` exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    IntegerType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, Block, Operation, Region
+from xdsl.passes import ModulePass
+from xdsl.printer import Printer
+
+from q35c import formats
+from q35c.dialects.q35 import LinearOp, PackedType, WeightOp
+from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, UnpackOp
+from q35c.formats import QuantizedTensor
+from q35c.mlir_tools import MlirTools, find_tools
+from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR, MaterializeWeightsPass
+from q35c.passes.unpack_bits import UnpackBitsPass
+from q35c.pipeline import make_context
+from q35c.schemes import parse_scheme
+
+F32_UNIT_ROUNDOFF = 2.0**-24
+F16_UNIT_ROUNDOFF = 2.0**-11
+F16_SUBNORMAL_HALF_SPACING = 2.0**-25
+LINEAR_ENTRY = "linear"
+LINEAR_WEIGHT = "linear.weight"
+OUR_DIALECTS = ("q35", "q35_storage")
+
+_f16 = Float16Type()
+_f32 = Float32Type()
+ACTIVATIONS: dict[str, AnyFloat] = {"f16": _f16, "f32": _f32}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Building and lowering
+# --------------------------------------------------------------------------------------------------------------
+
+
+def linear_module(tokens: int, n: int, k: int, spec: str, activation: AnyFloat = _f16) -> ModuleOp:
+    """The q35 graph of one linear layer [T, K] x [N, K]^T, returning y and (if quantized) the codes."""
+    packed = PackedType((n, k), spec)
+    x_type = TensorType(activation, (tokens, k))
+    block = Block(arg_types=[x_type])
+    weight = WeightOp(LINEAR_WEIGHT, packed)
+    linear = LinearOp(block.args[0], weight.result)
+    block.add_ops([weight, linear])
+    results = [linear.result]
+    if packed.scheme.is_quantized:
+        unpack = UnpackOp(weight.result)
+        block.add_op(unpack)
+        results.append(unpack.result)
+    block.add_op(func.ReturnOp(*results))
+    fn = func.FuncOp(LINEAR_ENTRY, ([x_type], [r.type for r in results]), Region(block))
+    return ModuleOp([fn])
+
+
+def host_passes(keep_int_codes: bool = False) -> tuple[ModulePass, ...]:
+    """The q35c passes that take a q35 graph to upstream dialects for the host."""
+    return (MaterializeWeightsPass(), UnpackBitsPass(keep_int_codes=keep_int_codes))
+
+
+def foreign_ops(module: ModuleOp) -> list[str]:
+    """Names of the ops left in q35c's own dialects (none may remain in host IR)."""
+    return sorted({op.name for op in module.walk() if op.name.split(".")[0] in OUR_DIALECTS})
+
+
+def lower_for_host(module: ModuleOp, keep_int_codes: bool = False) -> ModuleOp:
+    """Run the host passes in place; RuntimeError if q35 ops remain (the passes could not lower them)."""
+    ctx = make_context()
+    for p in host_passes(keep_int_codes):
+        p.apply(ctx, module)
+    module.verify()
+    if left := foreign_ops(module):
+        raise RuntimeError(f"host lowering left non-upstream ops: {', '.join(left)}")
+    return module
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The runnable program
+# --------------------------------------------------------------------------------------------------------------
+
+_MLIR_ELEMENTS: dict[str, str] = {
+    "float16": "f16",
+    "float32": "f32",
+    "int8": "i8",
+    "uint8": "i8",
+    "int32": "i32",
+    "uint32": "i32",
+}
+
+
+def _tensor_text(typ: TensorType[Attribute]) -> str:
+    dims = "x".join(str(d) for d in typ.get_shape())
+    return f"tensor<{dims}x{typ.element_type}>"
+
+
+def _memref_text(typ: TensorType[Attribute]) -> str:
+    return _tensor_text(typ).replace("tensor<", "memref<", 1)
+
+
+def dense_hex(array: NDArray[np.generic]) -> str:
+    """A dense elements literal of the array's little-endian bytes: `dense<"0x...">`."""
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return f'dense<"0x{data.tobytes().hex().upper()}">'
+
+
+def arguments_for(
+    fn: func.FuncOp, inputs: Sequence[NDArray[np.generic]], params: Mapping[str, QuantizedTensor]
+) -> list[NDArray[np.generic]]:
+    """The data of every argument of a lowered entry: untagged ones take `inputs` in order, weight storage
+    arguments (tagged `q35.param`, `q35.storage`) the matching array of `params`."""
+    attrs = fn.arg_attrs.data if fn.arg_attrs is not None else [DictionaryAttr({})] * len(fn.args)
+    pending = list(inputs)
+    out: list[NDArray[np.generic]] = []
+    for arg, attr in zip(fn.args, attrs, strict=True):
+        param, role = attr.data.get(PARAM_ATTR), attr.data.get(STORAGE_ATTR)
+        if isinstance(param, StringAttr) and isinstance(role, StringAttr):
+            qt = params[param.data]
+            array = {CODES: qt.packed, SCALE: qt.scale, OFFSET: qt.offset}[role.data]
+            assert array is not None, f"{param.data} has no {role.data}"
+        elif pending:
+            array = pending.pop(0)
+        else:
+            raise ValueError(f"@{fn.sym_name.data} takes more inputs than the {len(inputs)} given")
+        typ = arg.type
+        assert isinstance(typ, TensorType)
+        element = _MLIR_ELEMENTS[array.dtype.name]
+        if tuple(array.shape) != typ.get_shape() or element != str(typ.element_type):
+            raise ValueError(f"argument {arg.index} is {_tensor_text(typ)}, got {array.dtype} {array.shape}")
+        out.append(array)
+    return out
+
+
+@dataclass
+class _MainWriter:
+    """Accumulates the lines of `main` with fresh SSA names."""
+
+    lines: list[str] = field(default_factory=list[str])
+    counter: int = 0
+
+    def fresh(self) -> str:
+        self.counter += 1
+        return f"%v{self.counter}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append(f"    {line}")
+
+    def elementwise(self, src: str, typ: TensorType[Attribute], element: str, body: str) -> tuple[str, str]:
+        """A generic applying `body` ({in} -> {out}) to every element; returns (value, its tensor type)."""
+        rank = len(typ.get_shape())
+        dims = ", ".join(f"d{i}" for i in range(rank))
+        identity = f"affine_map<({dims}) -> ({dims})>"
+        loops = ", ".join(['"parallel"'] * rank)
+        out_type = _tensor_text(TensorType(_parse_element(element), typ.get_shape()))
+        init, result, scalar = self.fresh(), self.fresh(), self.fresh()
+        self.emit(f"{init} = tensor.empty() : {out_type}")
+        self.emit(
+            f"{result} = linalg.generic {{indexing_maps = [{identity}, {identity}], iterator_types = [{loops}]}} "
+            f"ins({src} : {_tensor_text(typ)}) outs({init} : {out_type}) {{"
+        )
+        self.emit(f"^bb0(%in: {typ.element_type}, %out: {element}):")
+        self.emit(f"  {scalar} = {body.format(x='%in')}")
+        self.emit(f"  linalg.yield {scalar} : {element}")
+        self.emit(f"}} -> {out_type}")
+        return result, out_type
+
+    def print_memref(self, value: str, tensor_type: str, element: str) -> None:
+        memref_type = tensor_type.replace("tensor<", "memref<", 1)
+        buf, unranked = self.fresh(), self.fresh()
+        self.emit(f"{buf} = bufferization.to_buffer {value} : {tensor_type} to {memref_type}")
+        self.emit(f"{unranked} = memref.cast {buf} : {memref_type} to memref<*x{element}>")
+        self.emit(f"func.call @printMemref{element.upper()}({unranked}) : (memref<*x{element}>) -> ()")
+
+
+def _parse_element(text: str) -> Attribute:
+    """`f16`, `f32` or `iN` as a type."""
+    if text in ACTIVATIONS:
+        return ACTIVATIONS[text]
+    return IntegerType(int(text.removeprefix("i")))
+
+
+def harness(module: ModuleOp, entry: str, arguments: Sequence[NDArray[np.generic]]) -> str:
+    """MLIR text: the lowered module's ops, the arguments as constant globals, and a printing `main`."""
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == entry)
+    arg_types = [t for t in fn.function_type.inputs.data if isinstance(t, TensorType)]
+    result_types = [t for t in fn.function_type.outputs.data if isinstance(t, TensorType)]
+    globals_text: list[str] = []
+    main = _MainWriter()
+    args: list[str] = []
+    for i, (typ, data) in enumerate(zip(arg_types, arguments, strict=True)):
+        memref = _memref_text(typ)
+        globals_text.append(f'memref.global "private" constant @arg{i} : {memref} = {dense_hex(data)}')
+        m, t = main.fresh(), main.fresh()
+        main.emit(f"{m} = memref.get_global @arg{i} : {memref}")
+        main.emit(f"{t} = bufferization.to_tensor {m} restrict : {memref} to {_tensor_text(typ)}")
+        args.append(t)
+    signature = (
+        f"({', '.join(_tensor_text(t) for t in arg_types)}) -> ({', '.join(_tensor_text(t) for t in result_types)})"
+    )
+    main.emit(f"%r:{len(result_types)} = func.call @{entry}({', '.join(args)}) : {signature}")
+    for i, typ in enumerate(result_types):
+        value, element = f"%r#{i}", typ.element_type
+        if isinstance(element, AnyFloat):
+            wide, wide_type = (value, _tensor_text(typ))
+            if element != _f32:
+                wide, wide_type = main.elementwise(value, typ, "f32", "arith.extf {x} : " + f"{element} to f32")
+            main.print_memref(wide, wide_type, "f32")
+            f32_typ = TensorType(_f32, typ.get_shape())
+            bits, bits_type = main.elementwise(wide, f32_typ, "i32", "arith.bitcast {x} : f32 to i32")
+            main.print_memref(bits, bits_type, "i32")
+        else:
+            wide, wide_type = main.elementwise(value, typ, "i32", "arith.extsi {x} : " + f"{element} to i32")
+            main.print_memref(wide, wide_type, "i32")
+    kernel = [op_text(op) for op in module.ops]
+    return "\n".join(
+        [
+            "module {",
+            *globals_text,
+            *kernel,
+            "  func.func @main() {",
+            *main.lines,
+            "    return",
+            "  }",
+            "  func.func private @printMemrefF32(memref<*xf32>) attributes {llvm.emit_c_interface}",
+            "  func.func private @printMemrefI32(memref<*xi32>) attributes {llvm.emit_c_interface}",
+            "}",
+            "",
+        ]
+    )
+
+
+def op_text(op: Operation) -> str:
+    """One top-level op as MLIR text (xDSL's custom syntax, which mlir-opt reads)."""
+    out = io.StringIO()
+    Printer(stream=out).print_op(op)
+    return out.getvalue()
+
+
+_MEMREF_PRINT = re.compile(r"Unranked Memref base@ = \S+ rank = (\d+) offset = \d+ sizes = \[([\d, ]*)\]")
+_NUMBER = re.compile(r"[-+]?(?:nan|inf|\d+(?:\.\d*)?(?:e[-+]?\d+)?)")
+
+
+def parse_memref_prints(stdout: str) -> list[NDArray[np.float64]]:
+    """Every `printMemref*` in the output, as float64 arrays of the printed sizes (ints are exact)."""
+    arrays: list[NDArray[np.float64]] = []
+    matches = list(_MEMREF_PRINT.finditer(stdout))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(stdout)
+        body = stdout[m.end() : end].split("data =", 1)[1]
+        shape = tuple(int(d) for d in m.group(2).split(",") if d.strip())
+        values = np.array([float(v) for v in _NUMBER.findall(body)], dtype=np.float64)
+        if values.size != int(np.prod(shape)):
+            raise ValueError(f"printed memref of sizes {list(shape)} has {values.size} values")
+        arrays.append(values.reshape(shape))
+    return arrays
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """A result of the entry as the program printed it: exact values, and floats' 6-digit text too."""
+
+    values: NDArray[np.generic]
+    printed: NDArray[np.float64] | None = None
+
+
+def run_on_host(
+    module: ModuleOp, entry: str, arguments: Sequence[NDArray[np.generic]], tools: MlirTools
+) -> list[HostResult]:
+    """Lower the harness with mlir-opt, run it with mlir-runner, and decode the entry's results."""
+    program = harness(module, entry, arguments)
+    printed = parse_memref_prints(tools.run(tools.opt(program)))
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == entry)
+    results: list[HostResult] = []
+    for typ in fn.function_type.outputs.data:
+        assert isinstance(typ, TensorType)
+        if isinstance(typ.element_type, AnyFloat):
+            text, bits = printed.pop(0), printed.pop(0)
+            values = bits.astype(np.int64).astype(np.uint32).view(np.float32)
+            results.append(HostResult(values, text))
+        else:
+            results.append(HostResult(printed.pop(0).astype(np.int64)))
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One linear layer
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BitFlip:
+    """A deliberate fault: flip bit `bit` of element [row, col] of the packed storage before emission."""
+
+    row: int
+    col: int
+    bit: int
+
+    def apply(self, packed: NDArray[np.generic]) -> NDArray[np.generic]:
+        rows, cols = packed.shape
+        bits = packed.dtype.itemsize * 8
+        if not (0 <= self.row < rows and 0 <= self.col < cols and 0 <= self.bit < bits):
+            raise ValueError(
+                f"bit flip [{self.row}, {self.col}] bit {self.bit} is outside the packed storage "
+                f"([{rows}, {cols}] of {bits}-bit {packed.dtype})"
+            )
+        out = packed.copy()
+        raw = out.view(np.dtype(f"u{out.dtype.itemsize}"))
+        raw[self.row, self.col] ^= raw.dtype.type(1 << self.bit)
+        return out
+
+
+@dataclass(frozen=True)
+class LinearCase:
+    """One linear layer to verify: y[T, N] = x[T, K] @ W[N, K]^T with W in scheme `spec`."""
+
+    tokens: int
+    n: int
+    k: int
+    spec: str
+    seed: int = 0
+    keep_int_codes: bool = False
+    activation: str = "f16"  # f16 or f32: the element type of x and y
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation type must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
+
+    @staticmethod
+    def parse_shape(text: str) -> tuple[int, int, int]:
+        """`TxNxK` -> (T, N, K); ValueError otherwise."""
+        parts = text.lower().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError(f"--linear expects TxNxK with positive integers (e.g. 2x32x128), got '{text}'")
+        t, n, k = (int(p) for p in parts)
+        return t, n, k
+
+
+@dataclass(frozen=True)
+class LinearReport:
+    """What `verify_linear` found."""
+
+    case: LinearCase
+    max_error: float
+    max_error_over_bound: float  # the largest |y - y_ref| / tolerance; <= 1 passes
+    outputs_over: int
+    worst: str  # a description of the worst output
+    codes_checked: int
+    code_mismatches: int
+    first_code_mismatch: str
+
+    @property
+    def ok(self) -> bool:
+        return self.outputs_over == 0 and self.code_mismatches == 0
+
+    def lines(self) -> list[str]:
+        c = self.case
+        path = ", keep-int-codes" if c.keep_int_codes else ""
+        out = [
+            f"linear {c.tokens}x{c.n}x{c.k} {parse_scheme(c.spec)}, {c.activation} activations{path}, seed {c.seed}",
+            f"max error: {self.max_error:.3e}",
+            f"max error / tolerance: {self.max_error_over_bound:.3f} at {self.worst}",
+        ]
+        if self.outputs_over:
+            out.append(f"outputs: {self.outputs_over} of {c.tokens * c.n} exceed the tolerance")
+        if self.codes_checked == 0:
+            out.append("codes: none (fp16 stores the weights themselves)")
+        elif self.code_mismatches == 0:
+            out.append(f"codes: bit-exact ({self.codes_checked} codes)")
+        else:
+            out.append(
+                f"codes: {self.code_mismatches} of {self.codes_checked} differ; first {self.first_code_mismatch}"
+            )
+        return out
+
+
+def output_tolerance(
+    x: NDArray[np.floating], w_ref: NDArray[np.float32], offset: NDArray[np.float32], groups: int, half: bool
+) -> NDArray[np.float64]:
+    """The per-output bound of the module docstring: gamma_m A, plus the float16 rounding if `half`."""
+    k = x.shape[1]
+    m = k + 2 * groups + 2
+    gamma = m * F32_UNIT_ROUNDOFF / (1 - m * F32_UNIT_ROUNDOFF)
+    ax = np.abs(x.astype(np.float64))
+    a = ax @ (np.abs(w_ref.astype(np.float64) - offset) + np.abs(offset)).T
+    bound = gamma * a
+    if half:
+        y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+        bound = bound + F16_UNIT_ROUNDOFF * (np.abs(y_ref) + bound) + F16_SUBNORMAL_HALF_SPACING
+    return bound
+
+
+_NUMPY_FLOATS = {"f16": "float16", "f32": "float32"}
+
+
+def linear_data(case: LinearCase) -> tuple[NDArray[np.floating], QuantizedTensor]:
+    """Random activations (`case.activation`) and a weight quantized by the reference encoder, from `case.seed`."""
+    rng = np.random.default_rng(case.seed)
+    w = rng.standard_normal((case.n, case.k)).astype(np.float32)
+    x = rng.standard_normal((case.tokens, case.k)).astype(np.dtype(_NUMPY_FLOATS[case.activation]))
+    return x, formats.get(case.spec).quantize(w)
+
+
+def verify_linear(case: LinearCase, tools: MlirTools | None = None, fault: BitFlip | None = None) -> LinearReport:
+    """Compile, run and check one linear layer; `fault` corrupts the emitted storage (to test the checker)."""
+    scheme = parse_scheme(case.spec)
+    scheme.check_shape(case.n, case.k)
+    tools = tools if tools is not None else find_tools()
+    fmt = formats.get(scheme)
+    x, qt = linear_data(case)
+    emitted = qt if fault is None else QuantizedTensor(fault.apply(qt.packed), qt.scale, qt.offset, qt.shape, scheme)
+    graph = linear_module(case.tokens, case.n, case.k, case.spec, ACTIVATIONS[case.activation])
+    module = lower_for_host(graph, case.keep_int_codes)
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    results = run_on_host(module, LINEAR_ENTRY, arguments_for(fn, [x], {LINEAR_WEIGHT: emitted}), tools)
+
+    w_ref = fmt.dequantize(qt)
+    groups = scheme.n_groups(case.k) if scheme.is_quantized else 1
+    offset = np.zeros_like(w_ref, dtype=np.float64)
+    if qt.offset is not None:
+        offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
+    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+    tol = output_tolerance(x, w_ref, offset, groups, half=case.activation == "f16")
+    y = results[0].values.astype(np.float64)
+    err = np.abs(y - y_ref)
+    err = np.where(np.isnan(err), np.inf, err)
+    ratio = err / tol
+    t, n = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    worst = f"y[{t}, {n}] = {y[t, n]:.9g} (reference {y_ref[t, n]:.9g}, tolerance {tol[t, n]:.3e})"
+
+    codes_checked = mismatches = 0
+    first = ""
+    if scheme.is_quantized:
+        expected = fmt.unpack(qt.packed).astype(np.int64)
+        got = results[1].values.astype(np.int64)
+        codes_checked = expected.size
+        bad = np.argwhere(got != expected)
+        mismatches = len(bad)
+        if mismatches:
+            i, j = (int(v) for v in bad[0])
+            first = f"at [{i}, {j}]: got {got[i, j]}, expected {expected[i, j]}"
+    return LinearReport(
+        case,
+        float(err.max()),
+        float(ratio.max()),
+        int((ratio > 1).sum()),
+        worst,
+        codes_checked,
+        mismatches,
+        first,
+    )
