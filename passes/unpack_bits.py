@@ -51,25 +51,22 @@ which equals x @ w^T in exact arithmetic. x and the codes are split into groups 
 and X are f32 sums of float products; a target that quantizes activations to integers would accumulate P
 in i32 instead.
 fp16 weights have no codes and always take the default path.
+
+Kernel tags: the matmul generic (the P generic with keep-int-codes) carries `q35.kernel = "linear"` and the
+codes generic `q35.kernel = "unpack"` (see `q35c.passes._linalg.mark_kernel`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from xdsl.builder import Builder
 from xdsl.context import Context
-from xdsl.dialects import arith, tensor
+from xdsl.dialects import tensor
 from xdsl.dialects.builtin import (
-    AffineMapAttr,
     AnyFloat,
     ArrayAttr,
-    Float16Type,
-    Float32Type,
-    FloatAttr,
     IntegerAttr,
-    IntegerType,
     ModuleOp,
     TensorType,
     i8,
@@ -77,11 +74,7 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.dialects.linalg.attrs import IteratorTypeAttr
-from xdsl.dialects.linalg.ops import FillOp, GenericOp, IndexOp, YieldOp
-from xdsl.ir import Attribute, Block, BlockArgument, Region, SSAValue
-from xdsl.ir.affine import AffineExpr, AffineMap
-from xdsl.ir.affine.affine_map import AffineMapBuilderT
+from xdsl.ir import Attribute, BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -90,182 +83,41 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.rewriter import InsertPoint
 
 from q35c.dialects.q35 import LinearOp
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, AssembleOp, UnpackOp
+from q35c.passes._linalg import (
+    PARALLEL,
+    REDUCTION,
+    Body,
+    MapFn,
+    Scalar,
+    empty,
+    f16,
+    f32,
+    generic,
+    identity,
+    mark_kernel,
+    named,
+    zeros,
+)
 from q35c.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
-
-f16 = Float16Type()
-f32 = Float32Type()
-PARALLEL = IteratorTypeAttr.parallel()
-REDUCTION = IteratorTypeAttr.reduction()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Building linalg.generic ops
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scalar:
-    """Emits the scalar arith ops of a generic's body; integer operands may be Python ints (constants)."""
-
-    builder: Builder
-    _constants: dict[tuple[int, IntegerType], SSAValue] = field(default_factory=dict[tuple[int, IntegerType], SSAValue])
-
-    def const(self, value: int, typ: IntegerType) -> SSAValue:
-        """An integer constant, created once per body."""
-        key = (value, typ)
-        if key not in self._constants:
-            self._constants[key] = self.builder.insert(arith.ConstantOp.from_int_and_width(value, typ)).result
-        return self._constants[key]
-
-    def _int(self, value: SSAValue | int, like: SSAValue) -> SSAValue:
-        if isinstance(value, int):
-            assert isinstance(like.type, IntegerType)
-            return self.const(value, like.type)
-        return value
-
-    def index(self, dim: int) -> SSAValue:
-        """The loop index `dim` as i32."""
-        idx = self.builder.insert(IndexOp(dim)).result
-        return self.builder.insert(arith.IndexCastOp(idx, i32)).result
-
-    def shrui(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
-        return self.builder.insert(arith.ShRUIOp(a, self._int(b, a))).result
-
-    def shrsi(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
-        return self.builder.insert(arith.ShRSIOp(a, self._int(b, a))).result
-
-    def shli(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
-        return self.builder.insert(arith.ShLIOp(a, self._int(b, a))).result
-
-    def andi(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
-        return self.builder.insert(arith.AndIOp(a, self._int(b, a))).result
-
-    def ori(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self.builder.insert(arith.OrIOp(a, b)).result
-
-    def muli(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
-        return self.builder.insert(arith.MuliOp(a, self._int(b, a))).result
-
-    def subi(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
-        return self.builder.insert(arith.SubiOp(a, self._int(b, a))).result
-
-    def is_odd(self, a: SSAValue) -> SSAValue:
-        return self.builder.insert(arith.CmpiOp(self.andi(a, 1), self.const(0, i32), "ne")).result
-
-    def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self.builder.insert(arith.SelectOp(cond, a, b)).result
-
-    def extui(self, a: SSAValue, typ: IntegerType) -> SSAValue:
-        return self.builder.insert(arith.ExtUIOp(a, typ)).result
-
-    def trunci(self, a: SSAValue, typ: IntegerType) -> SSAValue:
-        return self.builder.insert(arith.TruncIOp(a, typ)).result
-
-    def bitcast(self, a: SSAValue, typ: Attribute) -> SSAValue:
-        return self.builder.insert(arith.BitcastOp(a, typ)).result
-
-    def sitofp(self, a: SSAValue) -> SSAValue:
-        return self.builder.insert(arith.SIToFPOp(a, f32)).result
-
-    def to_f32(self, a: SSAValue) -> SSAValue:
-        """Extend a float to f32 (no-op for f32)."""
-        return a if a.type == f32 else self.builder.insert(arith.ExtFOp(a, f32)).result
-
-    def truncf(self, a: SSAValue, typ: AnyFloat) -> SSAValue:
-        return a if a.type == typ else self.builder.insert(arith.TruncFOp(a, typ)).result
-
-    def addf(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self.builder.insert(arith.AddfOp(a, b)).result
-
-    def mulf(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        return self.builder.insert(arith.MulfOp(a, b)).result
-
-    def sext(self, a: SSAValue, width: int) -> SSAValue:
-        """Sign-extend the low `width` bits of an i32 (the bits above are discarded by the left shift)."""
-        return self.shrsi(self.shli(a, 32 - width), 32 - width)
-
-
-Body = Callable[[Scalar, Sequence[BlockArgument]], SSAValue]
-MapFn = AffineMapBuilderT
-
-
-def _element(value: SSAValue) -> Attribute:
-    assert isinstance(value.type, TensorType)
-    return value.type.element_type
-
-
-def empty(rewriter: PatternRewriter, element: Attribute, shape: Sequence[int], name: str) -> SSAValue:
-    op = rewriter.insert(tensor.EmptyOp([], TensorType(element, shape)))
-    op.tensor.name_hint = name
-    return op.tensor
-
-
-def zeros(rewriter: PatternRewriter, shape: Sequence[int], name: str) -> SSAValue:
-    """A zero-filled f32 accumulator."""
-    zero = rewriter.insert(arith.ConstantOp(FloatAttr(0.0, f32))).result
-    fill = rewriter.insert(FillOp([zero], [empty(rewriter, f32, shape, f"{name}_empty")], [TensorType(f32, shape)]))
-    fill.results[0].name_hint = f"{name}_init"
-    return fill.results[0]
-
-
-def generic(
-    rewriter: PatternRewriter,
-    inputs: Sequence[SSAValue],
-    init: SSAValue,
-    maps: Sequence[MapFn],
-    iterators: Sequence[IteratorTypeAttr],
-    body: Body,
-    name: str,
-    arg_names: Sequence[str] = (),
-) -> SSAValue:
-    """Insert a linalg.generic with one output; `maps` are lambdas over the loop dims, inputs first.
-
-    `body` emits the scalar computation from the block arguments (inputs, then the output's current value)
-    and returns the value to yield; `arg_names` name the block arguments in the printed IR.
-    """
-    block = Block(arg_types=[_element(v) for v in (*inputs, init)])
-    for arg, arg_name in zip(block.args, arg_names, strict=False):
-        arg.name_hint = arg_name
-    result = body(Scalar(Builder(InsertPoint.at_end(block))), block.args)
-    block.add_op(YieldOp(result))
-    op = rewriter.insert(
-        GenericOp(
-            inputs,
-            [init],
-            Region(block),
-            [AffineMapAttr(AffineMap.from_callable(m)) for m in maps],
-            iterators,
-            [init.type],
-        )
-    )
-    op.results[0].name_hint = name
-    return op.results[0]
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Codes, scales, offsets
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _named(value: SSAValue, name: str) -> SSAValue:
-    value.name_hint = name
-    return value
-
-
 def _split_pair(s: Scalar, pair: SSAValue, k: SSAValue) -> SSAValue:
     """q3p5: the 7-bit pair code c (i32) -> n1 = sext4(c >> 3) at even k, n2 = sext3(c & 7) at odd k."""
-    n1 = _named(s.sext(s.andi(s.shrui(pair, 3), 0xF), 4), "n1")
-    n2 = _named(s.sext(s.andi(pair, 0x7), 3), "n2")
+    n1 = named(s.sext(s.andi(s.shrui(pair, 3), 0xF), 4), "n1")
+    n2 = named(s.sext(s.andi(pair, 0x7), 3), "n2")
     return s.select(s.is_odd(k), n2, n1)
 
 
 def _int4_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
     word, k = args[0], s.index(1)
-    shift = _named(s.shli(s.andi(k, 7), 2), "shift")  # 4 * (k mod 8)
+    shift = named(s.shli(s.andi(k, 7), 2), "shift")  # 4 * (k mod 8)
     return s.trunci(s.sext(s.andi(s.shrui(word, shift), 0xF), 4), i8)
 
 
@@ -275,15 +127,15 @@ def _q3p5_byte_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
 
 def _q3p5_dense_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
     lo, hi, k = args[0], args[1], s.index(1)
-    bit = _named(s.andi(s.muli(s.shrui(k, 1), 7), 31), "bit")  # 7p mod 32: where pair p starts in `lo`
-    window = _named(s.ori(s.shli(s.extui(hi, i64), 32), s.extui(lo, i64)), "window")  # hi:lo
-    pair = _named(s.trunci(s.andi(s.shrui(window, s.extui(bit, i64)), 0x7F), i32), "pair")
+    bit = named(s.andi(s.muli(s.shrui(k, 1), 7), 31), "bit")  # 7p mod 32: where pair p starts in `lo`
+    window = named(s.ori(s.shli(s.extui(hi, i64), 32), s.extui(lo, i64)), "window")  # hi:lo
+    pair = named(s.trunci(s.andi(s.shrui(window, s.extui(bit, i64)), 0x7F), i32), "pair")
     return s.trunci(_split_pair(s, pair, k), i8)
 
 
 def _q4_0_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
     byte, k = s.extui(args[0], i32), s.index(1)
-    shift = _named(s.shli(s.andi(s.shrui(k, 4), 1), 2), "shift")  # 0 for k%32 < 16 (low nibble), else 4
+    shift = named(s.shli(s.andi(s.shrui(k, 4), 1), 2), "shift")  # 0 for k%32 < 16 (low nibble), else 4
     return s.trunci(s.subi(s.andi(s.shrui(byte, shift), 0xF), 8), i8)
 
 
@@ -326,12 +178,9 @@ def codes(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
     layout = _layout(scheme)
     inputs = [storage] * len(layout.maps)
     out = empty(rewriter, i8, (n, k), "codes_init")
-    maps = [*layout.maps, _id2]
-    return generic(rewriter, inputs, out, maps, (PARALLEL, PARALLEL), layout.decode, "codes", layout.arg_names)
-
-
-def _id2(a: AffineExpr, b: AffineExpr) -> tuple[AffineExpr, AffineExpr]:
-    return (a, b)
+    maps = [*layout.maps, identity(2)]
+    result = generic(rewriter, inputs, out, maps, (PARALLEL, PARALLEL), layout.decode, "codes", layout.arg_names)
+    return mark_kernel(result, "unpack")
 
 
 def _f16_from_bytes(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
@@ -347,7 +196,7 @@ def scales(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
     scheme, (n, k) = w.packed_type.scheme, w.packed_type.get_shape()
     blocks, size = w.operand_for(CODES), LLAMA_BLOCK_BYTES[scheme.name]
     assert blocks is not None
-    maps = [lambda n, b: (n, b * size), lambda n, b: (n, b * size + 1), _id2]
+    maps = [lambda n, b: (n, b * size), lambda n, b: (n, b * size + 1), identity(2)]
     out = empty(rewriter, f16, (n, k // LLAMA_BLOCK), "scale_init")
     names = ("scale_lo", "scale_hi")
     return generic(rewriter, [blocks, blocks], out, maps, (PARALLEL, PARALLEL), _f16_from_bytes, "scale", names)
@@ -392,7 +241,7 @@ def _matmul(rewriter: PatternRewriter, x: SSAValue, w: SSAValue, out_type: Tenso
 
     init = zeros(rewriter, (t, n), "acc")
     loops = (PARALLEL, PARALLEL, REDUCTION)
-    acc = generic(rewriter, [x, w], init, maps, loops, body, "acc", ("x", "w", "acc"))
+    acc = mark_kernel(generic(rewriter, [x, w], init, maps, loops, body, "acc", ("x", "w", "acc")), "linear")
     return _truncate(rewriter, acc, out_type)
 
 
@@ -403,7 +252,9 @@ def _truncate(rewriter: PatternRewriter, acc: SSAValue, out_type: TensorType[Att
     assert isinstance(element, AnyFloat)
     out = empty(rewriter, element, out_type.get_shape(), "y_init")
     truncate = lambda s, a: s.truncf(a[0], element)  # noqa: E731
-    return generic(rewriter, [acc], out, [_id2, _id2], (PARALLEL, PARALLEL), truncate, "y", ("acc", "out"))
+    return generic(
+        rewriter, [acc], out, [identity(2), identity(2)], (PARALLEL, PARALLEL), truncate, "y", ("acc", "out")
+    )
 
 
 def _dequantize(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
@@ -412,12 +263,12 @@ def _dequantize(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
     g = scheme.group_size(k)
     group = lambda n, k: (n, k // g)  # noqa: E731
     inputs = [rewriter.insert(UnpackOp(w.result)).result, scales(rewriter, w)]
-    maps: list[MapFn] = [_id2, group]
+    maps: list[MapFn] = [identity(2), group]
     offset = w.operand_for(OFFSET)
     if offset is not None:
         inputs.append(offset)
         maps.append(group)
-    maps.append(_id2)
+    maps.append(identity(2))
 
     def body(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
         value = s.mulf(s.to_f32(a[1]), s.sitofp(effective_code(s, scheme, a[0], 1)))
@@ -459,6 +310,7 @@ def _int_code_linear(
     p_init = zeros(rewriter, (t, n, k // g), "p")
     p_loops = (PARALLEL, PARALLEL, PARALLEL, REDUCTION)
     p = generic(rewriter, [x_groups, code_groups], p_init, p_maps, p_loops, partial, "p", ("x", "code", "p"))
+    mark_kernel(p, "linear")
     inputs = [p, scales(rewriter, w)]
     maps: list[MapFn] = [lambda t, n, j: (t, n, j), lambda t, n, j: (n, j)]
     offset = w.operand_for(OFFSET)

@@ -4,13 +4,13 @@ Tools are looked up on PATH first, then in Debian's `/usr/lib/llvm-22/bin` (pack
 tool is bad setup, not a bug: `find_tools` raises `Q35Error` (the command line reports it with exit status 2).
 A tool that rejects our IR is an internal failure: `MlirToolError`, carrying the tool's own diagnostics.
 
-`HOST_LOWERING` is the mlir-opt pipeline that takes upstream tensor-level IR (func, linalg, tensor, arith,
+`HOST_LOWERING` is the mlir-opt pipeline that takes upstream tensor-level IR (func, linalg, tensor, arith, math,
 bufferization, memref) to the LLVM dialect with MLIR 22, ready for `mlir-runner`:
 
     mlir-opt in.mlir --one-shot-bufferize="bufferize-function-boundaries function-boundary-type-conversion=..."
-        --convert-linalg-to-loops --lower-affine --convert-scf-to-cf --expand-strided-metadata
-        --finalize-memref-to-llvm --convert-arith-to-llvm --convert-index-to-llvm --convert-func-to-llvm
-        --convert-cf-to-llvm --reconcile-unrealized-casts
+        --convert-linalg-to-loops --lower-affine --convert-scf-to-cf --expand-strided-metadata --lower-affine
+        --finalize-memref-to-llvm --convert-math-to-llvm --convert-arith-to-llvm --convert-index-to-llvm
+        --convert-func-to-llvm --convert-cf-to-llvm --reconcile-unrealized-casts
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ HOST_LOWERING: tuple[str, ...] = (
     "--lower-affine",
     "--convert-scf-to-cf",
     "--expand-strided-metadata",
+    # Subviews at dynamic offsets (tiles) expand to affine.apply on the strided metadata.
+    "--lower-affine",
     "--finalize-memref-to-llvm",
+    # math.exp/sqrt/rsqrt/cos/sin -> LLVM intrinsics (rsqrt as 1/sqrt); the JIT resolves them to libm.
+    "--convert-math-to-llvm",
     "--convert-arith-to-llvm",
     "--convert-index-to-llvm",
     "--convert-func-to-llvm",

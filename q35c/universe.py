@@ -33,9 +33,18 @@ def _unpack_bits() -> type[ModulePass]:
     return UnpackBitsPass
 
 
+def _lower_graph() -> type[ModulePass]:
+    from q35c.passes.lower_graph import LowerGraphPass
+
+    return LowerGraphPass
+
+
+
+
 DIALECTS: dict[str, Callable[[], Dialect]] = {"q35": _q35_dialect, "q35_storage": _q35_storage_dialect}
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "materialize-weights": _materialize_weights,
+    "lower-graph": _lower_graph,
     "unpack-bits": _unpack_bits,
 }
 

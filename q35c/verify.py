@@ -1,7 +1,7 @@
 """Host verification: lower q35 IR to upstream MLIR, run it with real MLIR tools, compare with numpy.
 
 The pieces are general (any lowered module, any named parameters); `verify_linear` puts them together for
-one quantized linear layer, and whole models will reuse them with their own graph and parameters:
+one quantized linear layer, and `q35c.verify_model` for whole models:
 
 1. `linear_module`: the q35 graph. Its entry returns the layer's output and the weight's integer codes, so that
    the codes the compiled program unpacks can be compared bit for bit:
@@ -13,8 +13,9 @@ one quantized linear layer, and whole models will reuse them with their own grap
          func.return %y, %c : tensor<2x16xf16>, tensor<16x64xi8>
        }
 
-2. `lower_for_host`: `materialize-weights` (weights become storage-tensor arguments tagged with their
-   parameter name and role) then `unpack-bits`; the result must be upstream dialects only.
+2. `lower_for_host`: `host_passes()`, i.e. `materialize-weights` (weights become storage-tensor arguments
+   tagged with their parameter name and role), `lower-graph` (the other graph ops) and `unpack-bits`; the
+   result must be upstream dialects only.
 3. `harness`: the lowered module plus one `memref.global` constant per entry argument (hex-encoded dense
    data: activations by position, weight storage looked up by the arguments' `q35.param`/`q35.storage`
    tags) and a `main` that calls the entry and prints every result. Float results are printed twice: with
@@ -67,6 +68,7 @@ from q35c.dialects.q35 import LinearOp, PackedType, WeightOp
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, UnpackOp
 from q35c.formats import QuantizedTensor
 from q35c.mlir_tools import MlirTools, find_tools
+from q35c.passes.lower_graph import LowerGraphPass
 from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR, MaterializeWeightsPass
 from q35c.passes.unpack_bits import UnpackBitsPass
 from q35c.pipeline import make_context
@@ -108,8 +110,9 @@ def linear_module(tokens: int, n: int, k: int, spec: str, activation: AnyFloat =
 
 
 def host_passes(keep_int_codes: bool = False) -> tuple[ModulePass, ...]:
-    """The q35c passes that take a q35 graph to upstream dialects for the host."""
-    return (MaterializeWeightsPass(), UnpackBitsPass(keep_int_codes=keep_int_codes))
+    """The q35c passes that take a q35 graph to upstream dialects for the host: weights become storage
+    arguments, the graph ops other than linear become linalg/tensor/arith/math, then the bits are unpacked."""
+    return (MaterializeWeightsPass(), LowerGraphPass(), UnpackBitsPass(keep_int_codes=keep_int_codes))
 
 
 def foreign_ops(module: ModuleOp) -> list[str]:
@@ -161,22 +164,25 @@ def arguments_for(
     fn: func.FuncOp, inputs: Sequence[NDArray[np.generic]], params: Mapping[str, QuantizedTensor]
 ) -> list[NDArray[np.generic]]:
     """The data of every argument of a lowered entry: untagged ones take `inputs` in order, weight storage
-    arguments (tagged `q35.param`, `q35.storage`) the matching array of `params`."""
+    arguments (tagged `q35.param`, `q35.storage`) the matching array of `params` (a vector such as a norm
+    gain is a QuantizedTensor of shape [1, D] for the argument tensor<D>)."""
     attrs = fn.arg_attrs.data if fn.arg_attrs is not None else [DictionaryAttr({})] * len(fn.args)
     pending = list(inputs)
     out: list[NDArray[np.generic]] = []
     for arg, attr in zip(fn.args, attrs, strict=True):
+        typ = arg.type
+        assert isinstance(typ, TensorType)
         param, role = attr.data.get(PARAM_ATTR), attr.data.get(STORAGE_ATTR)
         if isinstance(param, StringAttr) and isinstance(role, StringAttr):
             qt = params[param.data]
             array = {CODES: qt.packed, SCALE: qt.scale, OFFSET: qt.offset}[role.data]
             assert array is not None, f"{param.data} has no {role.data}"
+            if array.shape == (1, *typ.get_shape()):  # a vector, kept as [1, D]
+                array = array.reshape(typ.get_shape())
         elif pending:
             array = pending.pop(0)
         else:
             raise ValueError(f"@{fn.sym_name.data} takes more inputs than the {len(inputs)} given")
-        typ = arg.type
-        assert isinstance(typ, TensorType)
         element = _MLIR_ELEMENTS[array.dtype.name]
         if tuple(array.shape) != typ.get_shape() or element != str(typ.element_type):
             raise ValueError(f"argument {arg.index} is {_tensor_text(typ)}, got {array.dtype} {array.shape}")

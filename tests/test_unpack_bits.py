@@ -195,7 +195,7 @@ def test_opt_reads_stdin() -> None:
 @pytest.mark.parametrize(
     ("pipeline", "message"),
     [
-        ("no-such-pass", "unknown pass 'no-such-pass' (valid passes: materialize-weights, unpack-bits)"),
+        ("no-such-pass", "unknown pass 'no-such-pass' (valid passes: "),  # the list grows with the passes
         ("unpack-bits{colour=red}", "bad options for pass 'unpack-bits'"),
         ("unpack-bits{", "invalid pass pipeline"),
     ],

@@ -1,0 +1,362 @@
+"""lower-graph: the q35 graph ops other than `linear` -> linalg, tensor, arith and math on tensors.
+
+It runs after `materialize-weights` (embedding tables and norm gains must be `q35_storage.assemble`d storage)
+and before `unpack-bits`, which lowers `q35.linear` and the `q35_storage.unpack` that a quantized embedding
+leaves behind. Every op computes in f32 and rounds to its result element type once, at the end (`arith.truncf`
+for f16 activations): the numpy reference (`q35c.reference`) rounds at the same points.
+
+The linalg op that carries each graph op's main loop nest is tagged `q35.kernel = "<op>"` (`embed`, `rmsnorm`,
+`rope`, `attention`, `silu`, `mul`, `add`; `unpack-bits` adds `linear` and `unpack`), so that later passes and
+cost models can tell kernels apart. Helper generics of the same op (a reduction feeding the tagged one, a final
+rounding) are not tagged.
+
+- embed: a gather. One generic over (t, d) reads id[t] and `tensor.extract`s table[id, d]. A quantized table
+  is unpacked whole (`q35_storage.unpack`, lowered by unpack-bits) and the gather decodes only the rows it
+  reads: w = offset[id, d/g] + scale[id, d/g] * e[id, d], as `q35c.formats.dequantize`. Ids must lie in
+  [0, V): like any gather, an id out of range reads out of bounds.
+
+      %x = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0)>, affine_map<(d0, d1) -> (d0, d1)>],
+          iterator_types = ["parallel", "parallel"]} ins(%ids : tensor<1xi32>) outs(%0 : tensor<1x64xf16>)
+          attrs = {q35.kernel = "embed"} {
+      ^bb0(%id: i32, %out: f16):
+        %row = arith.index_cast %id : i32 to index
+        %col = linalg.index 1 : index
+        %w = tensor.extract %table[%row, %col] : tensor<256x64xf16>
+        linalg.yield %w : f16
+      } -> tensor<1x64xf16>
+
+- rmsnorm: ss[t] = sum_d x^2 (f32 reduction); y = x * rsqrt(ss/D + eps) * gain (`math.rsqrt`).
+- rope: rotate-half per head, as Hugging Face Llama: with half = head_dim/2, x1 = x[..., :half] and
+  x2 = x[..., half:] of each head, out = [x1 cos - x2 sin, x2 cos + x1 sin] at angle pos * inv_freq[i mod half],
+  inv_freq[i] = theta^(-2i/head_dim) (an f32 constant vector). x is expanded to [T, heads, head_dim]; the
+  partner element is read through the map (t, h, i) -> (t, h, (i + half) mod head_dim).
+- attention: causal grouped-query attention over the C cached tokens followed by the T new ones (L = C + T):
+      K = [k_cache; k], V = [v_cache; v]                (tensor.insert_slice into one [L, Hkv*hd] tensor)
+      s[h, t, j] = (q[t, h, :] . K[j, h / G, :]) / sqrt(hd)          G = H / Hkv
+      m[h, t] = max_{j valid} s,  e = exp(s - m) where j valid else 0,  l[h, t] = sum_j e
+      o[t, h, :] = (sum_j e[h, t, j] V[j, h / G, :]) / l[h, t]
+  where j is valid for query t iff j <= C + t. The (h, t) rows are loops of their own: q is expanded to
+  [T, H, hd] and K, V to [L, Hkv, hd], read through (.., h floordiv G, ..). The tagged op is the e.V product.
+  The KV cache is read-only here: the step's new k and v are the last T rows of K and V, and writing them to
+  cache slots C..C+T-1 for the next step is the runtime's job (the graph form has no state).
+- silu: x / (1 + exp(-x)); mul, add: elementwise in f32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from xdsl.context import Context
+from xdsl.dialects import arith, tensor
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseIntOrFPElementsAttr,
+    ModuleOp,
+    TensorType,
+)
+from xdsl.dialects.linalg.ops import IndexOp
+from xdsl.ir import BlockArgument, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import PassFailedException
+
+from q35c.dialects.q35 import AddOp, AttentionOp, EmbedOp, MulOp, RMSNormOp, RopeOp, SiluOp
+from q35c.dialects.q35_storage import CODES, OFFSET, AssembleOp, UnpackOp
+from q35c.passes._linalg import (
+    PARALLEL,
+    REDUCTION,
+    Body,
+    Scalar,
+    collapse_shape,
+    element_type,
+    empty,
+    expand_shape,
+    f32,
+    fill,
+    generic,
+    identity,
+    mark_kernel,
+    shape_of,
+    zeros,
+)
+from q35c.passes.unpack_bits import EraseDeadAssemble, effective_code, scales
+
+NEG_INF = float("-inf")
+
+
+def rope_inv_freq(head_dim: int, theta: float) -> NDArray[np.float32]:
+    """inv_freq[i] = theta^(-2i/head_dim) for i < head_dim/2, computed in float64 and rounded to float32."""
+    i = np.arange(head_dim // 2, dtype=np.float64)
+    return (float(theta) ** (-2.0 * i / head_dim)).astype(np.float32)
+
+
+def _assembled(value: SSAValue) -> AssembleOp | None:
+    return value.owner if isinstance(value.owner, AssembleOp) else None
+
+
+def _result_float(value: SSAValue) -> AnyFloat:
+    element = element_type(value)
+    assert isinstance(element, AnyFloat)
+    return element
+
+
+def _map_all(rewriter: PatternRewriter, inputs: Sequence[SSAValue], out: SSAValue, body: Body, name: str) -> SSAValue:
+    """An elementwise generic (identity maps, all loops parallel) writing a fresh tensor shaped like `out`."""
+    rank = len(shape_of(out))
+    init = empty(rewriter, element_type(out), shape_of(out), f"{name}_init")
+    maps = [identity(rank)] * (len(inputs) + 1)
+    return generic(rewriter, inputs, init, maps, (PARALLEL,) * rank, body, name)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Patterns
+# --------------------------------------------------------------------------------------------------------------
+
+
+class LowerEmbed(RewritePattern):
+    """`q35.embed` of an assembled table -> a gathering generic (decoding quantized rows on the fly)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: EmbedOp, rewriter: PatternRewriter, /) -> None:
+        if (table := _assembled(op.table)) is None:
+            return
+        out = _result_float(op.result)
+        t, d = shape_of(op.result)
+        scheme = table.packed_type.scheme
+        storage = table.operand_for(CODES)
+        assert storage is not None
+        if scheme.is_quantized:
+            codes = rewriter.insert(UnpackOp(table.result)).result
+            scale, offset, g = scales(rewriter, table), table.operand_for(OFFSET), scheme.group_size(d)
+        init = empty(rewriter, out, (t, d), "x_init")
+
+        def body(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            row = s.to_index(a[0])
+            col = s.builder.insert(IndexOp(1)).result
+            if not scheme.is_quantized:
+                return s.convert(s.extract(storage, (row, col)), out)
+            group = s.to_index(s.divui(s.index(1), g))
+            code = effective_code(s, scheme, s.extract(codes, (row, col)), 1)
+            w = s.mulf(s.sitofp(code), s.to_f32(s.extract(scale, (row, group))))
+            if offset is not None:
+                w = s.addf(w, s.to_f32(s.extract(offset, (row, group))))
+            return s.truncf(w, out)
+
+        maps = [lambda t, d: (t,), identity(2)]
+        x = generic(rewriter, [op.ids], init, maps, (PARALLEL, PARALLEL), body, "x", ("id", "out"))
+        rewriter.replace(op, [], [mark_kernel(x, "embed")])
+
+
+class LowerRMSNorm(RewritePattern):
+    """`q35.rmsnorm` -> the f32 sum of squares per token, then x * rsqrt(ss/D + eps) * gain."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: RMSNormOp, rewriter: PatternRewriter, /) -> None:
+        if (gamma := _assembled(op.gamma)) is None:
+            return
+        gain = gamma.operand_for(CODES)
+        assert gain is not None
+        t, d = shape_of(op.x)
+        eps = op.eps.value.data
+
+        def square_sum(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            x = s.to_f32(a[0])
+            return s.addf(a[1], s.mulf(x, x))
+
+        maps = [identity(2), lambda t, d: (t,)]
+        ss = generic(rewriter, [op.x], zeros(rewriter, (t,), "ss"), maps, (PARALLEL, REDUCTION), square_sum, "ss")
+
+        def normalize(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            inv_rms = s.rsqrt(s.addf(s.divf(a[1], float(d)), eps))
+            return s.truncf(s.mulf(s.mulf(s.to_f32(a[0]), inv_rms), s.to_f32(a[2])), _result_float(op.result))
+
+        init = empty(rewriter, element_type(op.result), (t, d), "y_init")
+        maps = [identity(2), lambda t, d: (t,), lambda t, d: (d,), identity(2)]
+        names = ("x", "ss", "gain", "out")
+        y = generic(rewriter, [op.x, ss, gain], init, maps, (PARALLEL, PARALLEL), normalize, "y", names)
+        rewriter.replace(op, [], [mark_kernel(y, "rmsnorm")])
+
+
+class LowerRope(RewritePattern):
+    """`q35.rope` -> one generic over (token, head, i) reading x[i] and its rotate-half partner."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: RopeOp, rewriter: PatternRewriter, /) -> None:
+        t, d = shape_of(op.x)
+        hd = op.head_dim.value.data
+        half, heads = hd // 2, d // hd
+        inv_freq_type = TensorType(f32, (half,))
+        values = [float(v) for v in rope_inv_freq(hd, op.theta.value.data)]
+        constant = arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(inv_freq_type, values))
+        inv_freq = rewriter.insert(constant).result
+        inv_freq.name_hint = "inv_freq"
+        x3 = expand_shape(rewriter, op.x, [[0], [1, 2]], (t, heads, hd), "x_heads")
+        out = _result_float(op.result)
+
+        def rotate(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            x, partner = s.to_f32(a[0]), s.to_f32(a[1])
+            angle = s.mulf(s.sitofp(a[2]), a[3])
+            x_cos, partner_sin = s.mulf(x, s.cos(angle)), s.mulf(partner, s.sin(angle))
+            first_half = s.cmpi(s.index(2), half, "slt")  # x = x1, partner = x2: x1 cos - x2 sin
+            return s.truncf(s.select(first_half, s.subf(x_cos, partner_sin), s.addf(x_cos, partner_sin)), out)
+
+        maps = [
+            identity(3),
+            lambda t, h, i: (t, h, (i + half) % hd),
+            lambda t, h, i: (t,),
+            lambda t, h, i: (i % half,),
+            identity(3),
+        ]
+        init = empty(rewriter, out, (t, heads, hd), "rope_init")
+        names = ("x", "partner", "pos", "inv_freq", "out")
+        y3 = generic(rewriter, [x3, x3, op.positions, inv_freq], init, maps, (PARALLEL,) * 3, rotate, "rope", names)
+        mark_kernel(y3, "rope")
+        rewriter.replace(op, [], [collapse_shape(rewriter, y3, [[0], [1, 2]], (t, d), "y")])
+
+
+class LowerElementwise(RewritePattern):
+    """`q35.silu`, `q35.mul`, `q35.add` -> one elementwise generic in f32, rounded to the result type."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: SiluOp | MulOp | AddOp, rewriter: PatternRewriter, /) -> None:
+        out = _result_float(op.result)
+        if isinstance(op, SiluOp):
+            inputs: list[SSAValue] = [op.x]
+            kernel = "silu"
+
+            def body(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+                x = s.to_f32(a[0])
+                return s.truncf(s.divf(x, s.addf(s.exp(s.negf(x)), 1.0)), out)
+        else:
+            inputs = [op.lhs, op.rhs]
+            kernel = "mul" if isinstance(op, MulOp) else "add"
+            combine = Scalar.mulf if isinstance(op, MulOp) else Scalar.addf
+
+            def body(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+                return s.truncf(combine(s, s.to_f32(a[0]), s.to_f32(a[1])), out)
+
+        y = _map_all(rewriter, inputs, op.result, body, "y")
+        rewriter.replace(op, [], [mark_kernel(y, kernel)])
+
+
+class LowerAttention(RewritePattern):
+    """`q35.attention` -> scores, masked row max, exponentials and their sum, e.V, normalisation."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter, /) -> None:
+        h, hkv, hd = op.num_heads.value.data, op.num_kv_heads.value.data, op.head_dim.value.data
+        group = h // hkv
+        t, c = shape_of(op.q)[0], op.cache_len
+        length = c + t
+        q = expand_shape(rewriter, op.q, [[0], [1, 2]], (t, h, hd), "q_heads")
+        k = _with_cache(rewriter, op.k_cache, op.k, (length, hkv, hd), "k_all")
+        v = _with_cache(rewriter, op.v_cache, op.v, (length, hkv, hd), "v_all")
+        scale = 1.0 / math.sqrt(hd)
+
+        def valid(s: Scalar, t_dim: int, j_dim: int) -> SSAValue:
+            """Query t sees the cache and the new tokens up to itself: j <= C + t."""
+            return s.cmpi(s.index(j_dim), s.addi(s.index(t_dim), c), "sle")
+
+        def dot(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            return s.addf(a[2], s.mulf(s.to_f32(a[0]), s.to_f32(a[1])))
+
+        # s[h, t, j] over loops (h, t, j, d)
+        maps = [lambda h, t, j, d: (t, h, d), lambda h, t, j, d: (j, h // group, d), lambda h, t, j, d: (h, t, j)]
+        loops = (PARALLEL, PARALLEL, PARALLEL, REDUCTION)
+        dots = generic(rewriter, [q, k], zeros(rewriter, (h, t, length), "scores"), maps, loops, dot, "dots")
+        scores = _map_all(rewriter, [dots], dots, lambda s, a: s.mulf(a[0], scale), "scores")
+
+        def row_max(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            return s.maximumf(a[1], s.select(valid(s, 1, 2), a[0], s.fconst(NEG_INF)))
+
+        row_maps = [identity(3), lambda h, t, j: (h, t)]
+        row_loops = (PARALLEL, PARALLEL, REDUCTION)
+        m_init = fill(rewriter, NEG_INF, f32, (h, t), "max")
+        m = generic(rewriter, [scores], m_init, row_maps, row_loops, row_max, "max", ("s", "max"))
+
+        def exponent(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
+            return s.select(valid(s, 1, 2), s.exp(s.subf(a[0], a[1])), s.fconst(0.0))
+
+        e_init = empty(rewriter, f32, (h, t, length), "e_init")
+        e_maps = [identity(3), lambda h, t, j: (h, t), identity(3)]
+        e = generic(rewriter, [scores, m], e_init, e_maps, (PARALLEL,) * 3, exponent, "e", ("s", "max", "out"))
+        total = lambda s, a: s.addf(a[1], a[0])  # noqa: E731
+        denominators = generic(rewriter, [e], zeros(rewriter, (h, t), "sum"), row_maps, row_loops, total, "sum")
+
+        # o[t, h, d] over loops (t, h, d, j)
+        pv_maps = [lambda t, h, d, j: (h, t, j), lambda t, h, d, j: (j, h // group, d), lambda t, h, d, j: (t, h, d)]
+        pv_init = zeros(rewriter, (t, h, hd), "o")
+        o = generic(rewriter, [e, v], pv_init, pv_maps, loops, dot, "o", ("e", "v", "o"))
+        mark_kernel(o, "attention")
+
+        out = _result_float(op.result)
+        norm_maps = [identity(3), lambda t, h, d: (h, t), identity(3)]
+        norm_init = empty(rewriter, out, (t, h, hd), "attn_init")
+        normalize = lambda s, a: s.truncf(s.divf(a[0], a[1]), out)  # noqa: E731
+        attn = generic(rewriter, [o, denominators], norm_init, norm_maps, (PARALLEL,) * 3, normalize, "attn")
+        rewriter.replace(op, [], [collapse_shape(rewriter, attn, [[0], [1, 2]], (t, h * hd), "attn_out")])
+
+
+def _with_cache(
+    rewriter: PatternRewriter, cache: SSAValue, new: SSAValue, shape: tuple[int, int, int], name: str
+) -> SSAValue:
+    """[cache; new] as [L, Hkv, hd]: both inserted into one [L, Hkv*hd] tensor (just `new` when C = 0)."""
+    c, width = shape_of(cache)
+    t = shape_of(new)[0]
+    joined = new
+    if c > 0:
+        joined = empty(rewriter, element_type(new), (c + t, width), f"{name}_init")
+        for source, offset, rows in ((cache, 0, c), (new, c, t)):
+            insert = tensor.InsertSliceOp.from_static_parameters(source, joined, [offset, 0], [rows, width])
+            joined = rewriter.insert(insert).result
+        joined.name_hint = f"{name}_rows"
+    return expand_shape(rewriter, joined, [[0], [1, 2]], shape, name)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The pass
+# --------------------------------------------------------------------------------------------------------------
+
+
+def check_lowerable(module: ModuleOp) -> None:
+    """PassFailedException where an embedding table or norm gain has no known storage."""
+    for op in module.walk():
+        operand: SSAValue | None = None
+        if isinstance(op, EmbedOp):
+            operand, what = op.table, "table"
+        elif isinstance(op, RMSNormOp):
+            operand, what = op.gamma, "gain"
+        if operand is not None and _assembled(operand) is None:
+            raise PassFailedException(
+                f"{op.name} {what} has no known storage (it is not a q35_storage.assemble): "
+                "run materialize-weights before lower-graph"
+            )
+
+
+@dataclass(frozen=True)
+class LowerGraphPass(ModulePass):
+    """Lower embed, rmsnorm, rope, attention, silu, mul and add to linalg/tensor/arith/math on tensors."""
+
+    name = "lower-graph"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        check_lowerable(op)
+        patterns: list[RewritePattern] = [
+            LowerEmbed(),
+            LowerRMSNorm(),
+            LowerRope(),
+            LowerAttention(),
+            LowerElementwise(),
+            EraseDeadAssemble(),
+        ]
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns)).rewrite_module(op)
