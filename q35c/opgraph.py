@@ -1,4 +1,7 @@
-"""A func's ops as a networkx dataflow graph, for analyses that schedule or place them.
+"""A func's ops as networkx graphs, for analyses that schedule or place them.
+
+`op_graph` is the dataflow graph of a func's top-level ops; `alias_graph` connects the tensor values of a whole
+func (nested regions included) that bufferization puts in one buffer.
 
 Nodes are the ops of the func's body in program order (node attribute `index`); an edge u -> v means v reads a
 value that u defines, with attributes `value` (the SSAValue; `values` lists all of them when u feeds v several),
@@ -17,11 +20,17 @@ from __future__ import annotations
 import math
 
 import networkx as nx
+from xdsl.dialects import scf, tensor
 from xdsl.dialects.builtin import TensorType
 from xdsl.dialects.func import FuncOp
-from xdsl.ir import Attribute, OpResult, SSAValue
+from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
+from xdsl.ir import Attribute, BlockArgument, Operation, OpResult, SSAValue
 
 from q35c.dialects.q35 import PackedType
+from q35c.dialects.q35_storage import AssembleOp
+
+# Ops whose result is a view of their first operand (no buffer of its own).
+_VIEWS = (tensor.ExtractSliceOp, tensor.ExpandShapeOp, tensor.CollapseShapeOp, tensor.CastOp)
 
 
 def type_bytes(typ: Attribute) -> int:
@@ -65,3 +74,67 @@ def op_graph(func: FuncOp) -> nx.DiGraph:
             else:
                 graph.add_edge(producer, op, value=operand, values=(operand,), bytes=value_bytes(operand))
     return graph
+
+
+def _is_buffer_value(value: SSAValue) -> bool:
+    return isinstance(value.type, TensorType | PackedType)
+
+
+def aliases(op: Operation) -> list[tuple[SSAValue, SSAValue]]:
+    """The (value, value) pairs of `op` that share a buffer once bufferized in place.
+
+    linalg ops write their results into their `outs`; `tensor.insert_slice` into its destination; slices, reshapes
+    and `q35_storage.assemble` are views of their source(s); an `scf.for` carries each init through its iteration
+    argument and yield to its result; `scf.execute_region`/`scf.if` results are what their regions yield.
+    """
+    pairs: list[tuple[SSAValue, SSAValue]] = []
+    if isinstance(op, LinalgStructuredOperation):
+        pairs += zip(op.results, op.outputs, strict=False)
+    elif isinstance(op, tensor.InsertSliceOp):
+        pairs.append((op.result, op.dest))
+    elif isinstance(op, _VIEWS):
+        pairs.append((op.results[0], op.operands[0]))
+    elif isinstance(op, AssembleOp):
+        pairs += [(op.result, value) for value in op.storage]
+    elif isinstance(op, scf.ForOp):
+        body = op.body.block
+        yielded = body.last_op.operands if body.last_op is not None else ()
+        for result, init, arg, out in zip(op.results, op.iter_args, body.args[1:], yielded, strict=False):
+            pairs += [(result, init), (arg, init), (result, out)]
+    elif isinstance(op, scf.ExecuteRegionOp | scf.IfOp):
+        for region in op.regions:
+            for block in region.blocks:
+                if block.last_op is not None:
+                    pairs += zip(op.results, block.last_op.operands, strict=False)
+    return [(a, b) for a, b in pairs if _is_buffer_value(a) and _is_buffer_value(b)]
+
+
+def alias_graph(func: FuncOp) -> nx.Graph:
+    """Tensor values of `func` (arguments, results, block arguments of nested regions) as nodes; an edge joins two
+    values that share a buffer (see `aliases`). Each connected component is one buffer.
+
+    >>> from q35c.frontend import load_model
+    >>> main = load_model("tiny").module.ops.first
+    >>> g = alias_graph(main)
+    >>> g.number_of_nodes() > 0, all(isinstance(v, SSAValue) for v in g.nodes)
+    (True, True)
+    """
+    graph = nx.Graph()
+    for arg in func.args:
+        if _is_buffer_value(arg):
+            graph.add_node(arg)
+    for op in func.body.walk():
+        for region in op.regions:
+            for block in region.blocks:
+                graph.add_nodes_from(a for a in block.args if _is_buffer_value(a))
+        graph.add_nodes_from(r for r in op.results if _is_buffer_value(r))
+        graph.add_edges_from(aliases(op))
+    return graph
+
+
+def buffer_root(value: SSAValue) -> bool:
+    """Whether `value` starts a buffer: a function argument, or an op result that aliases none of its operands."""
+    if isinstance(value, BlockArgument):
+        return isinstance(value.owner.parent_op(), FuncOp)
+    assert isinstance(value, OpResult)
+    return not any(value is a for a, _ in aliases(value.op))

@@ -39,6 +39,16 @@ def _lower_graph() -> type[ModulePass]:
     return LowerGraphPass
 
 
+def _tile() -> type[ModulePass]:
+    from q35c.passes.tile import TilePass
+
+    return TilePass
+
+
+def _schedule_memory() -> type[ModulePass]:
+    from q35c.passes.schedule_memory import ScheduleMemoryPass
+
+    return ScheduleMemoryPass
 
 
 DIALECTS: dict[str, Callable[[], Dialect]] = {"q35": _q35_dialect, "q35_storage": _q35_storage_dialect}
@@ -46,6 +56,8 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "materialize-weights": _materialize_weights,
     "lower-graph": _lower_graph,
     "unpack-bits": _unpack_bits,
+    "tile": _tile,
+    "schedule-memory": _schedule_memory,
 }
 
 Q35C_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

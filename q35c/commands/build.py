@@ -1,16 +1,22 @@
-"""`q35c build MODEL --emit graph`: import a model and print its q35 graph IR."""
+"""`q35c build MODEL`: import a model and print its q35 graph IR (`--emit graph`), or compile it for a target.
+
+With `--target T` the target's pipeline runs stage by stage (see `q35c.compile`) and one line per stage is
+printed; `--print-ir-after-all`, `--print-ir-after=STAGE` (stderr, MLIR-style headers) and `--dump-ir DIR`
+(`NN-<stage>.mlir`, 00 the imported graph) show the IR between stages; `-o FILE` writes the final IR.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from q35c.commands.info import MODEL_HELP
 from q35c.errors import Location, Q35Error
 from q35c.frontend import load_model
-from q35c.pipeline import module_text
+from q35c.pipeline import IRPrinter, StageCallback, chain, module_text
 
 EMITS = ("graph",)
 
@@ -19,6 +25,10 @@ examples:
   q35c build tiny --emit graph                      the q35 graph IR of the bundled tiny model
   q35c build llama-3-8b --quant int4 -o l3.mlir     written to a file
   q35c build examples/hf/llama-2-7b.json --seq 16 --context 512
+  q35c build llama-2-70b --target h100-sxm          compile: one line per pipeline stage
+  q35c build tiny --target host --print-ir-after=tile
+  q35c build tiny --target groq-lpu --dump-ir ir/   ir/00-graph.mlir ... ir/05-schedule.mlir
+  q35c build tiny --target m2-max --option budget-bytes=16384
 """
 
 
@@ -38,8 +48,9 @@ def _count(minimum: int) -> Any:
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "build",
-        help="compile a model; --emit graph prints its q35 graph IR",
-        description="Import a model (.q35, config.json, .gguf or a bundled example) and emit its IR.",
+        help="compile a model: its q35 graph IR, or --target T to run T's pipeline",
+        description="Import a model (.q35, config.json, .gguf or a bundled example) and emit its graph IR, or "
+        "compile it for a target with the target's pipeline of named stages.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,7 +61,27 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--context", type=_count(0), default=0, metavar="C", help="tokens already in the KV cache (default 0)"
     )
-    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write the (final) IR to FILE instead of standard output"
+    )
+    parser.add_argument("--target", metavar="T", help="compile for target T (see `q35c targets`)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline option: tile-t, tile-n, tile-k, budget-bytes, keep-int-codes (repeatable)",
+    )
+    ir = parser.add_argument_group("IR between stages (with --target)")
+    ir.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every stage to stderr")
+    ir.add_argument(
+        "--print-ir-after",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="print the IR after STAGE to stderr (repeatable, or comma-separated)",
+    )
+    ir.add_argument("--dump-ir", metavar="DIR", help="write NN-<stage>.mlir files into DIR")
     parser.set_defaults(func=run)
 
 
@@ -66,7 +97,47 @@ def write_atomically(path: str, text: str) -> None:
         raise Q35Error(f"cannot write {path}: {err.strerror}", Location(path)) from None
 
 
+def _options(items: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise Q35Error(f"--option expects KEY=VALUE, got '{item}'")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def compile_for_target(args: argparse.Namespace) -> int:
+    from q35c.compile import IRDirectory, check_stage_names, compile_model, target_spec, target_stages
+
+    spec = target_spec(args.target)
+    options = _options(args.option)
+    after = [name.strip() for item in args.print_ir_after for name in item.split(",") if name.strip()]
+    check_stage_names(after, target_stages(spec, options))
+    printer: StageCallback | None = None
+    if args.print_ir_after_all or after:
+        printer = IRPrinter(sys.stderr, after_all=args.print_ir_after_all, after=frozenset(after))
+    model = load_model(args.model, quant=args.quant, seq=args.seq, context=args.context)
+    if args.dump_ir:
+        with IRDirectory(Path(args.dump_ir)) as dumps:
+            result = compile_model(model, spec.name, options, chain(printer, dumps.dumper))
+    else:
+        result = compile_model(model, spec.name, options, printer)
+    if args.output:
+        write_atomically(args.output, module_text(result.module) + "\n")
+    print(f"{result.model.name} for {spec.name} ({spec.family}):")
+    for report in result.reports:
+        print(report.line())
+    for line in result.peak_lines():
+        print(line)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.target is not None:
+        return compile_for_target(args)
+    if args.print_ir_after_all or args.print_ir_after or args.dump_ir or args.option:
+        raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir and --option need --target")
     model = load_model(args.model, quant=args.quant, seq=args.seq, context=args.context)
     text = module_text(model.module) + "\n"
     if args.output:

@@ -1,0 +1,269 @@
+"""Tile choice for quantized linears: pure functions from a linear's shape, its scheme and a target's on-chip memory
+to tile sizes. The `tile` pass applies them; tests and the cost model may call them directly.
+
+A linear y[T, N] = x[T, K] @ W[N, K]^T is computed in tiles of tt tokens x tn output rows x tk inputs. The working
+set of one tile is what `schedule-memory` allocates on chip for it, at most:
+
+    2 x storage(tn, tk)       the packed weight tile (codes, scale, offset), double-buffered while streaming
+    2 x tt x tk x act_bytes   the activation tile, double-buffered when it streams along K
+    2 x tt x tn x 4           the f32 accumulator and the partial sum (or the rounded output tile)
+
+K tiles must hold whole quantization groups and whole storage words (`k_alignment`): a sliced weight is again a
+valid `!q35.packed` of its scheme, so `unpack-bits` lowers it unchanged.
+
+Among the tiles that fit the budget, `choose_tile` takes the one that moves the fewest bytes from main memory
+(weights are read once per token tile; activations once when K is whole, else once per N tile), then the one with
+the fewest tiles, then the widest K, N and T. For a decode step (T = 1) that means whole rows (tk = K) when they
+fit, with as many rows per tile as the budget allows.
+
+Where the budget comes from is a per-family decision (`tile_level`), documented there.
+
+>>> from q35c.schemes import parse_scheme
+>>> choose_tile(LinearShape(1, 4096, 4096, parse_scheme("q3p5")), TilePolicy(budget_bytes=228_000))
+Tile(tokens=1, n=48, k=4096)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from q35c.schemes import LLAMA_BLOCK, Scheme
+from q35c.targets.base import HardwareSpec
+
+APPLE_THREADGROUP_BYTES = 32 * 1024
+"""Threadgroup memory assumed per Apple GPU threadgroup: the Apple specs have no on-chip level. 32 KiB is the
+Metal limit `maxThreadgroupMemoryLength` on M-series GPUs; it is an assumption here, overridable with the tile
+pass's `budget-bytes` option."""
+
+MAX_K_CANDIDATES = 512  # K tile sizes tried per linear (multiples of the alignment, coarsened for long rows)
+F32_BYTES = 4
+
+
+class TileError(ValueError):
+    """No tile of a linear fits the budget, or a requested tile size does not align with the scheme's storage."""
+
+
+@dataclass(frozen=True)
+class LinearShape:
+    """A linear y[T, N] = x[T, K] @ W[N, K]^T with W in `scheme` and activations of `act_bytes` per element."""
+
+    tokens: int
+    n: int
+    k: int
+    scheme: Scheme
+    act_bytes: int = 2
+
+    def weight_bytes(self, n: int, k: int) -> int:
+        """Storage bytes (codes plus metadata) of an [n, k] slice of the weight."""
+        return self.scheme.storage_bytes(n, k)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Tile sizes along T (tokens), N (output rows) and K (inputs)."""
+
+    tokens: int
+    n: int
+    k: int
+
+    def counts(self, shape: LinearShape) -> tuple[int, int, int]:
+        """Number of tiles along T, N and K (remainder tiles included)."""
+        return (
+            math.ceil(shape.tokens / self.tokens),
+            math.ceil(shape.n / self.n),
+            math.ceil(shape.k / self.k),
+        )
+
+
+@dataclass(frozen=True)
+class TilePolicy:
+    """How a target wants its linears tiled.
+
+    `budget_bytes` bounds the working set of one tile; `align_n` is the granule of N tiles; `max_n`/`max_k` cap the
+    tile (Groq: the MXM's 320 x 320 arrays); `weight_buffers` is 2 where weight tiles stream (double buffering)
+    and 1 where weights are resident.
+    """
+
+    budget_bytes: int
+    align_n: int = 8
+    max_n: int | None = None
+    max_k: int | None = None
+    weight_buffers: int = 2
+
+
+@dataclass(frozen=True)
+class OnChipLevel:
+    """The memory level tiles are sized for and placed in.
+
+    `memory_space` is the level's index in the spec's memory list (0 = main memory) or, for an assumed level that
+    the spec lacks, the next free index. `budget_bytes` is one tile's share: per SM/CU on a GPU, per CPU on the
+    host, per threadgroup on Apple, per chip on Groq (`per` names the unit).
+    """
+
+    name: str
+    memory_space: int
+    budget_bytes: int
+    per: str
+    assumed: bool = False
+
+
+def k_alignment(scheme: Scheme) -> int:
+    """The granule of K tiles: whole groups and whole storage words.
+
+    q3p5 dense: 64 (32 pairs = 7 words) and g; q3p5 byte: g (pairs, g even); int4: 8 (codes per word) and g;
+    int8 with groups: g; q4_0/q8_0: their block of 32; fp16 and per-channel int8: 1.
+
+    >>> from q35c.schemes import parse_scheme
+    >>> [k_alignment(parse_scheme(s)) for s in ("q3p5", "q3p5:g=32", "int4:g=32", "q4_0", "int8", "fp16")]
+    [128, 64, 32, 32, 1, 1]
+    """
+    group = scheme.group or 1
+    if scheme.name == "q3p5":
+        return math.lcm(64, group) if scheme.container == "dense" else math.lcm(2, group)
+    if scheme.name == "int4":
+        return math.lcm(8, group)
+    if scheme.name in ("q4_0", "q8_0"):
+        return LLAMA_BLOCK
+    return group
+
+
+def check_k_tile(scheme: Scheme, k: int, tk: int) -> None:
+    """TileError unless a K tile of `tk` (< k) slices the scheme's storage at whole groups and words."""
+    align = k_alignment(scheme)
+    if tk < k and tk % align != 0:
+        raise TileError(
+            f"tile-k={tk} does not align with {scheme} storage: K tiles must be multiples of {align} "
+            "(whole quantization groups and whole storage words)"
+        )
+
+
+def working_set_bytes(shape: LinearShape, tile: Tile, policy: TilePolicy) -> int:
+    """The most on-chip bytes one tile needs (see the module docstring)."""
+    weights = policy.weight_buffers * shape.weight_bytes(tile.n, tile.k)
+    activations = 2 * tile.tokens * tile.k * shape.act_bytes
+    outputs = 2 * tile.tokens * tile.n * F32_BYTES
+    return weights + activations + outputs
+
+
+def main_memory_bytes(shape: LinearShape, tile: Tile) -> int:
+    """Bytes a tiling reads and writes in main memory (the first criterion of `choose_tile`)."""
+    t_tiles, n_tiles, _ = tile.counts(shape)
+    weights = shape.weight_bytes(shape.n, shape.k) * t_tiles
+    activations = shape.tokens * shape.k * shape.act_bytes * (1 if tile.k == shape.k else n_tiles)
+    return weights + activations + shape.tokens * shape.n * shape.act_bytes
+
+
+def _token_candidates(tokens: int) -> list[int]:
+    sizes = {tokens}
+    size = 1
+    while size < tokens:
+        sizes.add(size)
+        size *= 2
+    return sorted(sizes, reverse=True)
+
+
+def _k_candidates(shape: LinearShape, cap: int) -> list[int]:
+    """K tile sizes to try: K itself when allowed, and multiples of the alignment (at least 32 for fine-grained
+    schemes), at most MAX_K_CANDIDATES of them."""
+    align = k_alignment(shape.scheme)
+    step = math.lcm(align, 32) if shape.k % math.lcm(align, 32) == 0 else align
+    step *= max(1, math.ceil(shape.k // step / MAX_K_CANDIDATES))
+    sizes = {shape.k} if shape.k <= cap else set()
+    sizes.update(range(step, min(shape.k, cap) + 1, step))
+    return sorted(sizes, reverse=True)
+
+
+def _widest_n(shape: LinearShape, tokens: int, k: int, policy: TilePolicy) -> int:
+    """The largest N tile that fits with (tokens, k), or 0."""
+    cap = min(shape.n, policy.max_n or shape.n)
+    fixed = 2 * tokens * k * shape.act_bytes
+    per_row = policy.weight_buffers * shape.weight_bytes(1, k) + 2 * tokens * F32_BYTES
+    rows = (policy.budget_bytes - fixed) // per_row
+    if rows >= cap:
+        return cap
+    return rows // policy.align_n * policy.align_n
+
+
+def choose_tile(shape: LinearShape, policy: TilePolicy, tokens: int = 0, n: int = 0, k: int = 0) -> Tile:
+    """The best tile of `shape` under `policy`; nonzero `tokens`/`n`/`k` fix that size (clamped to the shape).
+
+    Raises TileError when a fixed K size does not align with the storage or when nothing fits the budget.
+    """
+    return _choose(shape, policy, tokens, n, k)
+
+
+@lru_cache(maxsize=4096)
+def _choose(shape: LinearShape, policy: TilePolicy, tokens: int, n: int, k: int) -> Tile:
+    if k:
+        check_k_tile(shape.scheme, shape.k, min(k, shape.k))
+    t_sizes = [min(tokens, shape.tokens)] if tokens else _token_candidates(shape.tokens)
+    k_sizes = [min(k, shape.k)] if k else _k_candidates(shape, policy.max_k or shape.k)
+    best: tuple[tuple[int, ...], Tile] | None = None
+    for tt in t_sizes:
+        for tk in k_sizes:
+            tn = min(n, shape.n) if n else _widest_n(shape, tt, tk, policy)
+            if tn <= 0:
+                continue
+            tile = Tile(tt, tn, tk)
+            if working_set_bytes(shape, tile, policy) > policy.budget_bytes:
+                continue
+            t_tiles, n_tiles, k_tiles = tile.counts(shape)
+            key = (main_memory_bytes(shape, tile), t_tiles * n_tiles * k_tiles, -tk, -tn, -tt)
+            if best is None or key < best[0]:
+                best = (key, tile)
+    if best is None:
+        smallest = Tile(t_sizes[-1], min(n or policy.align_n, shape.n), k_sizes[-1])
+        raise TileError(
+            f"no tile of the linear (T={shape.tokens}, N={shape.n}, K={shape.k}, {shape.scheme}) fits "
+            f"{policy.budget_bytes} bytes: the smallest allowed tile {smallest.tokens}x{smallest.n}x{smallest.k} "
+            f"(T x N x K) needs {working_set_bytes(shape, smallest, policy)}"
+        )
+    return best[1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-family policy
+# --------------------------------------------------------------------------------------------------------------
+
+
+def tile_level(spec: HardwareSpec, budget_bytes: int = 0) -> OnChipLevel:
+    """The on-chip level a target's tiles live in, and one tile's budget (`budget_bytes` overrides it).
+
+    - gpu: the innermost level with a per-unit capacity (shared memory per SM, LDS per CU): a tile is one thread
+      block's working set.
+    - host: the L2 cache, divided by the logical CPUs (one core's share; with SMT, half a core's L2). Caches are
+      managed by hardware: the schedule is what the cost model reads, not a placement the CPU obeys.
+    - apple: the specs have no on-chip level; threadgroup memory of APPLE_THREADGROUP_BYTES is assumed, placed in
+      memory space len(spec.memory).
+    - groq: the SRAM, which is the only memory: weights are resident, a tile's budget is one chip's SRAM.
+    """
+    if spec.family == "apple" and not any(level.on_chip for level in spec.memory):
+        budget = budget_bytes or APPLE_THREADGROUP_BYTES
+        return OnChipLevel("threadgroup", len(spec.memory), budget, "threadgroup", assumed=True)
+    if spec.family == "groq":
+        level = spec.memory[0]
+        return OnChipLevel(level.name, 0, budget_bytes or int(level.capacity_bytes), "chip")
+    on_chip = [(i, level) for i, level in enumerate(spec.memory) if level.on_chip]
+    if not on_chip:
+        raise TileError(f"{spec.name} has no on-chip memory level to tile for; give the tile pass budget-bytes")
+    if spec.family == "gpu":
+        per_unit = [(i, level) for i, level in on_chip if level.capacity_per_unit is not None]
+        index, level = (per_unit or on_chip)[-1]
+        unit = level.capacity_per_unit
+        budget = unit.value if unit is not None else level.capacity_bytes / spec.compute_units.count.value
+        return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
+    named = [(i, level) for i, level in on_chip if level.name == "l2"]
+    index, level = (named or on_chip)[-1]
+    budget = level.capacity_bytes / max(1.0, spec.compute_units.count.value)
+    return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
+
+
+def tile_policy(spec: HardwareSpec, budget_bytes: int = 0) -> TilePolicy:
+    """The tiling policy of a target: its budget (see `tile_level`) and, on Groq, the MXM array as the tile cap."""
+    budget = tile_level(spec, budget_bytes).budget_bytes
+    if spec.family == "groq":
+        dim = int(spec.details["mxm_array_dim"].value) if "mxm_array_dim" in spec.details else 320
+        return TilePolicy(budget, align_n=1, max_n=dim, max_k=dim, weight_buffers=1)
+    return TilePolicy(budget)
