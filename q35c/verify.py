@@ -13,9 +13,9 @@ one quantized linear layer, and `q35c.verify_model` for whole models:
          func.return %y, %c : tensor<2x16xf16>, tensor<16x64xi8>
        }
 
-2. `lower_for_host`: `host_passes()`, i.e. `materialize-weights` (weights become storage-tensor arguments
-   tagged with their parameter name and role), `lower-graph` (the other graph ops) and `unpack-bits`; the
-   result must be upstream dialects only.
+2. `lower_for_host`: `host_passes()`, the host target's pipeline: `materialize-weights` (weights become
+   storage-tensor arguments tagged with their parameter name and role), `lower-graph` (the other graph ops),
+   `tile`, `unpack-bits` and `schedule-memory`; the result must be upstream dialects only.
 3. `harness`: the lowered module plus one `memref.global` constant per entry argument (hex-encoded dense
    data: activations by position, weight storage looked up by the arguments' `q35.param`/`q35.storage`
    tags) and a `main` that calls the entry and prints every result. Float results are printed twice: with
@@ -68,11 +68,11 @@ from q35c.dialects.q35 import LinearOp, PackedType, WeightOp
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, UnpackOp
 from q35c.formats import QuantizedTensor
 from q35c.mlir_tools import MlirTools, find_tools
-from q35c.passes.lower_graph import LowerGraphPass
-from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR, MaterializeWeightsPass
-from q35c.passes.unpack_bits import UnpackBitsPass
+from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR
 from q35c.pipeline import make_context
 from q35c.schemes import parse_scheme
+from q35c.targets.base import load_spec
+from q35c.targets.pipelines import pipeline_for
 
 F32_UNIT_ROUNDOFF = 2.0**-24
 F16_UNIT_ROUNDOFF = 2.0**-11
@@ -110,9 +110,13 @@ def linear_module(tokens: int, n: int, k: int, spec: str, activation: AnyFloat =
 
 
 def host_passes(keep_int_codes: bool = False) -> tuple[ModulePass, ...]:
-    """The q35c passes that take a q35 graph to upstream dialects for the host: weights become storage
-    arguments, the graph ops other than linear become linalg/tensor/arith/math, then the bits are unpacked."""
-    return (MaterializeWeightsPass(), LowerGraphPass(), UnpackBitsPass(keep_int_codes=keep_int_codes))
+    """The passes of the host target's pipeline, in order: what `q35c build --target host` runs.
+
+    Weights become storage arguments, the graph ops other than linear become linalg/tensor/arith/math, linears
+    become kernels over tiles that fit the host's L2, the bits are unpacked, and the tiles are staged in memory
+    levels (double-buffered copies), so the program verified here is the one the host target compiles."""
+    options = {"keep-int-codes": "true" if keep_int_codes else "false"}
+    return tuple(p for stage in pipeline_for(load_spec("host"), options) for p in stage.passes)
 
 
 def foreign_ops(module: ModuleOp) -> list[str]:

@@ -8,7 +8,7 @@ Data, all from `case.seed`: every `q35.weight` gets random values quantized with
 scheme, N(0, 1/sqrt(K)) for [N, K] matrices (embedding tables included) and 1 + N(0, 0.1^2) for vector
 gains, so that activations stay O(1) and far from float16's range; token ids are uniform in [0, vocab);
 positions are C..C+T-1 (C from the attention ops' caches); KV caches (and any other float input) are N(0, 1).
-The graph is lowered with `q35c.verify.host_passes()` (materialize-weights, lower-graph, unpack-bits), run by
+The graph is lowered with `q35c.verify.host_passes()` (the host target's pipeline), run by
 mlir-opt + mlir-runner, and its first result (the logits) compared with the reference.
 
 Tolerance. The program and the reference evaluate the same float32 formulas and round every op's result to
