@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from q35c.commands._cost_args import add_cost_arguments, comparison_only, run_cost
 from q35c.commands.info import MODEL_HELP
 from q35c.errors import Location, Q35Error
 from q35c.frontend import load_model
@@ -29,6 +30,8 @@ examples:
   q35c build tiny --target host --print-ir-after=tile
   q35c build tiny --target groq-lpu --dump-ir ir/   ir/00-graph.mlir ... ir/05-schedule.mlir
   q35c build tiny --target m2-max --option budget-bytes=16384
+  q35c build llama-2-70b --quant q3p5 --target all  tokens/s, latency, energy and devices on every target
+  q35c build llama-2-70b --target h100-sxm,groq-lpu --batch 8 --format json
 """
 
 
@@ -64,7 +67,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write the (final) IR to FILE instead of standard output"
     )
-    parser.add_argument("--target", metavar="T", help="compile for target T (see `q35c targets`)")
+    parser.add_argument(
+        "--target",
+        metavar="T[,T2...|all]",
+        help="compile for target T and predict its speed, latency and energy; several targets (or all): compare them",
+    )
     parser.add_argument(
         "--option",
         action="append",
@@ -82,6 +89,7 @@ def add_parser(subparsers: Any) -> None:
         help="print the IR after STAGE to stderr (repeatable, or comma-separated)",
     )
     ir.add_argument("--dump-ir", metavar="DIR", help="write NN-<stage>.mlir files into DIR")
+    add_cost_arguments(parser, with_target=False)
     parser.set_defaults(func=run)
 
 
@@ -135,7 +143,11 @@ def compile_for_target(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.target is not None:
-        return compile_for_target(args)
+        if comparison_only(args):
+            return run_cost(args)
+        compile_for_target(args)
+        print()
+        return run_cost(args)
     if args.print_ir_after_all or args.print_ir_after or args.dump_ir or args.option:
         raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir and --option need --target")
     model = load_model(args.model, quant=args.quant, seq=args.seq, context=args.context)

@@ -1,0 +1,94 @@
+"""The cost options of `q35c build`: `--target T[,T2...|all]` with `--batch`, `--prompt`, `--gen`, `--devices` and
+`--format`, which print what the model would do on each target instead of (or after) its IR.
+
+    q35c build llama-2-70b --quant q3p5 --target all
+    q35c build llama-2-70b --quant q3p5 --target h100-sxm,groq-lpu --batch 4 --format json
+
+`add_cost_arguments(parser)` registers them (the target option itself, shared with the IR flags, is added by
+the build command when it has one); `run_cost(args)` prints the comparison and returns the exit status. With one
+target and table output, the build command first compiles it and prints its stages (and any IR asked for), then
+the table; several targets, `all`, or `--format json` print the comparison alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from q35c.compare import DEFAULT_GEN, DEFAULT_PROMPT, compare
+from q35c.errors import Q35Error
+from q35c.report import render_json, render_table
+
+FORMATS = ("table", "json")
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def add_cost_arguments(parser: argparse.ArgumentParser, *, with_target: bool = True) -> None:
+    """Register the cost options on the build command's parser (`--target` too unless it has one already)."""
+    group = parser.add_argument_group("cost simulation (with --target)")
+    if with_target:
+        group.add_argument(
+            "--target",
+            metavar="T[,T2...]",
+            help="predict tokens/s, latency, energy and devices on these targets (comma-separated, or all)",
+        )
+    group.add_argument("--batch", type=_count(1), default=1, metavar="B", help="sequences decoded together (1)")
+    group.add_argument(
+        "--prompt",
+        type=_count(0),
+        metavar="P",
+        help=f"prompt tokens ({DEFAULT_PROMPT}, less where the model's context is shorter)",
+    )
+    group.add_argument("--gen", type=_count(0), metavar="G", help=f"generated tokens ({DEFAULT_GEN})")
+    group.add_argument(
+        "--devices", type=_count(1), metavar="N", help="devices to use (default: the fewest that hold the model)"
+    )
+    group.add_argument("--format", choices=FORMATS, default="table", help="table (default) or json")
+
+
+def _options(items: list[str]) -> dict[str, str]:
+    """`--option KEY=VALUE` items as a mapping (the build command checks their syntax)."""
+    return dict((k.strip(), v.strip()) for k, _, v in (item.partition("=") for item in items))
+
+
+IR_FLAGS = ("print_ir_after_all", "print_ir_after", "dump_ir", "output", "option")
+
+
+def comparison_only(args: argparse.Namespace) -> bool:
+    """Whether `--target` asks only for the cost comparison: several targets (a list, `all`) or JSON output.
+
+    Q35Error when such a request also asks for IR (those flags follow one target's pipeline).
+    """
+    names = [n for n in str(args.target).split(",") if n.strip()]
+    several = len(names) != 1 or names[0].strip() == "all"
+    if several and any(getattr(args, flag, None) for flag in IR_FLAGS):
+        raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir, -o and --option need a single --target")
+    return several or args.format == "json"
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    """Print the comparison for `args.target`; Q35Error (exit 2) for unknown targets or a model that cannot fit."""
+    report = compare(
+        args.model,
+        args.quant,
+        args.target,
+        batch=args.batch,
+        prompt=args.prompt,
+        gen=args.gen,
+        devices=args.devices,
+        options=_options(getattr(args, "option", None) or []),
+    )
+    print(render_json(report) if args.format == "json" else render_table(report))
+    return 0

@@ -1,0 +1,70 @@
+"""GPUs (NVIDIA, AMD): HBM-bound decode, tensor-core-bound prefill, tensor parallel over NVLink/Infinity Fabric.
+
+Per kernel call on each of the n devices (the shared engine of `targets.target`):
+
+    t_mem    = (activations + (weights + KV read + KV written) / n) / (eta_bw * B_hbm)
+    t_tensor = 2 * MACs / n / (eta_c * peak_tensor[dtype])
+    t_kernel = max(t_mem, t_tensor) + t_launch
+
+Decode (T = 1) streams every weight once per token and is bound by t_mem; prefill (T = P) does P MACs per weight
+loaded and is bound by t_tensor. Element-wise work (unpacking, norms) is not timed: the specs give no
+non-tensor-core peak, and a fused dequantizing kernel overlaps it with the weight stream; its energy counts.
+
+Devices: the fewest n, a power of two (tensor parallelism splits the heads evenly), with
+(weights + KV cache) / n + activations <= HBM capacity. With n > 1, each decoder block does two all-reduces of
+its output (after attention and after the MLP, Megatron-style), each a ring over the interconnect:
+
+    t_allreduce = 2 (n-1)/n * A / (B_link / 2) + 2 (n-1) * t_hop
+
+with A the block's output bytes (x batch) and B_link the per-device bandwidth of both directions together (a
+ring sends in one). Links cost time only: the specs give no energy per bit for them.
+
+Efficiency constants (eta_bw, eta_c, t_launch): `targets.calibration`, fitted on rows c7-c11 (A100).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from q35c.targets.target import Cost, DoesNotFit, Footprint, Target
+from q35c.targets.workload import Counts, Workload
+
+
+@dataclass(frozen=True)
+class GpuTarget(Target):
+    """A discrete GPU with HBM; several of them run one model tensor-parallel."""
+
+    def devices_needed(self, need: Footprint) -> int:
+        room = self.device_bytes() - need.activation_bytes
+        count = max(1, math.ceil((need.weight_bytes + need.kv_bytes) / room)) if room > 0 else 0
+        if count == 0:
+            raise DoesNotFit(f"{self.name}: the activations alone exceed one device's memory")
+        return self._check_count(2 ** math.ceil(math.log2(count)), need)
+
+    def explain_devices(self, need: Footprint, devices: int, work: Workload) -> str:
+        text = super().explain_devices(need, devices, work)
+        if devices > 1:
+            text += f"; tensor parallel over {devices} (a power of two), two all-reduces per layer"
+        return text
+
+    def communication(self, work: Workload, devices: int) -> Cost:
+        link = self.spec.interconnect
+        if devices <= 1 or link is None or work.layers == 0:
+            return Cost()
+        hop = link.hop_latency.value if link.hop_latency is not None else 0.0
+        seconds = 0.0
+        moved = 0.0
+        for block in work.blocks:
+            payload = block.output_bytes
+            sent = 2 * (devices - 1) / devices * payload
+            each = sent / (link.bandwidth_bytes_per_s / 2) + 2 * (devices - 1) * hop
+            seconds += 2 * block.calls * each
+            moved += 2 * block.calls * sent * devices
+        resource = f"{link.kind} all-reduce"
+        return Cost(
+            seconds=seconds,
+            roofline_seconds=seconds,
+            bytes=Counts({"link": moved}),
+            limits=Counts({resource: seconds}),
+        )

@@ -1,0 +1,369 @@
+"""Targets: a hardware spec plus the cost model of its family, applied to the workload of a compiled module.
+
+`get_target(name)` loads `targets/specs/<name>.toml` and returns the target of its family (`GroqTarget`,
+`GpuTarget`, `AppleTarget`, `HostTarget`). A target gives its pipeline (`pipeline(options)`), the devices a
+model needs (`devices_needed`), and `estimate(workload, batch=, devices=) -> Cost` for one forward pass.
+
+Every family shares one engine, kernel by kernel (`Workload.kernels`, each run `calls` times):
+
+    t_res    = work_res / rate_res                       per resource: the memory level the weights live in
+                                                         (bytes / bandwidth) and each compute unit (ops / peak)
+    t_kernel = max_res(t_res / efficiency_res) + overhead
+    t_roof   = max_res(t_res)                            the roofline bound: t_kernel >= t_roof, always
+    E_kernel = sum_levels 8 * bytes * pJ/bit + sum_ops count * pJ/op          (per-action energy)
+    if E_kernel / t_kernel > active_devices * (TDP - P_static):             (power-limited)
+        t_kernel = E_kernel / (active_devices * (TDP - P_static))
+
+and the pass costs sum_k calls_k * Cost_k plus the family's communication, plus static power
+P_static * devices * t. The per-kernel power cap keeps the average power of every device at or below its TDP:
+each device's dynamic power never exceeds TDP - P_static while it works, and it draws P_static when idle.
+
+MACs go to the matrix unit when the spec has one, element-wise ALU ops to the vector unit; a unit that gets
+both (Apple's and the host's single unit) adds their times. A unit without a figure for a dtype runs it at the
+nearest rate it has (`FALLBACK`). Peaks count a MAC as 2 ops, so an element-wise op, which takes the issue slot
+of one MAC, runs at half the peak -- except where the spec gives an `elementwise` rate (Groq's VXM: one op per
+ALU per cycle). Element-wise work with no vector unit in the spec (the GPUs: the hardware
+reference gives no non-tensor-core peak) is not timed -- it is assumed hidden behind the memory stream of the
+fused kernel -- but its energy is counted.
+
+Energy per op: MACs at `<dtype>_mac`; ALU ops at `fp16_add`, `fp16_mul`, `fp32_mul`; f32 adds at `fp16_add` and
+integer ops at `int8_add`, the nearest entries of the reference table (so both are lower bounds). Bytes staged
+into an on-chip level cost that level's pJ/bit; a level the spec lacks (Apple's assumed threadgroup memory) and
+device links have no energy figure and cost time only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from q35c.targets.base import ComputeUnit, HardwareSpec, load_spec, spec_names
+from q35c.targets.calibration import Efficiency, efficiency_for
+from q35c.targets.workload import Counts, KernelWork, Workload, add_counts, scale_counts
+
+FALLBACK: dict[str, tuple[str, ...]] = {
+    "fp16": ("fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp32": ("fp32", "fp16", "bf16"),
+    "int8": ("int8", "fp16", "fp32"),
+    "elementwise": ("elementwise", "fp32", "fp16"),
+}
+ALU_DTYPE = {"int": "elementwise", "fp16.add": "fp16", "fp16.mul": "fp16", "fp32.add": "fp32", "fp32.mul": "fp32"}
+ALU_ENERGY = {"int": "int8_add", "fp16.add": "fp16_add", "fp16.mul": "fp16_mul", "fp32.add": "fp16_add"}
+MAC_ENERGY = {"int8": "int8_mac", "fp16": "fp16_mac", "bf16": "fp16_mac", "fp32": "fp32_mac"}
+OVERHEAD = "kernel launch overhead"
+POWER = "power (TDP)"
+
+
+def _empty() -> Counts:
+    return Counts()
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What running something costs: time, the roofline bound on it, traffic, ops, kernels and energy.
+
+    `bytes` is keyed by memory level (and `link` for device links), `ops` by `<unit>.<dtype>` (a MAC counts 2),
+    `energy_j` by component (`<level>`, `<unit>`, `static`), `limits` gives the seconds each resource bound
+    (the bottleneck is the largest). Costs add, and scale by a count.
+    """
+
+    seconds: float = 0.0
+    roofline_seconds: float = 0.0
+    kernels: float = 0.0
+    bytes: Counts = field(default_factory=_empty)
+    ops: Counts = field(default_factory=_empty)
+    energy_j: Counts = field(default_factory=_empty)
+    limits: Counts = field(default_factory=_empty)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.seconds + other.seconds,
+            self.roofline_seconds + other.roofline_seconds,
+            self.kernels + other.kernels,
+            add_counts(self.bytes, other.bytes),
+            add_counts(self.ops, other.ops),
+            add_counts(self.energy_j, other.energy_j),
+            add_counts(self.limits, other.limits),
+        )
+
+    def __mul__(self, count: float) -> Cost:
+        return Cost(
+            self.seconds * count,
+            self.roofline_seconds * count,
+            self.kernels * count,
+            scale_counts(self.bytes, count),
+            scale_counts(self.ops, count),
+            scale_counts(self.energy_j, count),
+            scale_counts(self.limits, count),
+        )
+
+    __rmul__ = __mul__
+
+    @property
+    def joules(self) -> float:
+        return sum(self.energy_j.values())
+
+    @property
+    def bottleneck(self) -> str:
+        """The resource that bound the most time."""
+        return max(self.limits.items(), key=lambda kv: kv[1])[0] if self.limits else "nothing"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds,
+            "roofline_seconds": self.roofline_seconds,
+            "kernels": self.kernels,
+            "bytes": dict(self.bytes),
+            "ops": dict(self.ops),
+            "energy_j": dict(self.energy_j),
+            "limits_s": dict(self.limits),
+        }
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Work for one resource: `seconds` at its peak rate, slowed by `efficiency` in the prediction."""
+
+    resource: str
+    seconds: float
+    efficiency: float = 1.0
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes that must be resident on the devices: weights, the KV cache at full context, live activations."""
+
+    weight_bytes: float
+    kv_bytes: float
+    activation_bytes: float
+
+    @property
+    def total(self) -> float:
+        return self.weight_bytes + self.kv_bytes + self.activation_bytes
+
+
+class DoesNotFit(ValueError):
+    """The model cannot run on the devices asked for (or on any number of them)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A hardware target: its spec, its family's efficiency constants and its cost model."""
+
+    spec: HardwareSpec
+    efficiency: Efficiency = field(default_factory=Efficiency)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    def pipeline(self, options: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
+        """The named stages that compile a model for this target (from `targets/pipelines.py`)."""
+        from q35c.targets.pipelines import pipeline_for
+
+        return tuple(pipeline_for(self.spec, dict(options or {})))
+
+    # -- devices ---------------------------------------------------------------------------------------------
+
+    def device_bytes(self) -> float:
+        """Bytes one device can hold for a model: its outermost memory level."""
+        return self.spec.main_memory.capacity_bytes
+
+    def max_devices(self) -> int | None:
+        q = self.spec.system.max_devices
+        return None if q is None else int(q.value)
+
+    def devices_needed(self, need: Footprint) -> int:
+        """The fewest devices that hold `need`; DoesNotFit when no allowed count does."""
+        count = max(1, math.ceil(need.total / self.device_bytes()))
+        return self._check_count(count, need)
+
+    def _check_count(self, count: int, need: Footprint) -> int:
+        limit = self.max_devices()
+        if limit is not None and count > limit:
+            raise DoesNotFit(
+                f"the model needs {need.total / 1e9:.1f} GB ({need.weight_bytes / 1e9:.1f} GB weights, "
+                f"{need.kv_bytes / 1e9:.2f} GB KV cache): {count} devices of {self.name}, "
+                f"but at most {limit} can be used"
+            )
+        return count
+
+    def check_devices(self, devices: int, need: Footprint) -> None:
+        """DoesNotFit, saying how many are needed, when `devices` cannot hold `need`."""
+        needed = self.devices_needed(need)
+        if devices < needed:
+            raise DoesNotFit(
+                f"{devices} device(s) of {self.name} cannot hold the model ({need.total / 1e9:.1f} GB): "
+                f"it needs at least {needed}"
+            )
+        limit = self.max_devices()
+        if limit is not None and devices > limit:
+            raise DoesNotFit(f"at most {limit} device(s) of {self.name} can be used, asked for {devices}")
+
+    def explain_devices(self, need: Footprint, devices: int, work: Workload) -> str:
+        """Why this many devices: what must be held, and what one holds."""
+        return (
+            f"{devices} device(s): {need.total / 1e9:.2f} GB to hold (weights, KV cache, activations), "
+            f"{self.device_bytes() / 1e9:.0f} GB of {self.spec.main_memory.name} each"
+        )
+
+    # -- the engine -----------------------------------------------------------------------------------------
+
+    def estimate(self, workload: Workload, *, batch: int = 1, devices: int = 1) -> Cost:
+        """The cost of one forward pass of `workload` for `batch` sequences on `devices` devices."""
+        work = workload.batched(batch)
+        total = Cost()
+        for kernel in work.kernels:
+            total = total + self.kernel_cost(kernel, work, devices) * kernel.calls
+        total = total + self.communication(work, devices)
+        static = self.spec.power.static.value * devices * total.seconds
+        return total + Cost(energy_j=Counts({"static": static}))
+
+    def kernel_cost(self, kernel: KernelWork, work: Workload, devices: int) -> Cost:
+        """One call of a kernel: the slowest of its demands plus overhead, capped by power."""
+        active = self.active_devices(work, devices)
+        share = self.share(work, devices)
+        demands, bytes_moved, ops = self.demands(kernel, share)
+        energy = self.energy(bytes_moved, kernel, share, active)
+        roof = max((d.seconds for d in demands), default=0.0)
+        times = {d.resource: d.seconds / d.efficiency for d in demands if d.seconds > 0}
+        busy = max(times.values(), default=0.0)
+        binding = max(times.items(), key=lambda kv: kv[1])[0] if times else OVERHEAD
+        overhead = self.efficiency.kernel_overhead_s
+        seconds = busy + overhead
+        limits = {binding: busy, OVERHEAD: overhead}
+        headroom = active * (self.spec.power.tdp.value - self.spec.power.static.value)
+        dynamic = sum(energy.values())
+        if headroom > 0 and dynamic > headroom * seconds:
+            seconds = dynamic / headroom
+            limits = {POWER: seconds}
+        return Cost(
+            seconds=seconds,
+            roofline_seconds=roof,
+            kernels=1.0,
+            bytes=Counts(dict(bytes_moved)),
+            ops=Counts(dict(ops)),
+            energy_j=Counts(energy),
+            limits=Counts({k: v for k, v in limits.items() if v > 0}),
+        )
+
+    def share(self, work: Workload, devices: int) -> float:
+        """The fraction of each kernel's weights and work that one working device does."""
+        return 1.0 / devices
+
+    def active_devices(self, work: Workload, devices: int) -> float:
+        """How many devices work on a kernel at once (all of them, unless the family pipelines layers)."""
+        return float(devices)
+
+    def demands(self, kernel: KernelWork, share: float) -> tuple[list[Demand], dict[str, float], dict[str, float]]:
+        """(demands, bytes per memory level, ops per unit) of one kernel call on one working device."""
+        main = self.spec.main_memory
+        traffic = kernel.activation_read + kernel.activation_written
+        traffic += share * (kernel.weight_bytes + kernel.kv_read + kernel.kv_written)
+        bandwidth = main.bandwidth_bytes_per_s
+        demands: list[Demand] = []
+        if bandwidth:
+            demands.append(Demand(f"{main.name} bandwidth", traffic / bandwidth, self.efficiency.bandwidth))
+        bytes_moved = {main.name: traffic}
+        for space, amount in kernel.moved.items():
+            level = self._level(space)
+            bytes_moved[level] = bytes_moved.get(level, 0.0) + amount * share
+        # seconds on each unit, by what it does there: matmul (MACs), unpacking (weight-side ALU), element-wise
+        work: dict[str, dict[str, float]] = {}
+        ops: dict[str, float] = {}
+        matrix, vector = self.matrix_unit(), self.vector_unit()
+
+        def charge(unit: ComputeUnit, what: str, key: str, count: float, seconds: float) -> None:
+            ops[key] = ops.get(key, 0.0) + count
+            parts = work.setdefault(unit.name, {})
+            parts[what] = parts.get(what, 0.0) + seconds
+
+        for dtype, macs in kernel.macs.items():
+            unit = matrix or vector
+            if unit is not None:
+                rate_dtype, rate = unit_rate(unit, dtype)
+                charge(unit, "matmul", f"{unit.name}.{rate_dtype}", 2 * macs * share, 2 * macs * share / rate)
+        for side, counts in (("unpacking", kernel.weight_alu), ("element-wise", kernel.token_alu)):
+            for op_class, count in counts.items():
+                if vector is None:
+                    ops["untimed.elementwise"] = ops.get("untimed.elementwise", 0.0) + count * share
+                    continue
+                rate_dtype, rate = unit_rate(vector, ALU_DTYPE[op_class])
+                if rate_dtype != "elementwise":
+                    rate /= 2  # the peak counts a MAC as 2 ops; an element-wise op takes a whole MAC slot
+                charge(vector, side, f"{vector.name}.{rate_dtype}", count * share, count * share / rate)
+        for name, parts in work.items():
+            what = max(parts.items(), key=lambda kv: kv[1])[0]
+            demands.append(Demand(f"{name} {what}", sum(parts.values()), self.efficiency.compute))
+        return demands, bytes_moved, ops
+
+    def energy(
+        self, bytes_moved: Mapping[str, float], kernel: KernelWork, share: float, active: float
+    ) -> dict[str, float]:
+        """Joules of one kernel call on all `active` devices: bytes x pJ/bit per level, ops x pJ/op."""
+        scale = self.spec.energy
+        joules: dict[str, float] = {}
+        levels = {m.name: m for m in self.spec.memory}
+        for level_name, amount in bytes_moved.items():
+            if level_name in levels:  # an assumed level (Apple's threadgroup memory) has no energy figure
+                joules[level_name] = 8 * amount * levels[level_name].energy_pj_per_bit * 1e-12 * active
+        compute = sum(macs * scale.op_pj(MAC_ENERGY.get(dtype, "fp32_mac")) for dtype, macs in kernel.macs.items())
+        for op_class, count in (*kernel.weight_alu.items(), *kernel.token_alu.items()):
+            compute += count * scale.op_pj(ALU_ENERGY.get(op_class, "fp32_mul"))
+        joules["compute"] = compute * 1e-12 * share * active
+        return joules
+
+    def communication(self, work: Workload, devices: int) -> Cost:
+        """Device-to-device traffic per pass (none on one device)."""
+        return Cost()
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def matrix_unit(self) -> ComputeUnit | None:
+        return next((u for u in self.spec.compute if u.kind == "matrix"), None)
+
+    def vector_unit(self) -> ComputeUnit | None:
+        return next((u for u in self.spec.compute if u.kind == "vector"), None)
+
+    def _level(self, space: str) -> str:
+        """The memory level a memory space number names: an index into the spec's levels, outermost first."""
+        levels = self.spec.memory
+        if space.isdigit() and int(space) < len(levels):
+            return levels[int(space)].name
+        return space
+
+
+def unit_rate(unit: ComputeUnit, dtype: str) -> tuple[str, float]:
+    """(dtype used, ops/s) of `unit` for `dtype`, falling back to the nearest rate it has (`FALLBACK`)."""
+    for candidate in FALLBACK.get(dtype, (dtype,)) + tuple(unit.peak_ops_per_s):
+        if candidate in unit.peak_ops_per_s:
+            return candidate, unit.peak_ops_per_s[candidate].value
+    raise ValueError(f"compute unit {unit.name} has no peak rate")
+
+
+def get_target(name: str, spec_dir: Any = None) -> Target:
+    """The target named `name` (ValueError listing the valid names when there is none)."""
+    from q35c.targets.apple import AppleTarget
+    from q35c.targets.gpu import GpuTarget
+    from q35c.targets.groq import GroqTarget
+    from q35c.targets.host import HostTarget
+
+    spec = load_spec(name, spec_dir)
+    family: dict[str, type[Target]] = {
+        "groq": GroqTarget,
+        "gpu": GpuTarget,
+        "apple": AppleTarget,
+        "host": HostTarget,
+    }
+    return family[spec.family](spec, efficiency_for(spec.family))
+
+
+def target_names(spec_dir: Any = None) -> list[str]:
+    return spec_names(spec_dir)
