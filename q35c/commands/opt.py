@@ -10,8 +10,6 @@ may use the q35 dialects and every upstream dialect xDSL knows.
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,12 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass, get_pass_option_infos
-from xdsl.printer import Printer
 from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
 
 from q35c.errors import Location, Q35Error
-from q35c.pipeline import make_context
+from q35c.output import write_atomically
+from q35c.pipeline import make_context, module_text
 from q35c.universe import PASSES
 
 QUOTE = "'"
@@ -128,31 +126,14 @@ def run_passes(module: ModuleOp, passes: list[ModulePass], name: str) -> None:
             raise Q35Error(f"pass '{p.name}' failed: {_first_line(err)}", Location(name)) from None
 
 
-def module_to_text(module: ModuleOp) -> str:
-    out = io.StringIO()
-    Printer(stream=out).print_op(module)
-    return out.getvalue() + "\n"
-
-
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise Q35Error(f"cannot write {path}: {err.strerror}", Location(path)) from None
-
-
 def run(args: argparse.Namespace) -> int:
     passes = build_pipeline(args.passes)
     text, name = _read(args.input)
     module = parse_module(text, name)
     run_passes(module, passes, name)
-    result = module_to_text(module)
+    result = module_text(module) + "\n"
     if args.output:
-        _write(args.output, result)
+        write_atomically(args.output, result)
     else:
         sys.stdout.write(result)
     return 0
