@@ -127,6 +127,12 @@ class Scalar:
     def ori(self, a: SSAValue, b: SSAValue) -> SSAValue:
         return self.builder.insert(arith.OrIOp(a, b)).result
 
+    def xori(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        return self.builder.insert(arith.XOrIOp(a, self._int(b, a))).result
+
+    def minui(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
+        return self.builder.insert(arith.MinUIOp(a, self._int(b, a))).result
+
     def addi(self, a: SSAValue, b: SSAValue | int) -> SSAValue:
         return self.builder.insert(arith.AddiOp(a, self._int(b, a))).result
 
@@ -199,6 +205,10 @@ class Scalar:
 
     def divf(self, a: SSAValue, b: SSAValue | float) -> SSAValue:
         return self.builder.insert(arith.DivfOp(a, self._float(b, a))).result
+
+    def fma(self, a: SSAValue, b: SSAValue, c: SSAValue) -> SSAValue:
+        """a * b + c with one rounding (`math.fma`): one multiply-add issue slot."""
+        return self.builder.insert(math.FmaOp(a, b, c)).result
 
     def negf(self, a: SSAValue) -> SSAValue:
         return self.builder.insert(arith.NegfOp(a)).result

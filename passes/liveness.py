@@ -18,8 +18,10 @@ and `peak` is a sweep over intervals:
     ... epilogue reads %r#1 ...                                                            // pos 40
 
 Space 2 peaks at 2x16x896x4 + 64 bytes inside the loop. Values produced by a generic marked `q35.fused` never
-reach memory (they stream to their consumer in registers) and are not buffers. A `func.call` adds the callee's
-own peak (without its arguments, which are the caller's buffers) at the call.
+reach memory (they stream to their consumer in registers) and are not buffers; what a fused generic reads is
+read as its consumer runs, so a buffer read by one stays live as long as the fused value (decoded codes read
+staged weight tiles until the matmul that consumes them). A `func.call` adds the callee's own peak (without its
+arguments, which are the caller's buffers) at the call.
 """
 
 from __future__ import annotations
@@ -127,6 +129,29 @@ def _is_fused(value: SSAValue) -> bool:
     return isinstance(value, OpResult) and FUSED_ATTR in value.op.attributes
 
 
+def _last_reads(components: list[set[SSAValue]], end: Mapping[Operation, int]) -> list[int]:
+    """The last position at which each component of the alias graph is read; a read by a fused generic lasts
+    until the fused value's own last read."""
+    component_of = {value: i for i, component in enumerate(components) for value in component}
+    found: dict[int, int] = {}
+
+    def last(index: int) -> int:
+        if index not in found:
+            found[index] = 0  # a fused chain never reads itself; this only guards the recursion
+            finish = 0
+            for value in components[index]:
+                block = _defining_block(value)
+                for use in value.uses:
+                    finish = max(finish, end[_ancestor_in(use.operation, block)])
+                    if FUSED_ATTR in use.operation.attributes:
+                        fused = [last(component_of[r]) for r in use.operation.results if r in component_of]
+                        finish = max([finish, *fused])
+            found[index] = finish
+        return found[index]
+
+    return [last(i) for i in range(len(components))]
+
+
 def func_buffers(
     fn: func.FuncOp,
     callee_peaks: Mapping[str, Mapping[int, int]] | None = None,
@@ -138,18 +163,16 @@ def func_buffers(
     graph = alias_graph(fn) if graph is None else graph
     start, end = positions(fn)
     last = max(end.values(), default=0)
+    components = list(nx.connected_components(graph))
+    last_reads = _last_reads(components, end)
     buffers: list[Buffer] = []
-    for component in nx.connected_components(graph):
+    for index, component in enumerate(components):
         if any(_is_fused(v) for v in component):
             continue
         roots = [v for v in component if buffer_root(v)]
         if not roots or (not include_arguments and all(isinstance(r, BlockArgument) for r in roots)):
             continue
-        finish = 0
-        for value in component:
-            block = _defining_block(value)
-            for use in value.uses:
-                finish = max(finish, end[_ancestor_in(use.operation, block)])
+        finish = last_reads[index]
         for root in roots:
             if isinstance(root, BlockArgument):
                 if not include_arguments:

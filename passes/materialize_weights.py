@@ -30,11 +30,12 @@ Argument attributes (`q35.param`, `q35.storage`) are discardable metadata: upstr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FunctionType, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -74,73 +75,97 @@ def _set_arg_attrs(fn: func.FuncOp, attrs: list[DictionaryAttr]) -> None:
         fn.properties["arg_attrs"] = ArrayAttr(attrs)
 
 
-def _storage_args(
-    block: Block, index: int, packed: PackedType, param: str | None, name: str | None
-) -> tuple[list[SSAValue], list[DictionaryAttr]]:
-    """Insert the storage arguments of `packed` at `index` of `block`; return them and their attributes.
+@dataclass(frozen=True)
+class _NewArgument:
+    """An argument a function gains: its type, its attributes and its SSA name."""
 
-    `param` is the parameter name (for `q35.weight`), `name` the SSA name to derive argument names from.
-    """
-    args: list[SSAValue] = []
-    attrs: list[DictionaryAttr] = []
-    for offset, tensor in enumerate(storage_tensors(packed)):
-        arg = block.insert_arg(tensor.type, index + offset)
-        entries: dict[str, Attribute] = {}
-        if param is not None:
-            entries[PARAM_ATTR] = StringAttr(param)
+    type: Attribute
+    attrs: DictionaryAttr
+    name: str | None
+
+
+def _storage_arguments(packed: PackedType, param: str | None, name: str | None) -> list[_NewArgument]:
+    """The storage arguments standing for one packed value, tagged with `param` (a `q35.weight`'s parameter
+    name; None for a packed function argument) and named after `name`."""
+    out: list[_NewArgument] = []
+    for tensor in storage_tensors(packed):
+        entries: dict[str, Attribute] = {} if param is None else {PARAM_ATTR: StringAttr(param)}
         entries[STORAGE_ATTR] = StringAttr(tensor.role)
-        if name is not None:
-            arg.name_hint = f"{_value_name(name)}.{tensor.role}"
-        args.append(arg)
-        attrs.append(DictionaryAttr(entries))
-    return args, attrs
+        hint = None if name is None else f"{_value_name(name)}.{tensor.role}"
+        out.append(_NewArgument(tensor.type, DictionaryAttr(entries), hint))
+    return out
 
 
-class PackedArgumentsToStorage(RewritePattern):
-    """A function taking `!q35.packed` arguments takes their storage tensors instead (1:N)."""
+def _rebuild_arguments(
+    fn: func.FuncOp, arguments: Sequence[BlockArgument | _NewArgument], rewriter: PatternRewriter
+) -> tuple[Block, Block, list[BlockArgument]]:
+    """Give `fn` a new entry block whose arguments are `arguments` in order, all at once (adding arguments one by
+    one would rebuild the argument list and the function type each time: quadratic in the arguments).
+
+    An old argument keeps its name and attributes, a `_NewArgument` is created; the function type and argument
+    attributes are updated. Returns (old block, new block, new arguments): the new block is empty and the old one,
+    still holding the body, follows it; the caller inlines the old block once it has placed what goes first.
+    """
+    old = fn.body.blocks.first
+    assert old is not None
+    types = [a.type for a in arguments]
+    new = Block(arg_types=types)
+    old_attrs = _arg_attrs(fn)
+    attrs: list[DictionaryAttr] = []
+    for arg, value in zip(new.args, arguments, strict=True):
+        if isinstance(value, BlockArgument):
+            arg.name_hint = value.name_hint
+            attrs.append(old_attrs[value.index])
+        else:
+            arg.name_hint = value.name
+            attrs.append(value.attrs)
+    fn.body.insert_block_before(new, old)
+    _set_arg_attrs(fn, attrs)
+    fn.function_type = FunctionType.from_lists(types, fn.function_type.outputs.data)
+    rewriter.notify_op_modified(fn)
+    return old, new, list(new.args)
+
+
+class SignatureToStorage(RewritePattern):
+    """A function taking `!q35.packed` arguments takes their storage tensors instead (1:N), and an (uncalled)
+    function declaring `q35.weight`s takes their storage as trailing arguments, each weight becoming an
+    `assemble` of them. The signature is rebuilt once per function, whatever the number of weights."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: func.FuncOp, rewriter: PatternRewriter, /) -> None:
-        if not any(isinstance(t, PackedType) for t in op.function_type.inputs.data):
-            return
         block = op.body.blocks.first
-        assert block is not None
-        old_attrs = _arg_attrs(op)
-        new_attrs: list[DictionaryAttr] = []
-        where = InsertPoint.at_start(block)  # the assembles go first, in argument order
-        for arg, attrs in zip(list(block.args), old_attrs, strict=True):
-            if not isinstance(arg.type, PackedType):
-                new_attrs.append(attrs)
-                continue
-            storage, storage_attrs = _storage_args(block, arg.index, arg.type, None, arg.name_hint)
-            new_attrs.extend(storage_attrs)
-            assemble = rewriter.insert(AssembleOp(storage, arg.type), where)
-            where = InsertPoint.after(assemble)
-            arg.replace_all_uses_with(assemble.result)
-            block.erase_arg(arg)
-        _set_arg_attrs(op, new_attrs)
-        op.update_function_type()
-        rewriter.notify_op_modified(op)
-
-
-class WeightToArguments(RewritePattern):
-    """A `q35.weight` becomes storage arguments of its (uncalled) function plus an `assemble`."""
-
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: WeightOp, rewriter: PatternRewriter, /) -> None:
-        fn = _enclosing_func(op)
-        if fn is None:
+        if block is None:
             return
-        block = fn.body.blocks.first
-        assert block is not None
-        packed = op.result.type
-        assert isinstance(packed, PackedType)
-        attrs = _arg_attrs(fn)
-        name = op.param_name.data
-        storage, storage_attrs = _storage_args(block, len(block.args), packed, name, name)
-        _set_arg_attrs(fn, attrs + storage_attrs)
-        fn.update_function_type()
-        rewriter.replace(op, AssembleOp(storage, packed))
+        weights = [(w, w.result.type) for w in op.body.walk() if isinstance(w, WeightOp)]
+        if not weights and not _takes_packed(op):
+            return
+        arguments: list[BlockArgument | _NewArgument] = []
+        spans: list[tuple[int, int]] = []  # (first, count) of the new arguments of each old argument, each weight
+
+        def add(new: Sequence[BlockArgument | _NewArgument]) -> None:
+            spans.append((len(arguments), len(new)))
+            arguments.extend(new)
+
+        for arg in block.args:
+            add(_storage_arguments(arg.type, None, arg.name_hint) if isinstance(arg.type, PackedType) else [arg])
+        for weight, packed in weights:
+            assert isinstance(packed, PackedType)
+            add(_storage_arguments(packed, weight.param_name.data, weight.param_name.data))
+        old, new, args = _rebuild_arguments(op, arguments, rewriter)
+
+        # Packed arguments: their assembles go first, in argument order; then the body; then weights -> assembles.
+        values: list[SSAValue] = []
+        for arg, (first, count) in zip(old.args, spans[: len(old.args)], strict=True):
+            if isinstance(arg.type, PackedType):
+                assemble = AssembleOp(args[first : first + count], arg.type)
+                rewriter.insert(assemble, InsertPoint.at_end(new))
+                values.append(assemble.result)
+            else:
+                values.append(args[first])
+        rewriter.inline_block(old, InsertPoint.at_end(new), values)
+        for (weight, packed), (first, count) in zip(weights, spans[len(values) :], strict=True):
+            assert isinstance(packed, PackedType)
+            rewriter.replace(weight, AssembleOp(args[first : first + count], packed))
 
 
 class CallWithStorage(RewritePattern):
@@ -164,7 +189,8 @@ class CallWithStorage(RewritePattern):
         rewriter.replace(op, func.CallOp(op.callee, operands, op.result_types))
 
 
-def _enclosing_func(op: Operation) -> func.FuncOp | None:
+def enclosing_func(op: Operation) -> func.FuncOp | None:
+    """The `func.func` an op is nested in, at any depth (None outside any)."""
     parent = op.parent_op()
     while parent is not None and not isinstance(parent, func.FuncOp):
         parent = parent.parent_op()
@@ -187,7 +213,7 @@ def check_materializable(module: ModuleOp) -> None:
                 raise PassFailedException(f"@{name} is a declaration taking !q35.packed arguments")
         elif isinstance(op, WeightOp):
             weight = op.param_name.data
-            fn = _enclosing_func(op)
+            fn = enclosing_func(op)
             if fn is None:
                 raise PassFailedException(f"weight '{weight}' is not inside a func.func")
             if fn.sym_name.data in called:
@@ -213,5 +239,5 @@ class MaterializeWeightsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         check_materializable(op)
-        patterns = GreedyRewritePatternApplier([PackedArgumentsToStorage(), WeightToArguments(), CallWithStorage()])
+        patterns = GreedyRewritePatternApplier([SignatureToStorage(), CallWithStorage()])
         PatternRewriteWalker(patterns).rewrite_module(op)

@@ -34,8 +34,9 @@ accumulator) and are rounded once at the end. A decode-step linear tiled along N
 
 Tile sizes come from the options (`tile-t`, `tile-n`, `tile-k`; 0 = choose) and, for the ones left to choose, from
 `tile_choice.choose_tile` with the budget of `budget-bytes` or of the `target`'s on-chip level; with neither, an
-unset size is the whole dimension. Kernel functions carry `q35.kernel = "linear"`, the scheme and the tile;
-loops carry `q35.tile_dim`. Kernels are never tiled again.
+unset size is the whole dimension; `keep-int-codes` (unset: the target family's choice) says what `unpack-bits`
+will do, since its per-group sums take room in a tile. Kernel functions carry `q35.kernel = "linear"`, the scheme
+and the tile; loops carry `q35.tile_dim`. Kernels are never tiled again.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ from xdsl.utils.exceptions import PassFailedException
 from q35c.dialects.q35 import LinearOp, PackedType
 from q35c.dialects.q35_storage import CODES, AssembleOp, storage_tensors
 from q35c.passes._linalg import KERNEL_ATTR, PARALLEL, element_type, empty, f32, generic, identity, shape_of, zeros
-from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR
+from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR, enclosing_func
 from q35c.passes.tile_choice import (
     LinearShape,
     Tile,
@@ -118,13 +119,6 @@ def insert_slice(
 
 def is_kernel(fn: Operation | None) -> bool:
     return isinstance(fn, func.FuncOp) and KERNEL_ATTR in fn.attributes
-
-
-def _enclosing_func(op: Operation) -> func.FuncOp | None:
-    parent = op.parent_op()
-    while parent is not None and not isinstance(parent, func.FuncOp):
-        parent = parent.parent_op()
-    return parent
 
 
 def kernel_name(shape: LinearShape, element: Attribute) -> str:
@@ -347,7 +341,7 @@ class TileLinear(RewritePattern):
 
 def _tileable(op: LinearOp) -> LinearShape | None:
     """The shape of a linear to tile: one of an assembled weight, outside any kernel."""
-    if not isinstance(w := op.weight.owner, AssembleOp) or is_kernel(_enclosing_func(op)):
+    if not isinstance(w := op.weight.owner, AssembleOp) or is_kernel(enclosing_func(op)):
         return None
     x_type = op.x.type
     assert isinstance(x_type, TensorType)
@@ -392,17 +386,21 @@ class TilePass(ModulePass):
     tile_k: int = 0
     budget_bytes: int = 0
     target: str = ""
+    keep_int_codes: bool | None = None
 
     def policy(self) -> TilePolicy | None:
-        """The policy for sizes left to choose: from the target (budget-bytes overriding), or budget-bytes alone."""
+        """The policy for sizes left to choose: from the target (budget-bytes overriding), or budget-bytes alone.
+
+        `keep-int-codes` must match `unpack-bits`' option (unset: the target family's choice, see `tile_policy`),
+        since per-group partial sums take room in the tile."""
         if self.target:
             from q35c.targets.base import load_spec
 
             try:
-                return tile_policy(load_spec(self.target), self.budget_bytes)
+                return tile_policy(load_spec(self.target), self.budget_bytes, self.keep_int_codes)
             except (ValueError, TileError) as err:
                 raise PassFailedException(str(err)) from None
-        return TilePolicy(self.budget_bytes) if self.budget_bytes else None
+        return TilePolicy(self.budget_bytes, keep_int_codes=bool(self.keep_int_codes)) if self.budget_bytes else None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for option, value in (("tile-t", self.tile_t), ("tile-n", self.tile_n), ("tile-k", self.tile_k)):

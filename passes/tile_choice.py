@@ -2,11 +2,16 @@
 to tile sizes. The `tile` pass applies them; tests and the cost model may call them directly.
 
 A linear y[T, N] = x[T, K] @ W[N, K]^T is computed in tiles of tt tokens x tn output rows x tk inputs. The working
-set of one tile is what `schedule-memory` allocates on chip for it, at most:
+set of one tile bounds what `schedule-memory` allocates on chip for it (on Groq, besides the kernel's output):
 
     2 x storage(tn, tk)       the packed weight tile (codes, scale, offset), double-buffered while streaming
-    2 x tt x tk x act_bytes   the activation tile, double-buffered when it streams along K
+    2 x tt x tk x act_bytes   the activation tile, double-buffered when it streams
     2 x tt x tn x 4           the f32 accumulator and the partial sum (or the rounded output tile)
+    4 x tt x (tn + 1) x G     with integer codes kept (`keep-int-codes`): the per-group partial sums and the
+                              per-group sums of x, over the G = tk / g groups of a K tile
+
+A K that splits into one whole tile and a remainder (tk < K < 2 tk) has no K loop: both K tiles are read in the
+same loop body and are buffered side by side, so tk counts as the two together (K) there.
 
 K tiles must hold whole quantization groups and whole storage words (`k_alignment`): a sliced weight is again a
 valid `!q35.packed` of its scheme, so `unpack-bits` lowers it unchanged.
@@ -83,7 +88,8 @@ class TilePolicy:
 
     `budget_bytes` bounds the working set of one tile; `align_n` is the granule of N tiles; `max_n`/`max_k` cap the
     tile (Groq: the MXM's 320 x 320 arrays); `weight_buffers` is 2 where weight tiles stream (double buffering)
-    and 1 where weights are resident.
+    and 1 where weights are resident; `keep_int_codes` says that `unpack-bits` keeps integer codes and scales
+    per group, which adds per-group partial sums to the working set.
     """
 
     budget_bytes: int
@@ -91,6 +97,7 @@ class TilePolicy:
     max_n: int | None = None
     max_k: int | None = None
     weight_buffers: int = 2
+    keep_int_codes: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,12 +146,38 @@ def check_k_tile(scheme: Scheme, k: int, tk: int) -> None:
         )
 
 
+def k_parts(k: int, tk: int) -> tuple[int, ...]:
+    """The K tiles buffered side by side: one of tk, or, where K is one whole tile and a remainder (no K loop),
+    both of them.
+
+    >>> k_parts(256, 64), k_parts(256, 256), k_parts(256, 192)
+    ((64,), (256,), (192, 64))
+    """
+    tk = min(tk, k)
+    return (tk, k - tk) if tk < k < 2 * tk else (tk,)
+
+
+def _group_sum_bytes(shape: LinearShape, tk: int, policy: TilePolicy) -> int:
+    """Bytes per token, and again per token and output row, of the per-group sums a K tile of tk needs when
+    integer codes are kept: x summed per group [tt, G] and the products summed per group [tt, tn, G], in f32."""
+    if not policy.keep_int_codes or not shape.scheme.is_quantized:
+        return 0
+    return F32_BYTES * shape.scheme.n_groups(tk)
+
+
+def _per_tile_bytes(shape: LinearShape, tokens: int, k: int, policy: TilePolicy) -> tuple[int, int]:
+    """The working set of a tile of `tokens` x n x `k` as (fixed bytes, bytes per output row n)."""
+    parts = k_parts(shape.k, k)
+    group_sums = _group_sum_bytes(shape, parts[0], policy)
+    fixed = tokens * (2 * sum(parts) * shape.act_bytes + group_sums)
+    weights = policy.weight_buffers * sum(shape.weight_bytes(1, p) for p in parts)
+    return fixed, weights + tokens * (2 * F32_BYTES + group_sums)
+
+
 def working_set_bytes(shape: LinearShape, tile: Tile, policy: TilePolicy) -> int:
     """The most on-chip bytes one tile needs (see the module docstring)."""
-    weights = policy.weight_buffers * shape.weight_bytes(tile.n, tile.k)
-    activations = 2 * tile.tokens * tile.k * shape.act_bytes
-    outputs = 2 * tile.tokens * tile.n * F32_BYTES
-    return weights + activations + outputs
+    fixed, per_row = _per_tile_bytes(shape, tile.tokens, tile.k, policy)
+    return fixed + tile.n * per_row
 
 
 def main_memory_bytes(shape: LinearShape, tile: Tile) -> int:
@@ -178,8 +211,7 @@ def _k_candidates(shape: LinearShape, cap: int) -> list[int]:
 def _widest_n(shape: LinearShape, tokens: int, k: int, policy: TilePolicy) -> int:
     """The largest N tile that fits with (tokens, k), or 0."""
     cap = min(shape.n, policy.max_n or shape.n)
-    fixed = 2 * tokens * k * shape.act_bytes
-    per_row = policy.weight_buffers * shape.weight_bytes(1, k) + 2 * tokens * F32_BYTES
+    fixed, per_row = _per_tile_bytes(shape, tokens, k, policy)
     rows = (policy.budget_bytes - fixed) // per_row
     if rows >= cap:
         return cap
@@ -260,10 +292,13 @@ def tile_level(spec: HardwareSpec, budget_bytes: int = 0) -> OnChipLevel:
     return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
 
 
-def tile_policy(spec: HardwareSpec, budget_bytes: int = 0) -> TilePolicy:
-    """The tiling policy of a target: its budget (see `tile_level`) and, on Groq, the MXM array as the tile cap."""
+def tile_policy(spec: HardwareSpec, budget_bytes: int = 0, keep_int_codes: bool | None = None) -> TilePolicy:
+    """The tiling policy of a target: its budget (see `tile_level`) and, on Groq, the MXM array as the tile cap.
+
+    `keep_int_codes` is what `unpack-bits` will do (None: the family's choice, integer codes on Groq only)."""
     budget = tile_level(spec, budget_bytes).budget_bytes
+    keep = spec.family == "groq" if keep_int_codes is None else keep_int_codes
     if spec.family == "groq":
         dim = int(spec.details["mxm_array_dim"].value) if "mxm_array_dim" in spec.details else 320
-        return TilePolicy(budget, align_n=1, max_n=dim, max_k=dim, weight_buffers=1)
-    return TilePolicy(budget)
+        return TilePolicy(budget, align_n=1, max_n=dim, max_k=dim, weight_buffers=1, keep_int_codes=keep)
+    return TilePolicy(budget, keep_int_codes=keep)

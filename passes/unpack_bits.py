@@ -3,40 +3,39 @@
 It rewrites the users of a packed value whose storage is known (a `q35_storage.assemble`, as made by
 `materialize-weights`): `q35_storage.unpack` and `q35.linear`. Every bit layout follows DESIGN section 3.
 
-Codes: one `linalg.generic` over (n, k) -> tensor<NxKxi8>. Indexing maps pick the storage element(s) of weight
-(n, k); the body moves its field down with `arith.shrui`, masks it with `arith.andi` and sign-extends it with
-`arith.shli` + `arith.shrsi` (in i32, then `arith.trunci` to i8). int4, code j of a word in bits [4j, 4j+4):
+Codes (`q35c.passes._unpack_codes`): one `linalg.generic` per weight over its storage's natural units -- int4
+words (n, word, i < 8), q3p5 pairs (n, pair, slot < 2), q4_0/q8_0 blocks -- so that where a code lives comes
+from static loop indices (address arithmetic that unrolling folds away), and the data work is a shift pair
+per code (`arith.shli` then `arith.shrsi`: extracted and sign-extended, no mask), plus, once per q3p5 pair,
+joining its 7 bits from one or two words, and once per q4_0 byte, an `arith.xori`. The result is made [N, K]
+by `tensor.collapse_shape`. q3p5 dense, with the pair join done once per pair:
 
-    %codes = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, (d1 floordiv 8))>,
-        affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
-        ins(%words : tensor<4x8xi32>) outs(%codes_init : tensor<4x64xi8>) {
-    ^bb0(%word: i32, %0: i8):
-      %1 = linalg.index 1 : index
-      %2 = arith.index_cast %1 : index to i32
-      %3 = arith.constant 7 : i32
-      %4 = arith.andi %2, %3 : i32
-      %5 = arith.constant 2 : i32
-      %shift = arith.shli %4, %5 : i32                // 4 * (k mod 8)
-      %6 = arith.shrui %word, %shift : i32
-      %7 = arith.constant 15 : i32
-      %8 = arith.andi %6, %7 : i32
-      %9 = arith.constant 28 : i32
-      %10 = arith.shli %8, %9 : i32
-      %11 = arith.shrsi %10, %9 : i32                 // sign-extended 4-bit code
-      %12 = arith.trunci %11 : i32 to i8
-      linalg.yield %12 : i8
-    } -> tensor<4x64xi8>
+    %steps_grid = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, ((d1 * 7) floordiv 32))>,
+        affine_map<(d0, d1, d2) -> (d0, (((d1 * 7) + 6) floordiv 32))>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>],
+        iterator_types = ["parallel", "parallel", "parallel"]}
+        ins(%words, %words : tensor<4x7xi32>, tensor<4x7xi32>) outs(%codes_init : tensor<4x32x2xi8>) {
+    ^bb0(%lo: i32, %hi: i32, %0: i8):
+      ...                                                  // %bit = 7p mod 32, %wrap = min(32 - %bit, 31)
+      %1 = arith.shrui %lo, %bit : i32
+      %2 = arith.shli %hi, %wrap : i32
+      %pair = arith.ori %1, %2 : i32                       // the pair code in bits [0, 7)
+      ...                                                  // %left = 25 + 4 slot
+      %3 = arith.shli %pair, %left : i32
+      %4 = arith.shrsi %3, %c28 : i32                      // n1 (slot 0) or 2 n2 (slot 1)
+      %5 = arith.trunci %4 : i32 to i8
+      linalg.yield %5 : i8
+    } -> tensor<4x32x2xi8>
+    %steps = tensor.collapse_shape %steps_grid [[0], [1, 2]] : tensor<4x32x2xi8> into tensor<4x64xi8>
 
-q3p5 dense reads two words per weight, w = 7p/32 and w' = (7p+6)/32 for pair p = k/2 (the words holding the
-pair's first and last bit: equal unless the pair straddles a word boundary). The two form a 64-bit window
-w':w, shifted right by 7p mod 32 and masked to the 7-bit pair code c; n1 = sext4(c >> 3) at even k,
-n2 = sext3(c & 7) at odd k. q4_0 reads byte 18*(k/32) + 2 + k%16 and takes its low nibble for k%32 < 16,
-its high nibble otherwise, minus 8; q8_0 reads byte 34*(k/32) + 2 + k%32. Their float16 block scales are
-two little-endian bytes, assembled with shifts and an `arith.bitcast` to f16.
+`q35_storage.unpack` gets the codes themselves (n1, n2); the linear lowerings get each code times its slot's
+step (n1, 2 n2: what w = offset + scale * e multiplies), which the same shift pair yields at no extra cost.
+q4_0/q8_0's float16 block scales are two little-endian bytes, assembled with a shift, an or and an
+`arith.bitcast` to f16, once per block.
 
-Linear (default): w[n, k] = offset[n, k/g] + scale[n, k/g] * e[n, k] in f32, where e is the code, doubled
-(`arith.shli` by 1) at the odd, 3-bit q3p5 slot; then y = x @ w^T with f32 accumulation (a zero-filled
-accumulator, iterators parallel, parallel, reduction) and a final `arith.truncf` when x is f16.
+Linear (default): over loops (n, j, i) of group j, w[n, j*g+i] = math.fma(sitofp(e), scale[n, j],
+offset[n, j]) in f32 (`arith.mulf` for symmetric schemes; the scales are converted to f32 once per group),
+collapsed to [N, K]; then y = x @ w^T with f32 accumulation (a zero-filled accumulator, iterators parallel,
+parallel, reduction) and a final `arith.truncf` when x is f16.
 
 Linear with `keep-int-codes=true`, for matrix units that take integer weights: the codes are not dequantized
 before the matmul. Per group j of g weights (k = j*g + i), the products of the activations with the integer
@@ -69,9 +68,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     TensorType,
-    i8,
     i16,
-    i32,
     i64,
 )
 from xdsl.ir import Attribute, BlockArgument, SSAValue
@@ -89,18 +86,18 @@ from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, AssembleOp, UnpackOp
 from q35c.passes._linalg import (
     PARALLEL,
     REDUCTION,
-    Body,
     MapFn,
     Scalar,
+    collapse_shape,
     empty,
     f16,
     f32,
     generic,
     identity,
     mark_kernel,
-    named,
     zeros,
 )
+from q35c.passes._unpack_codes import codes_generic
 from q35c.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
 
 # --------------------------------------------------------------------------------------------------------------
@@ -108,79 +105,15 @@ from q35c.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _split_pair(s: Scalar, pair: SSAValue, k: SSAValue) -> SSAValue:
-    """q3p5: the 7-bit pair code c (i32) -> n1 = sext4(c >> 3) at even k, n2 = sext3(c & 7) at odd k."""
-    n1 = named(s.sext(s.andi(s.shrui(pair, 3), 0xF), 4), "n1")
-    n2 = named(s.sext(s.andi(pair, 0x7), 3), "n2")
-    return s.select(s.is_odd(k), n2, n1)
-
-
-def _int4_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
-    word, k = args[0], s.index(1)
-    shift = named(s.shli(s.andi(k, 7), 2), "shift")  # 4 * (k mod 8)
-    return s.trunci(s.sext(s.andi(s.shrui(word, shift), 0xF), 4), i8)
-
-
-def _q3p5_byte_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
-    return s.trunci(_split_pair(s, s.extui(args[0], i32), s.index(1)), i8)
-
-
-def _q3p5_dense_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
-    lo, hi, k = args[0], args[1], s.index(1)
-    bit = named(s.andi(s.muli(s.shrui(k, 1), 7), 31), "bit")  # 7p mod 32: where pair p starts in `lo`
-    window = named(s.ori(s.shli(s.extui(hi, i64), 32), s.extui(lo, i64)), "window")  # hi:lo
-    pair = named(s.trunci(s.andi(s.shrui(window, s.extui(bit, i64)), 0x7F), i32), "pair")
-    return s.trunci(_split_pair(s, pair, k), i8)
-
-
-def _q4_0_code(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
-    byte, k = s.extui(args[0], i32), s.index(1)
-    shift = named(s.shli(s.andi(s.shrui(k, 4), 1), 2), "shift")  # 0 for k%32 < 16 (low nibble), else 4
-    return s.trunci(s.subi(s.andi(s.shrui(byte, shift), 0xF), 8), i8)
-
-
-def _copy(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
-    return args[0]
-
-
-@dataclass(frozen=True)
-class _CodeLayout:
-    """Where the code of weight (n, k) lives: the storage elements it reads (one map each) and its decoding."""
-
-    maps: tuple[MapFn, ...]
-    decode: Body
-    arg_names: tuple[str, ...]
-
-
-def _layout(scheme: Scheme) -> _CodeLayout:
-    if scheme.name == "int4":
-        return _CodeLayout((lambda n, k: (n, k // 8),), _int4_code, ("word",))
-    if scheme.name == "q3p5" and scheme.container == "byte":
-        return _CodeLayout((lambda n, k: (n, k // 2),), _q3p5_byte_code, ("pair_byte",))
-    if scheme.name == "q3p5":
-        # Pair p = k/2 occupies stream bits [7p, 7p + 7): the words holding its first and its last bit.
-        first = lambda n, k: (n, (k // 2 * 7) // 32)  # noqa: E731
-        last = lambda n, k: (n, (k // 2 * 7 + 6) // 32)  # noqa: E731
-        return _CodeLayout((first, last), _q3p5_dense_code, ("lo", "hi"))
-    block, size = LLAMA_BLOCK, LLAMA_BLOCK_BYTES[scheme.name]
-    if scheme.name == "q4_0":  # after the 2-byte scale, byte j holds elements j and j + 16
-        return _CodeLayout((lambda n, k: (n, k // block * size + 2 + k % (block // 2)),), _q4_0_code, ("byte",))
-    return _CodeLayout((lambda n, k: (n, k // block * size + 2 + k % block),), _copy, ("byte",))
-
-
-def codes(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
-    """The int8 codes [N, K] of an assembled weight (int8 storage already is its codes)."""
+def codes(rewriter: PatternRewriter, w: AssembleOp, steps: bool = False) -> SSAValue:
+    """The int8 codes [N, K] of an assembled weight (int8 storage already is its codes); with `steps`, each code
+    times its slot's step (q3p5's odd slot doubled): the integer e of w = offset + scale * e."""
     scheme, (n, k) = w.packed_type.scheme, w.packed_type.get_shape()
     storage = w.operand_for(CODES)
     assert storage is not None
     if scheme.name == "int8":
         return storage
-    layout = _layout(scheme)
-    inputs = [storage] * len(layout.maps)
-    out = empty(rewriter, i8, (n, k), "codes_init")
-    maps = [*layout.maps, identity(2)]
-    result = generic(rewriter, inputs, out, maps, (PARALLEL, PARALLEL), layout.decode, "codes", layout.arg_names)
-    return mark_kernel(result, "unpack")
+    return codes_generic(rewriter, scheme, storage, n, k, steps)
 
 
 def _f16_from_bytes(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
@@ -205,7 +138,8 @@ def scales(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
 def effective_code(s: Scalar, scheme: Scheme, code: SSAValue, parity_dim: int) -> SSAValue:
     """The code times its slot's step as an i8: doubled at the odd (3-bit) q3p5 slot, else itself.
 
-    `parity_dim` is the loop whose index has the parity of k.
+    `parity_dim` is the loop whose index has the parity of k. For bodies that read single codes (the embedding
+    gather of lower-graph); the linear lowerings take the steps from the codes generic instead.
     """
     if scheme.name != "q3p5":
         return code
@@ -258,25 +192,26 @@ def _truncate(rewriter: PatternRewriter, acc: SSAValue, out_type: TensorType[Att
 
 
 def _dequantize(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
-    """w[n, k] = offset[n, k/g] + scale[n, k/g] * e[n, k] as tensor<NxKxf32>."""
+    """w[n, j*g + i] = offset[n, j] + scale[n, j] * e[n, j*g + i] as tensor<NxKxf32>, over loops (n, j, i):
+    one conversion and one `math.fma` per weight (a `mulf` without offset), the scales converted per group."""
     scheme, (n, k) = w.packed_type.scheme, w.packed_type.get_shape()
     g = scheme.group_size(k)
-    group = lambda n, k: (n, k // g)  # noqa: E731
-    inputs = [rewriter.insert(UnpackOp(w.result)).result, scales(rewriter, w)]
-    maps: list[MapFn] = [identity(2), group]
+    inputs = [codes(rewriter, w, steps=True), scales(rewriter, w)]
+    maps: list[MapFn] = [lambda n, j, i: (n, j * g + i), lambda n, j, i: (n, j)]
     offset = w.operand_for(OFFSET)
     if offset is not None:
         inputs.append(offset)
-        maps.append(group)
-    maps.append(identity(2))
+        maps.append(lambda n, j, i: (n, j))
+    maps.append(identity(3))
 
     def body(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
-        value = s.mulf(s.to_f32(a[1]), s.sitofp(effective_code(s, scheme, a[0], 1)))
-        return value if offset is None else s.addf(value, s.to_f32(a[2]))
+        e, scale = s.sitofp(a[0]), s.to_f32(a[1])
+        return s.mulf(scale, e) if offset is None else s.fma(e, scale, s.to_f32(a[2]))
 
-    out = empty(rewriter, f32, (n, k), "w_init")
-    names = ("code", "scale", "offset")[: len(inputs)]
-    return generic(rewriter, inputs, out, maps, (PARALLEL, PARALLEL), body, "w", (*names, "out"))
+    out = empty(rewriter, f32, (n, k // g, g), "w_init")
+    names = ("e", "scale", "offset")[: len(inputs)]
+    grid = generic(rewriter, inputs, out, maps, (PARALLEL,) * 3, body, "w_grid", (*names, "out"))
+    return collapse_shape(rewriter, grid, ((0,), (1, 2)), (n, k), "w")
 
 
 def _split_groups(rewriter: PatternRewriter, value: SSAValue, g: int, name: str) -> SSAValue:
@@ -299,17 +234,15 @@ def _int_code_linear(
     t = out_type.get_shape()[0]
     g = scheme.group_size(k)
     x_groups = _split_groups(rewriter, x, g, "x_groups")
-    code_groups = _split_groups(rewriter, rewriter.insert(UnpackOp(w.result)).result, g, "code_groups")
+    code_groups = _split_groups(rewriter, codes(rewriter, w, steps=True), g, "code_groups")
 
-    # i runs inside a group, and g is even for q3p5, so i has the parity of k = j*g + i.
     def partial(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
-        e = s.sitofp(effective_code(s, scheme, a[1], 3))
-        return s.addf(a[2], s.mulf(s.to_f32(a[0]), e))
+        return s.addf(a[2], s.mulf(s.to_f32(a[0]), s.sitofp(a[1])))
 
     p_maps = [lambda t, n, j, i: (t, j, i), lambda t, n, j, i: (n, j, i), lambda t, n, j, i: (t, n, j)]
     p_init = zeros(rewriter, (t, n, k // g), "p")
     p_loops = (PARALLEL, PARALLEL, PARALLEL, REDUCTION)
-    p = generic(rewriter, [x_groups, code_groups], p_init, p_maps, p_loops, partial, "p", ("x", "code", "p"))
+    p = generic(rewriter, [x_groups, code_groups], p_init, p_maps, p_loops, partial, "p", ("x", "e", "p"))
     mark_kernel(p, "linear")
     inputs = [p, scales(rewriter, w)]
     maps: list[MapFn] = [lambda t, n, j: (t, n, j), lambda t, n, j: (n, j)]

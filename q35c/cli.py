@@ -16,7 +16,7 @@ from q35c import __version__
 from q35c.errors import Q35Error
 
 # Command modules under q35c.commands, in the order `q35c --help` lists them.
-COMMANDS = ("formats", "info", "build", "opt", "verify", "targets")
+COMMANDS = ("formats", "info", "build", "compare", "opt", "verify", "targets")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.printer import Printer
 
@@ -48,8 +49,8 @@ def make_context() -> Context:
     return ctx
 
 
-def module_text(module: ModuleOp) -> str:
-    """The module as MLIR text in the custom (pretty) form."""
+def module_text(module: Operation) -> str:
+    """A module (or any op) as MLIR text in the custom (pretty) form, which mlir-opt reads too."""
     out = io.StringIO()
     Printer(stream=out).print_op(module)
     return out.getvalue()

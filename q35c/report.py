@@ -1,4 +1,4 @@
-"""Rendering a target comparison (`q35c.compare.Report`) as a text table or as JSON.
+"""Rendering a target comparison (`q35c.compare.Report`) as a text table, as JSON or as CSV.
 
 The table has one row per target:
 
@@ -8,13 +8,20 @@ The table has one row per target:
 
 followed by notes: where each family's figures come from and what a reader should keep in mind. JSON keeps
 every number unrounded, plus each phase's full cost (time, traffic per memory level, ops per unit, energy per
-component, and the seconds each resource bound).
+component, and the seconds each resource bound). CSV has one row per target, the JSON's scalar keys as
+columns (numbers unrounded, empty where there is none).
+
+A report directory (`q35c build ... -o DIR`) adds Markdown (`q35c.report_md`), plots (`q35c.report_plots`) and
+the IR of every stage; `q35c.report_dir` writes it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
+from typing import Any
 
 from q35c.compare import Report, TargetResult
 
@@ -44,6 +51,14 @@ COLUMNS: tuple[Column, ...] = (
     ("bottleneck", lambda r: r.bottleneck),
 )
 LEFT = ("target", "bottleneck")
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """(unit, scale) in which `seconds`, the largest time of a table, reads well: ms, us or ns."""
+    for name, scale in (("ms", 1e3), ("us", 1e6)):
+        if seconds * scale >= 1:
+            return name, scale
+    return "ns", 1e9
 
 
 def render_table(report: Report) -> str:
@@ -76,3 +91,43 @@ def render_table(report: Report) -> str:
 def render_json(report: Report) -> str:
     """The comparison as JSON: `model`, `scheme`, the scenario and `targets` (one object per target)."""
     return json.dumps(report.to_json(), indent=2, sort_keys=False)
+
+
+CSV_SCENARIO = ("model", "scheme", "batch", "prompt", "gen")
+CSV_TARGET = (
+    "target",
+    "family",
+    "devices",
+    "decode_tok_s",
+    "ms_per_token",
+    "prefill_tok_s",
+    "ttft_ms",
+    "joules_per_token",
+    "avg_power_w",
+    "system_power_w",
+    "weight_bytes",
+    "kv_bytes",
+    "bottleneck",
+    "roofline_fraction",
+    "error",
+)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def render_csv(report: Report) -> str:
+    """One row per target: the scenario (model, scheme, batch, prompt, gen) and the target's figures."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow((*CSV_SCENARIO, *CSV_TARGET))
+    data = report.to_json()
+    for entry in data["targets"]:
+        row = [data[key] for key in CSV_SCENARIO] + [entry.get(key) for key in CSV_TARGET]
+        writer.writerow([_csv_cell(v) for v in row])
+    return out.getvalue()

@@ -3,19 +3,23 @@
 `analyse(fn)` walks a function body once (into `scf.for` loops, counting their trips) and records its compute ops
 (linalg ops and unlowered q35 graph ops), its calls, its copies between memory spaces, and for every value whether
 it derives from weights alone; `sources(value)` follows a value through views, slices, copies and loop-carried
-values to what it is made of. `group(fa)` assigns every compute op to a kernel, and `body_work` counts the MACs and
-ALU ops of a linalg body. `q35c.targets.workload` turns these into `KernelWork`.
+values to what it is made of. `group(fa)` assigns every compute op to a kernel, and `body_work` counts the MACs,
+ALU ops and address arithmetic of a linalg body (its docstring states the counting rule).
+`q35c.targets.workload` turns these into `KernelWork`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import AnyFloat, DictionaryAttr, IntegerAttr, IntegerType, StringAttr, TensorType
-from xdsl.dialects.linalg.ops import LinalgStructuredOperation
+from xdsl.dialects.linalg.attrs import IteratorType
+from xdsl.dialects.linalg.ops import IndexOp, LinalgStructuredOperation
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
+from xdsl.ir.affine import AffineMap
 
 from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
 
@@ -57,6 +61,8 @@ _CASTS = frozenset(
         "arith.bitcast",
     }
 )
+# Casts that only re-view a register's bits: free (see `body_work`).
+_FREE_CASTS = frozenset({"arith.bitcast", "arith.index_cast", "arith.index_castui", "arith.extui", "arith.trunci"})
 _MUL_OPS = frozenset({"arith.mulf", "arith.muli", "arith.divf", "arith.divsi", "arith.divui"})
 _GRAPH_KERNELS = frozenset({"linear", "embed", "rmsnorm", "rope", "attention", "silu", "mul", "add"})
 
@@ -262,9 +268,15 @@ class FunctionInfo:
         for arg, init in zip(loop.body.block.args[1:], loop.iter_args, strict=True):
             self.side[arg] = self.side_of(init)
         self.walk(loop.body.block, trips * trip_count(loop))
+        # Each result has the side of its own init and yielded value: a staging ring of weight tiles carried
+        # next to the token-side output stays weight-side.
         yielded = loop.body.block.last_op
-        values = [*loop.iter_args, *(yielded.operands if yielded is not None else ())]
-        self._propagate_side(loop, values)
+        results = list(loop.results)
+        for index, result in enumerate(results):
+            values = [loop.iter_args[index]]
+            if yielded is not None and index < len(yielded.operands):
+                values.append(yielded.operands[index])
+            self.side[result] = combined(self.side_of(v) for v in values)
 
     def _propagate_side(self, op: Operation, values: Iterable[SSAValue]) -> None:
         sides = {self.side_of(v) for v in values}
@@ -314,6 +326,12 @@ class FunctionInfo:
 
     def is_weight(self, source: SSAValue) -> bool:
         return source in self.weight_args or (isinstance(source, OpResult) and source.owner.name == WeightOp.name)
+
+
+def combined(sides: Iterable[str]) -> str:
+    """The side of a value made from values of these sides: token wins over weight, weight over neutral."""
+    found = set(sides)
+    return "token" if "token" in found else "weight" if "weight" in found else "neutral"
 
 
 def memory_space(value: SSAValue) -> str | None:
@@ -443,11 +461,16 @@ def fuse(fa: FunctionInfo, kernels: list[tuple[str, list[Node]]]) -> None:
             kernels[index] = (name, [])
 
 
+def has_reduction(op: LinalgStructuredOperation) -> bool:
+    """Whether a linalg op has a reduction loop."""
+    return any(t.data == IteratorType.REDUCTION for t in op.get_iterator_types())
+
+
 def contraction(op: Operation) -> set[Operation]:
     """The add and multiply of `acc + a * b` when `op` is a contraction (has a reduction loop), else empty."""
     if not isinstance(op, LinalgStructuredOperation) or not op.regions or not op.regions[0].blocks:
         return set()
-    if not any("reduction" in str(t) for t in op.get_iterator_types()):
+    if not has_reduction(op):
         return set()
     body = op.regions[0].blocks.first
     assert body is not None
@@ -475,22 +498,78 @@ def mac_dtype(op: Operation) -> str:
     return dtype_name(min(pool, key=lambda t: element_bytes(t)))
 
 
-def body_work(op: Operation, count: float) -> tuple[dict[str, float], dict[str, float]]:
-    """(MACs by dtype, ALU ops by class) of a linalg op run `count` times over its whole domain."""
-    macs: dict[str, float] = {}
-    alu: dict[str, float] = {}
-    if not op.regions or not op.regions[0].blocks:
-        return macs, alu
-    domain = iterations(op) * count
+@dataclass(frozen=True)
+class BodyWork:
+    """What a linalg op's body does over its whole domain: MACs by dtype, ALU ops by class, and the address
+    arithmetic (`index_ops`) that the counting rule leaves out."""
+
+    macs: dict[str, float]
+    alu: dict[str, float]
+    index_ops: float = 0.0
+
+
+@lru_cache(maxsize=4096)
+def _innermost(indexing: AffineMap) -> int:
+    """The innermost loop dim an indexing map reads (-1 for none: a broadcast scalar)."""
+    return max(indexing.used_dims(), default=-1)
+
+
+def _arg_innermost(op: LinalgStructuredOperation) -> list[int]:
+    """The innermost loop each block argument varies with: the deepest dim of its operand's indexing map, or the
+    last loop for an output of an op with a reduction loop (its value is carried from one iteration to the next)."""
+    last = op.get_num_loops() - 1
+    reduces = has_reduction(op)
+    inputs = len(op.inputs)
+    return [last if reduces and i >= inputs else _innermost(m.data) for i, m in enumerate(op.get_indexing_maps())]
+
+
+def body_work(op: Operation, count: float) -> BodyWork:
+    """MACs, ALU ops and address arithmetic of a linalg op run `count` times over its whole domain.
+
+    The counting rule follows each body value to what it depends on: tensor data (a block argument, a
+    `tensor.extract` of a tensor defined outside), loop indices (`linalg.index`), constants and values defined
+    outside the body (loop-invariant). An arith/math op counts as ALU work only when it depends on tensor data,
+    and then once per iteration of the loops down to the innermost loop it varies with, in the op's loop order
+    (what loop-invariant code motion leaves in each loop): joining a q3p5 pair in a body over (n, pair, slot)
+    runs once per pair, converting a group's scale in a body over (n, group, i) once per group. Ops on indices,
+    constants and loop-invariant values alone are address arithmetic, which unrolling and constant folding
+    remove: not ALU work, counted in `index_ops` only. Casts that only re-view a register's bits are free:
+    `arith.bitcast`, `arith.index_cast`, `arith.extui` (a narrow load zero-extends) and `arith.trunci` (the low
+    bits of a register); conversions that compute (`arith.extf`, `truncf`, `sitofp`, `uitofp`, `extsi`, ...)
+    are one op. In a contraction the multiply-add and its type conversions belong to the MAC.
+    """
+    if not isinstance(op, LinalgStructuredOperation) or not op.regions or not op.regions[0].blocks:
+        return BodyWork({}, {})
+    body = op.regions[0].blocks.first
+    assert body is not None
+    # runs[d + 1]: how often an op runs whose innermost loop is d (runs[0]: once, outside every loop)
+    runs = [count]
+    for extent in op.get_static_loop_ranges():
+        runs.append(runs[-1] * extent)
     mac_ops = contraction(op)
-    if mac_ops:
-        macs[mac_dtype(op)] = domain
-    for inner in op.regions[0].walk():
-        if not is_alu(inner) or inner in mac_ops or (mac_ops and inner.name in _CASTS):
+    macs = {mac_dtype(op): runs[-1]} if mac_ops else {}
+    alu: dict[str, float] = {}
+    index_ops = 0.0
+    innermost: dict[SSAValue, int] = dict(zip(body.args, _arg_innermost(op), strict=True))
+    data: set[SSAValue] = set(body.args)
+    for inner in body.walk():
+        if isinstance(inner, IndexOp):
+            innermost[inner.result] = inner.dim.value.data
             continue
-        key = alu_class(inner)
-        alu[key] = alu.get(key, 0.0) + domain
-    return macs, alu
+        deepest = max((innermost.get(v, -1) for v in inner.operands), default=-1)
+        on_data = inner.name == "tensor.extract" or any(v in data for v in inner.operands)
+        for result in inner.results:
+            innermost[result] = deepest
+            if on_data:
+                data.add(result)
+        if not is_alu(inner) or inner.name in _FREE_CASTS or inner in mac_ops or (mac_ops and inner.name in _CASTS):
+            continue
+        if on_data:
+            key = alu_class(inner)
+            alu[key] = alu.get(key, 0.0) + runs[deepest + 1]
+        else:
+            index_ops += runs[deepest + 1]
+    return BodyWork(macs, alu, index_ops)
 
 
 def graph_op_work(op: Operation) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:

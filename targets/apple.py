@@ -3,13 +3,21 @@
 Per kernel call (the shared engine of `targets.target`):
 
     t_mem    = (weights + activations + KV read + KV written) / (eta_bw * B_unified)
-    t_gpu    = (2 * MACs / peak[fp16] + ALU ops / peak[op dtype]) / eta_c
+    t_gpu    = (2 * MACs / peak[fp16] + ALU ops / (peak[op dtype] / 2)) / eta_c
     t_kernel = max(t_mem, t_gpu) + t_launch
 
 The GPU's ALUs do both the matrix work and the element-wise work (unpacking, dequantization, norms), so their
-times add on one unit. FP16 runs at the FP32 rate: the specs give the two equal peaks, and integer ops run at
-the fp32 rate of the same ALUs. Decode is bound by t_mem; prefill by t_gpu, where dequantizing quantized weights
-adds ALU time that fp16 weights do not need.
+times add on one unit. FP16 runs at the FP32 rate: the specs give the two equal peaks. The specs give no integer
+rate, so integer ops (the shifts of unpacking) take one FP32 issue slot each, at peak / 2. Prefill is bound by
+t_gpu, where dequantizing quantized weights adds ALU time that fp16 weights do not need. At batch 1 a decode
+step does one MAC and A weight-side ALU ops per weight (A from the IR: 2.0 for int8, 4.6 for q4_0, 5.5 for q3p5
+dense), so it stays bound by t_mem while
+
+    (1 + A) / (eta_c * peak / 2)  <  bytes per weight / (eta_bw * B_unified)
+
+With the fitted constants, on an M2 Max (13.6 TFLOPS, 400 GB/s) that holds up to A = 7.3 at q4_0's 0.5625
+bytes per weight and A = 6.0 at q3p5 dense's 0.469 (g = 128); an M1 Max (10.6 TFLOPS, the same bandwidth) allows
+A = 5.5 and 4.4, so it is unpacking-bound at q3p5.
 
 Devices: one Mac (the specs' `max_devices`); a model whose weights, KV cache and activations exceed the unified
 memory does not fit. Energy: per-action energies plus the static power for the whole time; the power figure

@@ -27,7 +27,10 @@ with A a block's output bytes, B_link one link's bandwidth (one direction), B_c2
 
 The trade-off of sub-8-bit weights is in these terms, not in a rule: a q3p5 model needs fewer chips than an
 int8 one (weight bytes), but the MXM takes only int8 or fp16, so every token pays VXM ALU cycles for each weight
-it unpacks (the IR's unpack ops, counted per weight) -- and with fewer chips per layer, fewer VXMs share them.
+it unpacks (the data ops of the IR's unpack generics, by the counting rule of `_kernels.body_work`: 3.5 per
+q3p5 dense weight, 2 per int4 weight) -- and with fewer chips per layer, fewer VXMs share them; each chip also
+installs every weight it holds into the MXM as int8 per token, so fewer chips per layer means more install time
+per chip.
 
 R_install is `details.mxm_install_bytes_per_s` when the spec gives it, otherwise derived from the spec as one
 vector (`details.vector_bytes`) per MXM array (`details.mxm_arrays`) per clock -- an assumption about how fast

@@ -81,6 +81,7 @@ def pipeline_for(spec: HardwareSpec, options: Mapping[str, Any] | None = None) -
         tile_k=int(opts.get("tile-k", 0)),
         budget_bytes=budget,
         target=spec.name,
+        keep_int_codes=keep_int_codes,
     )
     per = f"{level.budget_bytes:,} B of {level.name} per {level.per}" + (" (assumed)" if level.assumed else "")
     if spec.family == "groq":

@@ -11,11 +11,15 @@ computed from the IR alone (never from a parameter count), so that a change to a
   it: the codes stream into the consumer and never reach memory. Before lower-graph, each q35 graph op is a
   kernel of its own, costed from its type (`graph_op_work`).
 - Work per kernel call: MACs by dtype -- a contraction (reduction loops, a body yielding acc + a * b) does one
-  MAC per iteration of its domain, in the dtype of its narrowest float input -- and element-wise ALU ops:
-  every arith/math op of a linalg body once per iteration (constants excepted; in a contraction the
-  multiply-add and pure type conversions belong to the MAC). ALU ops of generics that read weights only
-  (unpacking, dequantization) are `weight_alu`; the rest `token_alu`. This is how unpacking sub-byte weights
-  shows up: a q3p5 dense code costs more shifts and masks than an int8 one.
+  MAC per iteration of its domain, in the dtype of its narrowest float input -- and element-wise ALU ops, by
+  the counting rule of `q35c.targets._kernels.body_work`: an arith/math op of a linalg body is ALU work only
+  when it depends on tensor data, and runs once per iteration of the loops down to the innermost loop it
+  varies with; ops on loop indices, constants and loop-invariant values alone are address arithmetic
+  (`index_ops`, not costed); casts that re-view bits are free; in a contraction the multiply-add and its type
+  conversions belong to the MAC. ALU ops of generics that read weights only (unpacking, dequantization) are
+  `weight_alu` (of which `unpack_alu` extracts codes); the rest `token_alu`. This is how unpacking sub-byte
+  weights shows up: a q3p5 dense code costs more shifts than an int4 one, an int8 code none
+  (`ops_per_weight` sums it per weight).
 - Traffic per kernel call: bytes read of weights, of the KV cache (non-weight function arguments an attention
   kernel reads) and of other activations, each source at most once per call: re-reads inside a call (a weight
   tile for each token tile) are served on chip; a `tensor.extract` gather reads one element per iteration.
@@ -62,6 +66,7 @@ from q35c.targets._kernels import (
     dtype_name,
     graph_op_work,
     group,
+    kernel_name,
     read_bytes,
     string_attr,
     tensor_bytes,
@@ -130,7 +135,10 @@ class KernelWork:
     activation and KV traffic grow with the batch. ALU maps are keyed by op class (`int`, `fp16.add`,
     `fp16.mul`, `fp32.add`, `fp32.mul`; divisions and transcendentals count as `mul`); MACs by dtype; `moved`
     is bytes copied into each memory space; `weight_elements` counts the weights contractions consume, by the
-    dtype they consume them in (what a matrix unit must load).
+    dtype they consume them in (what a matrix unit must load); `unpack_alu` is the part of the ALU ops done by
+    fused `unpack` generics (extracting codes from packed storage; weight-side); `index_ops` is the address
+    arithmetic of its bodies, which unrolling and constant folding remove: not costed, kept for reports (as
+    compiled, not scaled by the batch).
     """
 
     name: str
@@ -146,6 +154,8 @@ class KernelWork:
     kv_read: float = 0.0
     kv_written: float = 0.0
     moved: Counts = field(default_factory=_empty)
+    unpack_alu: float = 0.0
+    index_ops: float = 0.0
 
     @property
     def alu_ops(self) -> float:
@@ -196,6 +206,8 @@ class KernelWork:
             kv_read=mix(self.kv_read, other.kv_read),
             kv_written=mix(self.kv_written, other.kv_written),
             moved=mix_counts(self.moved, other.moved),
+            unpack_alu=mix(self.unpack_alu, other.unpack_alu),
+            index_ops=mix(self.index_ops, other.index_ops),
         )
 
 
@@ -277,6 +289,33 @@ class Workload:
         return replace(self, kernels=kernels, context=context)
 
 
+@dataclass(frozen=True)
+class OpsPerWeight:
+    """Ops per weight that contractions consume: weight-side ALU ops split into `unpack` (the codes generics)
+    and `dequant` (the other weight-side ops: block scales, dequantization), and `index`, the address
+    arithmetic of the same kernels (not costed)."""
+
+    unpack: float
+    dequant: float
+    index: float
+
+    @property
+    def total(self) -> float:
+        return self.unpack + self.dequant
+
+
+def ops_per_weight(work: Workload) -> OpsPerWeight:
+    """Per weight a workload's contractions consume (per kernel, its largest weight operand: the scales a
+    per-group scaling contraction reads are not weights): its unpacking, dequantization and index ops."""
+    weights = sum(max(k.weight_elements.values(), default=0.0) * k.calls for k in work.kernels)
+    if not weights:
+        return OpsPerWeight(0.0, 0.0, 0.0)
+    unpack = sum(k.unpack_alu * k.calls for k in work.kernels)
+    weight_side = sum(sum(k.weight_alu.values()) * k.calls for k in work.kernels)
+    index = sum(k.index_ops * k.calls for k in work.kernels)
+    return OpsPerWeight(unpack / weights, (weight_side - unpack) / weights, index / weights)
+
+
 def _kernel_work(
     fa: FunctionInfo,
     index: int,
@@ -293,6 +332,7 @@ def _kernel_work(
     alu: dict[str, dict[str, float]] = {"weight": {}, "token": {}}
     reads: dict[SSAValue, float] = {}
     weight_elements: dict[str, float] = {}
+    index_ops = unpack_alu = 0.0
     for node in members:
         op, op_inputs = node.op, fa.inputs(node.op)
         if op.name.startswith("q35."):
@@ -302,7 +342,11 @@ def _kernel_work(
             for k, v in elements.items():
                 weight_elements[k] = weight_elements.get(k, 0.0) + v * node.trips
         else:
-            op_macs, op_alu = body_work(op, node.trips)
+            work = body_work(op, node.trips)
+            op_macs, op_alu = work.macs, work.alu
+            index_ops += work.index_ops
+            if kernel_name(op) == "unpack":
+                unpack_alu += sum(work.alu.values())
             for v in op.operands[:-1] if op_macs else ():
                 if fa.side_of(v) == "weight" and isinstance(v.type, TensorType):
                     key = dtype_name(v.type.element_type)
@@ -339,7 +383,7 @@ def _kernel_work(
         for result in node.op.results:
             if result in readers[1] or readers[0].get(result, set()) - {index}:
                 written += min(tensor_bytes(result.type) * node.trips, whole_bytes(result))
-    work = KernelWork(
+    kernel = KernelWork(
         name=name,
         function=fa.fn.sym_name.data,
         calls=calls,
@@ -353,8 +397,10 @@ def _kernel_work(
         kv_read=kv_read,
         kv_written=kv_written,
         moved=_frozen(moved),
+        unpack_alu=unpack_alu,
+        index_ops=index_ops,
     )
-    return work, caches
+    return kernel, caches
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -111,6 +111,33 @@ def test_buffers_live_across_loops_die_in_iterations_and_skip_fused_values() -> 
     assert peaks[0].bytes == 8 * 4  # %out, the loop's result
 
 
+def test_a_buffer_read_by_a_fused_generic_lives_until_the_fused_value_is_consumed() -> None:
+    # %staged feeds the fused %d, which streams into the copy into %acc: %staged is read while %acc is written.
+    fn = only_func(
+        parse(
+            """
+            func.func @f(%w: tensor<4x8xf32>) -> tensor<4x8xf32> {
+              %staged_buf = bufferization.alloc_tensor() {memory_space = 1 : i64} : tensor<4x8xf32>
+              %staged = linalg.copy ins(%w : tensor<4x8xf32>) outs(%staged_buf : tensor<4x8xf32>) -> tensor<4x8xf32>
+              %e = tensor.empty() : tensor<4x8xf32>
+              %d = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>],
+                  iterator_types = ["parallel", "parallel"]}
+                  ins(%staged : tensor<4x8xf32>) outs(%e : tensor<4x8xf32>) attrs = {q35.fused} {
+              ^bb0(%a: f32, %o: f32):
+                linalg.yield %a : f32
+              } -> tensor<4x8xf32>
+              %acc = bufferization.alloc_tensor() {memory_space = 1 : i64} : tensor<4x8xf32>
+              %r = linalg.copy ins(%d : tensor<4x8xf32>) outs(%acc : tensor<4x8xf32>) -> tensor<4x8xf32>
+              func.return %r : tensor<4x8xf32>
+            }
+            """
+        )
+    )
+    buffers = {b.name: b for b in func_buffers(fn)}
+    assert buffers["staged_buf"].end >= buffers["acc"].start
+    assert peak(func_buffers(fn))[1].bytes == 2 * 4 * 8 * 4
+
+
 def test_calls_add_the_callee_peak_and_entries_count_their_arguments() -> None:
     module = parse(
         """

@@ -41,6 +41,18 @@ def test_every_target_compiles_tiny(target: str) -> None:
     assert result.peak_lines()
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("seq", [64, 512])
+def test_every_target_compiles_tiny_prefill(target: str, seq: int) -> None:
+    # Prefill tiles hold several tokens; the tile choice must leave room for everything schedule-memory stages.
+    result = compile_model("tiny", target, seq=seq)
+    level = result.module.attributes["q35.tile_level"].data  # type: ignore[union-attr]
+    budget = result.module.attributes["q35.tile_budget_bytes"].value.data  # type: ignore[union-attr]
+    peaks = result.module.attributes["q35.peak_bytes"].data  # type: ignore[union-attr]
+    if level != result.module.attributes["q35.memory_spaces"].data[0].data:  # type: ignore[union-attr]
+        assert peaks[level].value.data <= budget
+
+
 def test_groq_keeps_integer_codes() -> None:
     unpack = next(s for s in pipeline_for(load_spec("groq-lpu")) if s.name == "unpack")
     assert unpack.passes[0].keep_int_codes  # type: ignore[attr-defined]

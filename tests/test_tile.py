@@ -27,6 +27,7 @@ from q35c.passes.tile_choice import (
     TilePolicy,
     choose_tile,
     k_alignment,
+    k_parts,
     main_memory_bytes,
     tile_level,
     tile_policy,
@@ -117,6 +118,25 @@ def test_chosen_tile_fits_and_no_fitting_tile_moves_fewer_bytes(t: int, n: int, 
                     continue
                 if working_set_bytes(s, other, policy) <= budget:
                     assert main_memory_bytes(s, other) >= best, (other, tile)
+
+
+def test_a_k_of_one_tile_and_a_remainder_buffers_both() -> None:
+    # K = 256 in tiles of 192: no K loop, both K tiles are read in the same loop body and buffered side by side.
+    s, policy = shape(4, 64, 256, "int4:g=32"), TilePolicy(1 << 30)
+    both = working_set_bytes(s, Tile(4, 64, 192), policy)
+    weights = 2 * (s.weight_bytes(64, 192) + s.weight_bytes(64, 64))
+    assert both == weights + 2 * 4 * 256 * 2 + 2 * 4 * 64 * 4
+    assert k_parts(256, 192) == (192, 64) and k_parts(256, 128) == (128,) and k_parts(256, 512) == (256,)
+
+
+def test_kept_integer_codes_add_their_group_sums() -> None:
+    # keep-int-codes: per-group partial sums [T, N, K/g] and per-group sums of x [T, K/g], in f32.
+    s, tile = shape(4, 64, 256, "int4:g=32"), Tile(4, 64, 128)
+    plain = working_set_bytes(s, tile, TilePolicy(1 << 30))
+    kept = working_set_bytes(s, tile, TilePolicy(1 << 30, keep_int_codes=True))
+    assert kept - plain == 4 * 4 * (64 + 1) * (128 // 32)
+    assert tile_policy(load_spec("groq-lpu")).keep_int_codes and not tile_policy(load_spec("h100-sxm")).keep_int_codes
+    assert tile_policy(load_spec("h100-sxm"), keep_int_codes=True).keep_int_codes
 
 
 def test_fixed_sizes_are_kept_and_clamped() -> None:

@@ -23,10 +23,11 @@ from q35c import formats
 from q35c.cli import main
 from q35c.dialects.q35 import PackedType
 from q35c.dialects.q35_storage import AssembleOp, UnpackOp, storage_tensors
+from q35c.mlir_tools import MlirTools
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.unpack_bits import UnpackBitsPass
 from q35c.pipeline import make_context
-from q35c.verify import foreign_ops, linear_module
+from q35c.verify import LinearCase, foreign_ops, linear_module, verify_linear
 
 SPECS = (
     "fp16",
@@ -79,6 +80,76 @@ def test_keep_int_codes_scales_per_group(spec: str) -> None:
     assert "%p = linalg.generic" in text  # the per-group sums over integer codes
     asymmetric = spec.startswith(("int4", "q3p5"))
     assert ("%xsum = linalg.generic" in text) == asymmetric  # offsets need the activation sums
+
+
+# The codes generic of each scheme iterates over its storage's units: (loops, output grid, collapsed dims).
+GRIDS = {
+    "int4:g=32": ("tensor<16x16x8xi8>", 3),  # (n, word, i < 8)
+    "q3p5:g=64": ("tensor<16x64x2xi8>", 3),  # (n, pair, slot)
+    "q3p5:g=32:container=byte": ("tensor<16x64x2xi8>", 3),
+    "q4_0": ("tensor<16x4x2x16xi8>", 4),  # (n, block, byte i < 16, half) writing [n, block, half, i]
+    "q8_0": ("tensor<16x4x32xi8>", 3),  # (n, block, i < 32)
+}
+
+
+@pytest.mark.parametrize("spec", GRIDS)
+def test_codes_iterate_over_storage_units(spec: str) -> None:
+    grid, loops = GRIDS[spec]
+    text = _text(_lower(spec))
+    # One codes generic for the linear, one for q35_storage.unpack; for q3p5 the linear's multiplies each code
+    # by its slot's step (its "steps"), elsewhere every step is 1 and both are the codes.
+    lines = [li for li in text.splitlines() if 'q35.kernel = "unpack"' in li]
+    assert len(lines) == 2
+    for line in lines:
+        assert "outs(%codes_init" in line and f" : {grid}) attrs" in line and line.count('"parallel"') == loops
+    grids = ("%steps_grid", "%codes_grid") if spec.startswith("q3p5") else ("%codes_grid", "%codes_grid_1")
+    for name, line in zip(grids, lines, strict=True):
+        assert line.lstrip().startswith(f"{name} = linalg.generic")
+        assert f" = tensor.collapse_shape {name} " in text
+    assert "arith.select" not in text and "arith.cmpi" not in text  # no per-weight choice: the loops say which
+
+
+def test_q3p5_joins_each_pair_once_and_doubles_the_odd_slot_in_the_shift() -> None:
+    text = _text(_lower("q3p5:g=64"))
+    steps = text[text.index("%steps_grid = linalg.generic") : text.index("%steps = tensor.collapse_shape")]
+    assert steps.count("%pair = arith.ori") == 1 and "arith.extui" not in steps  # no 64-bit window
+    assert "%right" not in steps  # steps: >>s 28 in both slots
+    codes = text[text.index("%codes_grid = linalg.generic") : text.index("%codes = tensor.collapse_shape")]
+    assert "%right = arith.addi" in codes  # codes: >>s 28 + slot
+
+
+@pytest.mark.parametrize(("spec", "fma"), [("int4:g=32", True), ("q3p5:g=64", True), ("int8", False), ("q4_0", False)])
+def test_dequantization_is_one_conversion_and_one_multiply_add_per_weight(spec: str, fma: bool) -> None:
+    text = _text(_lower(spec))
+    body = text[text.index("%w_grid = linalg.generic") : text.index("%w = tensor.collapse_shape")]
+    assert body.count("arith.sitofp") == 1
+    assert body.count("math.fma") == (1 if fma else 0) and body.count("arith.mulf") == (0 if fma else 1)
+    assert "arith.addf" not in body
+
+
+# More shapes on real MLIR than tests/test_verify.py runs: several q3p5 chunks and q4_0/q8_0 blocks per row
+# (every pair position, straddling pairs included), and integer codes for every scheme.
+MLIR_CASES = (
+    (1, 8, 256, "q3p5:g=64", False),
+    (3, 8, 192, "q3p5:g=32", True),
+    (2, 8, 256, "q3p5:g=128:container=byte", True),
+    (3, 8, 256, "q4_0", False),
+    (2, 8, 256, "q8_0", True),
+    (1, 8, 256, "int4:g=64", False),
+    (2, 8, 256, "int4:g=128", True),
+    (2, 8, 128, "int8", True),
+)
+
+
+@pytest.mark.parametrize(
+    ("t", "n", "k", "spec", "keep"), MLIR_CASES, ids=[f"{c[3]}-{c[2]}{'-int' if c[4] else ''}" for c in MLIR_CASES]
+)
+def test_lowering_matches_reference_on_mlir(
+    t: int, n: int, k: int, spec: str, keep: bool, mlir_tools: MlirTools
+) -> None:
+    report = verify_linear(LinearCase(t, n, k, spec, seed=7, keep_int_codes=keep), mlir_tools)
+    assert report.ok, "\n".join(report.lines())
+    assert report.code_mismatches == 0 and report.codes_checked == n * k
 
 
 def test_storage_tensors_match_the_reference_arrays() -> None:

@@ -7,16 +7,20 @@
 `add_cost_arguments(parser)` registers them (the target option itself, shared with the IR flags, is added by
 the build command when it has one); `run_cost(args)` prints the comparison and returns the exit status. With one
 target and table output, the build command first compiles it and prints its stages (and any IR asked for), then
-the table; several targets, `all`, or `--format json` print the comparison alone.
+the table; several targets, `all`, or `--format json` print the comparison alone. `-o DIR` with any `--target`
+writes a report directory (`run_report`, `q35c.report_dir`) and prints the table (or the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from q35c.compare import DEFAULT_GEN, DEFAULT_PROMPT, compare
 from q35c.errors import Q35Error
+from q35c.progress import Progress
 from q35c.report import render_json, render_table
 
 FORMATS = ("table", "json")
@@ -63,7 +67,8 @@ def _options(items: list[str]) -> dict[str, str]:
     return dict((k.strip(), v.strip()) for k, _, v in (item.partition("=") for item in items))
 
 
-IR_FLAGS = ("print_ir_after_all", "print_ir_after", "dump_ir", "output", "option")
+IR_FLAGS = ("print_ir_after_all", "print_ir_after", "dump_ir", "option")
+REPORT_CONFLICTS = ("print_ir_after_all", "print_ir_after", "dump_ir")
 
 
 def comparison_only(args: argparse.Namespace) -> bool:
@@ -74,21 +79,58 @@ def comparison_only(args: argparse.Namespace) -> bool:
     names = [n for n in str(args.target).split(",") if n.strip()]
     several = len(names) != 1 or names[0].strip() == "all"
     if several and any(getattr(args, flag, None) for flag in IR_FLAGS):
-        raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir, -o and --option need a single --target")
+        raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir and --option need a single --target")
     return several or args.format == "json"
 
 
 def run_cost(args: argparse.Namespace) -> int:
     """Print the comparison for `args.target`; Q35Error (exit 2) for unknown targets or a model that cannot fit."""
-    report = compare(
-        args.model,
-        args.quant,
-        args.target,
+    with Progress.for_stream(sys.stderr) as progress:
+        progress.note("cost model", f"compiling {args.model} (decode step and prefill) for {args.target}")
+        report = compare(
+            args.model,
+            args.quant,
+            args.target,
+            batch=args.batch,
+            prompt=args.prompt,
+            gen=args.gen,
+            devices=args.devices,
+            options=_options(getattr(args, "option", None) or []),
+        )
+    print(render_json(report) if args.format == "json" else render_table(report))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """`-o DIR` with `--target`: write the report directory, then print the table (or the JSON)."""
+    from q35c.report_dir import Request, build_report
+
+    given = [f"--{flag.replace('_', '-')}" for flag in REPORT_CONFLICTS if getattr(args, flag, None)]
+    if given:
+        raise Q35Error(
+            f"{', '.join(given)} and -o DIR do not combine: the report directory holds the IR after every stage "
+            "of every target (DIR/ir/<target>/)"
+        )
+    if getattr(args, "seq", 1) != 1 or getattr(args, "context", 0) != 0:
+        raise Q35Error(
+            "--seq and --context do not apply to a report (-o DIR): it compiles the decode step and the prefill "
+            "of the scenario (--batch, --prompt, --gen)"
+        )
+    request = Request(
+        model=args.model,
+        scheme=args.quant,
+        targets=args.target,
         batch=args.batch,
         prompt=args.prompt,
         gen=args.gen,
         devices=args.devices,
-        options=_options(getattr(args, "option", None) or []),
+        options=tuple(sorted(_options(getattr(args, "option", None) or []).items())),
     )
-    print(render_json(report) if args.format == "json" else render_table(report))
+    with Progress.for_stream(sys.stderr) as progress:
+        build = build_report(request, Path(args.output), progress)
+    if args.format == "json":
+        print(render_json(build.report))
+    else:
+        print(render_table(build.report))
+        print(f"\nreport written to {args.output}: report.md, report.json, report.csv, plots (*.png), ir/")
     return 0

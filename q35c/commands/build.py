@@ -2,7 +2,12 @@
 
 With `--target T` the target's pipeline runs stage by stage (see `q35c.compile`) and one line per stage is
 printed; `--print-ir-after-all`, `--print-ir-after=STAGE` (stderr, MLIR-style headers) and `--dump-ir DIR`
-(`NN-<stage>.mlir`, 00 the imported graph) show the IR between stages; `-o FILE` writes the final IR.
+(`NN-<stage>.mlir`, 00 the imported graph) show the IR between stages. Without `--target`, `-o FILE` writes
+the graph IR to FILE; with `--target` (one, several or all), `-o DIR` writes a report directory
+(`q35c.report_dir`: report.json, report.md, report.csv, plots, the IR of every stage for every target) and
+prints the comparison table.
+
+On a terminal, a build that takes more than a second shows its progress on stderr (`q35c.progress`).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from q35c.commands._cost_args import add_cost_arguments, comparison_only, run_cost
+from q35c.commands._cost_args import add_cost_arguments, comparison_only, run_cost, run_report
 from q35c.commands.info import MODEL_HELP
 from q35c.errors import Location, Q35Error
 from q35c.frontend import load_model
 from q35c.pipeline import IRPrinter, StageCallback, chain, module_text
+from q35c.progress import Progress
 
 EMITS = ("graph",)
 
@@ -32,6 +38,8 @@ examples:
   q35c build tiny --target m2-max --option budget-bytes=16384
   q35c build llama-2-70b --quant q3p5 --target all  tokens/s, latency, energy and devices on every target
   q35c build llama-2-70b --target h100-sxm,groq-lpu --batch 8 --format json
+  q35c build llama-2-70b --quant q3p5 --target all -o out/l2-70b
+                                                    a report directory: report.md/.json/.csv, plots, IR
 """
 
 
@@ -65,7 +73,11 @@ def add_parser(subparsers: Any) -> None:
         "--context", type=_count(0), default=0, metavar="C", help="tokens already in the KV cache (default 0)"
     )
     parser.add_argument(
-        "-o", "--output", metavar="FILE", help="write the (final) IR to FILE instead of standard output"
+        "-o",
+        "--output",
+        metavar="FILE|DIR",
+        help="without --target: write the graph IR to FILE; with --target: write a report directory DIR "
+        "(report.md, report.json, report.csv, plots, the IR of every stage; replaces an earlier report)",
     )
     parser.add_argument(
         "--target",
@@ -126,13 +138,16 @@ def compile_for_target(args: argparse.Namespace) -> int:
     if args.print_ir_after_all or after:
         printer = IRPrinter(sys.stderr, after_all=args.print_ir_after_all, after=frozenset(after))
     model = load_model(args.model, quant=args.quant, seq=args.seq, context=args.context)
-    if args.dump_ir:
-        with IRDirectory(Path(args.dump_ir)) as dumps:
-            result = compile_model(model, spec.name, options, chain(printer, dumps.dumper))
-    else:
-        result = compile_model(model, spec.name, options, printer)
-    if args.output:
-        write_atomically(args.output, module_text(result.module) + "\n")
+    # The progress line shares stderr with printed IR, so it stays off when IR is printed.
+    progress = Progress.for_stream(sys.stderr, total=len(target_stages(spec, options)) + 1)
+    progress.enabled = progress.enabled and printer is None
+    with progress:
+        callback = chain(printer, progress.stage_callback(spec.name))
+        if args.dump_ir:
+            with IRDirectory(Path(args.dump_ir)) as dumps:
+                result = compile_model(model, spec.name, options, chain(callback, dumps.dumper))
+        else:
+            result = compile_model(model, spec.name, options, callback)
     print(f"{result.model.name} for {spec.name} ({spec.family}):")
     for report in result.reports:
         print(report.line())
@@ -143,6 +158,8 @@ def compile_for_target(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.target is not None:
+        if args.output:
+            return run_report(args)
         if comparison_only(args):
             return run_cost(args)
         compile_for_target(args)

@@ -150,7 +150,7 @@ func.func @elementwise(%a: tensor<2x8xf16>, %b: tensor<2x8xf16>) -> tensor<2x8xf
 // CHECK-LABEL: func.func @linear
 // CHECK:       q35.linear
 // KERNEL-LABEL: func.func @linear
-// KERNEL:       %codes = linalg.generic {{.*}} attrs = {q35.kernel = "unpack"}
+// KERNEL:       %codes_grid = linalg.generic {{.*}} attrs = {q35.kernel = "unpack"}
 // KERNEL:       %acc = linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]} {{.*}} attrs = {q35.kernel = "linear"}
 func.func @linear(%x: tensor<2x64xf16>, %blocks: tensor<8x36xi8>) -> tensor<2x8xf16> {
   %w = q35_storage.assemble %blocks : (tensor<8x36xi8>) -> !q35.packed<8x64, #q35.scheme<q4_0>>

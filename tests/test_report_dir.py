@@ -1,0 +1,195 @@
+"""`q35c build ... -o DIR`: what the report directory holds, that it is deterministic, and that a failed build
+leaves nothing behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from q35c.cli import main
+from q35c.errors import Q35Error
+from q35c.report_build import ir_module
+
+TARGETS = "h100-sxm,groq-lpu,m2-max"
+SMALL = ["--prompt", "16", "--gen", "8"]
+ARGS = ["build", "tiny", "--quant", "q3p5:g=32", "--target", TARGETS, *SMALL]
+JSON_KEYS = {
+    "target", "devices", "decode_tok_s", "ms_per_token", "prefill_tok_s", "ttft_ms", "joules_per_token",
+    "avg_power_w", "weight_bytes", "kv_bytes", "bottleneck", "roofline_fraction",
+}  # fmt: skip
+PLOTS = ("throughput.png", "energy.png", "roofline.png", "breakdown.png")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reports") / "tiny-q3p5"
+    assert main([*ARGS, "-o", str(out)]) == 0
+    return out
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_the_directory_holds_the_reports_plots_and_ir(report_dir: Path) -> None:
+    names = {p.name for p in report_dir.iterdir()}
+    assert names == {"report.json", "report.md", "report.csv", "ir", *PLOTS}
+    for plot in PLOTS:
+        assert (report_dir / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert leftovers(report_dir.parent) == []
+
+
+def test_report_json_extends_the_format_json_schema(report_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads((report_dir / "report.json").read_text())
+    assert main([*ARGS, "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert data["model"] == "tiny" and data["scheme"] == "q3p5:g=32"
+    assert (data["batch"], data["prompt"], data["gen"]) == (1, 16, 8)
+    assert [t["target"] for t in data["targets"]] == TARGETS.split(",")
+    for entry, plain in zip(data["targets"], printed["targets"], strict=True):
+        assert set(entry) >= JSON_KEYS
+        for key, value in plain.items():
+            assert entry[key] == value, key  # everything --format json prints, unchanged
+        assert set(entry["breakdown"]) == {"decode", "prefill"}
+        assert entry["sources"] and all(s["source"] for s in entry["sources"])
+        assert entry["ir_files"][0] == f"ir/{entry['target']}/00-graph.mlir"
+    assert data["command"].startswith("q35c build tiny --quant q3p5:g=32 --target h100-sxm,groq-lpu,m2-max")
+
+
+def test_report_csv_has_a_row_per_target_with_the_json_keys(report_dir: Path) -> None:
+    rows = list(csv.DictReader((report_dir / "report.csv").open()))
+    data = json.loads((report_dir / "report.json").read_text())
+    assert [r["target"] for r in rows] == TARGETS.split(",")
+    assert set(rows[0]) >= JSON_KEYS | {"model", "scheme", "batch", "prompt", "gen"}
+    for row, entry in zip(rows, data["targets"], strict=True):
+        assert float(row["decode_tok_s"]) == entry["decode_tok_s"]
+        assert int(row["devices"]) == entry["devices"] and row["bottleneck"] == entry["bottleneck"]
+
+
+def test_ir_of_every_stage_for_every_target(report_dir: Path) -> None:
+    for target in TARGETS.split(","):
+        files = sorted(p.name for p in (report_dir / "ir" / target).iterdir())
+        assert files == [
+            "00-graph.mlir", "01-materialize.mlir", "02-lower-graph.mlir", "03-tile.mlir", "04-unpack.mlir",
+            "05-schedule.mlir",
+        ]  # fmt: skip
+        graph = (report_dir / "ir" / target / "00-graph.mlir").read_text()
+        assert "q35.linear" in graph and "tensor<1x64xf16>" in graph  # the decode step: T = 1
+    # a shared stage is identical for every target; the tiled ones differ (each target's tile sizes)
+    lowered = {(report_dir / "ir" / t / "02-lower-graph.mlir").read_text() for t in TARGETS.split(",")}
+    final = {(report_dir / "ir" / t / "05-schedule.mlir").read_text() for t in TARGETS.split(",")}
+    assert len(lowered) == 1 and len(final) == 3
+
+
+def test_report_md_has_every_section(report_dir: Path) -> None:
+    text = (report_dir / "report.md").read_text()
+    for heading in ("## Comparison", "## Where the time goes", "## Roofline", "## Assumptions",
+                    "### What is uncertain", "## Hardware figures and their sources", "## IR", "## Files"):  # fmt: skip
+        assert heading in text, heading
+    for plot in PLOTS:
+        assert f"]({plot})" in text
+    assert "| target | devices | decode tok/s |" in text
+    assert "attention projections" in text and "MLP projections" in text and "lm_head" in text
+    assert "`memory.hbm.bandwidth_bytes_per_s`" in text and "`memory.sram.bandwidth_bytes_per_s`" in text
+    assert "c7, c8, c9, c10, c11" in text  # the GPU family's calibration rows
+    assert "T = 1 token after C = 19 cached tokens" in text  # prompt 16 + (8 - 1) / 2 = 19.5
+    assert "ir/<target>/NN-<stage>.mlir" in text
+
+
+def test_the_report_has_no_absolute_paths_or_dates(report_dir: Path) -> None:
+    for name in ("report.json", "report.md", "report.csv"):
+        text = (report_dir / name).read_text()
+        assert str(report_dir) not in text and str(report_dir.parent) not in text
+        assert os.getcwd() not in text
+
+
+def test_two_identical_builds_are_byte_identical(report_dir: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    env = {**os.environ, "PYTHONHASHSEED": "1"}
+    done = subprocess.run([sys.executable, "-m", "q35c.cli", *ARGS, "-o", str(again)], env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no progress line on a pipe
+    for name in ("report.json", "report.md", "report.csv"):
+        assert (again / name).read_bytes() == (report_dir / name).read_bytes(), name
+    for plot in PLOTS:
+        assert (again / plot).read_bytes() == (report_dir / plot).read_bytes(), plot
+    for path in (report_dir / "ir").rglob("*.mlir"):
+        assert (again / path.relative_to(report_dir)).read_bytes() == path.read_bytes()
+
+
+def test_a_model_that_cannot_fit_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sub" / "report"
+    argv = ["build", "llama-2-7b", "--target", "groq-lpu", "--devices", "4", "--prompt", "0", "--gen", "1"]
+    assert main([*argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs at least" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_after_costing_leaves_an_earlier_report_untouched(
+    report_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    (out / "old.txt").write_text("kept")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise Q35Error("stage 'tile' failed for h100-sxm: no tile fits")
+
+    monkeypatch.setattr("q35c.report_dir.dump_stages", fail)
+    assert main([*ARGS, "-o", str(out)]) == 2
+    assert "no tile fits" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt", "report.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_an_earlier_report_is_replaced_whole(report_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    (out / "stale.png").write_text("old")
+    assert main([*ARGS, "-o", str(out)]) == 0
+    assert not (out / "stale.png").exists()
+    assert (out / "report.json").read_bytes() == (report_dir / "report.json").read_bytes()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_directory_that_is_not_a_report_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete")
+    assert main([*ARGS, "-o", str(out)]) == 2
+    assert "not a q35c report directory" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+
+
+def test_ir_flags_do_not_combine_with_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*ARGS, "--print-ir-after-all", "-o", str(tmp_path / "r")]) == 2
+    assert "do not combine" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_ir_module_is_the_decode_step_or_else_the_prefill() -> None:
+    from q35c.compare import Report, Scenario
+
+    assert ir_module(Report("m", None, Scenario(1, 512, 128))).context == 575
+    prefill = ir_module(Report("m", None, Scenario(1, 64, 0)))
+    assert (prefill.seq, prefill.context) == (64, 0)
+
+
+def test_the_dumped_ir_parses_and_verifies(report_dir: Path) -> None:
+    from xdsl.parser import Parser
+
+    from q35c.pipeline import make_context
+
+    for target in TARGETS.split(","):
+        for path in sorted((report_dir / "ir" / target).iterdir()):
+            Parser(make_context(), path.read_text(), str(path)).parse_module().verify()
