@@ -53,6 +53,25 @@ class Scenario:
         return low, math.ceil(mean), mean - low
 
 
+# The per-target figures of report.json / --format json, in the order they are written.
+RESULT_KEYS = (
+    "target",
+    "family",
+    "devices",
+    "decode_tok_s",
+    "ms_per_token",
+    "prefill_tok_s",
+    "ttft_ms",
+    "joules_per_token",
+    "avg_power_w",
+    "system_power_w",
+    "weight_bytes",
+    "kv_bytes",
+    "bottleneck",
+    "roofline_fraction",
+)
+
+
 @dataclass(frozen=True)
 class TargetResult:
     """One target's prediction (see the module docstring for each figure's definition)."""
@@ -77,23 +96,7 @@ class TargetResult:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        keys = [
-            "target",
-            "family",
-            "devices",
-            "decode_tok_s",
-            "ms_per_token",
-            "prefill_tok_s",
-            "ttft_ms",
-            "joules_per_token",
-            "avg_power_w",
-            "system_power_w",
-            "weight_bytes",
-            "kv_bytes",
-            "bottleneck",
-            "roofline_fraction",
-        ]
-        data: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        data: dict[str, Any] = {k: getattr(self, k) for k in RESULT_KEYS}
         data["decode_cost"] = None if self.decode is None else self.decode.to_dict()
         data["prefill_cost"] = None if self.prefill is None else self.prefill.to_dict()
         data["notes"] = list(self.notes)

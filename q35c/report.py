@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from q35c.compare import Report, TargetResult
+from q35c.compare import RESULT_KEYS, Report, TargetResult
 
 Column = tuple[str, Callable[[TargetResult], str]]
 
@@ -94,23 +94,7 @@ def render_json(report: Report) -> str:
 
 
 CSV_SCENARIO = ("model", "scheme", "batch", "prompt", "gen")
-CSV_TARGET = (
-    "target",
-    "family",
-    "devices",
-    "decode_tok_s",
-    "ms_per_token",
-    "prefill_tok_s",
-    "ttft_ms",
-    "joules_per_token",
-    "avg_power_w",
-    "system_power_w",
-    "weight_bytes",
-    "kv_bytes",
-    "bottleneck",
-    "roofline_fraction",
-    "error",
-)
+CSV_TARGET = (*RESULT_KEYS, "error")
 
 
 def _csv_cell(value: Any) -> str:

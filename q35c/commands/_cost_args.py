@@ -26,7 +26,9 @@ from q35c.report import render_json, render_table
 FORMATS = ("table", "json")
 
 
-def _count(minimum: int) -> Any:
+def count_at_least(minimum: int) -> Any:
+    """An argparse type: an integer no smaller than `minimum`."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -48,16 +50,19 @@ def add_cost_arguments(parser: argparse.ArgumentParser, *, with_target: bool = T
             metavar="T[,T2...]",
             help="predict tokens/s, latency, energy and devices on these targets (comma-separated, or all)",
         )
-    group.add_argument("--batch", type=_count(1), default=1, metavar="B", help="sequences decoded together (1)")
+    group.add_argument("--batch", type=count_at_least(1), default=1, metavar="B", help="sequences decoded together (1)")
     group.add_argument(
         "--prompt",
-        type=_count(0),
+        type=count_at_least(0),
         metavar="P",
         help=f"prompt tokens ({DEFAULT_PROMPT}, less where the model's context is shorter)",
     )
-    group.add_argument("--gen", type=_count(0), metavar="G", help=f"generated tokens ({DEFAULT_GEN})")
+    group.add_argument("--gen", type=count_at_least(0), metavar="G", help=f"generated tokens ({DEFAULT_GEN})")
     group.add_argument(
-        "--devices", type=_count(1), metavar="N", help="devices to use (default: the fewest that hold the model)"
+        "--devices",
+        type=count_at_least(1),
+        metavar="N",
+        help="devices to use (default: the fewest that hold the model)",
     )
     group.add_argument("--format", choices=FORMATS, default="table", help="table (default) or json")
 

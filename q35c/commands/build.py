@@ -13,15 +13,15 @@ On a terminal, a build that takes more than a second shows its progress on stder
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from q35c.commands._cost_args import add_cost_arguments, comparison_only, run_cost, run_report
+from q35c.commands._cost_args import add_cost_arguments, comparison_only, count_at_least, run_cost, run_report
 from q35c.commands.info import MODEL_HELP
-from q35c.errors import Location, Q35Error
+from q35c.errors import Q35Error
 from q35c.frontend import load_model
+from q35c.output import write_atomically
 from q35c.pipeline import IRPrinter, StageCallback, chain, module_text
 from q35c.progress import Progress
 
@@ -43,19 +43,6 @@ examples:
 """
 
 
-def _count(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "build",
@@ -68,9 +55,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument("--emit", choices=EMITS, default="graph", help="what to emit (default: graph, the q35 IR)")
     parser.add_argument("--quant", metavar="SPEC", help="default scheme for weight matrices, e.g. q3p5, int4:g=64")
-    parser.add_argument("--seq", type=_count(1), default=1, metavar="T", help="tokens in flight (default 1)")
+    parser.add_argument("--seq", type=count_at_least(1), default=1, metavar="T", help="tokens in flight (default 1)")
     parser.add_argument(
-        "--context", type=_count(0), default=0, metavar="C", help="tokens already in the KV cache (default 0)"
+        "--context", type=count_at_least(0), default=0, metavar="C", help="tokens already in the KV cache (default 0)"
     )
     parser.add_argument(
         "-o",
@@ -103,18 +90,6 @@ def add_parser(subparsers: Any) -> None:
     ir.add_argument("--dump-ir", metavar="DIR", help="write NN-<stage>.mlir files into DIR")
     add_cost_arguments(parser, with_target=False)
     parser.set_defaults(func=run)
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Write via a temporary sibling and a rename, so a failure never leaves a half-written file."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise Q35Error(f"cannot write {path}: {err.strerror}", Location(path)) from None
 
 
 def _options(items: list[str]) -> dict[str, str]:
