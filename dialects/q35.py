@@ -239,10 +239,6 @@ def _shape2(value: SSAValue | Attribute, what: str) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
-def _float_tensor_type(element: AnyFloat, shape: Sequence[int]) -> TensorType[Attribute]:
-    return TensorType(element, shape)
-
-
 _ActivationT = TensorType[AnyFloat]
 
 

@@ -172,10 +172,6 @@ class Scalar:
         """`tensor.extract` of one element of a tensor defined outside the body (a gather); `index` indices."""
         return self.builder.insert(tensor.ExtractOp(source, indices, element_type(source))).result
 
-    def sext(self, a: SSAValue, width: int) -> SSAValue:
-        """Sign-extend the low `width` bits of an i32 (the bits above are discarded by the left shift)."""
-        return self.shrsi(self.shli(a, 32 - width), 32 - width)
-
     # Floats ---------------------------------------------------------------------------------------------------
 
     def sitofp(self, a: SSAValue) -> SSAValue:

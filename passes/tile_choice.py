@@ -293,12 +293,13 @@ def tile_level(spec: HardwareSpec, budget_bytes: int = 0) -> OnChipLevel:
 
 
 def tile_policy(spec: HardwareSpec, budget_bytes: int = 0, keep_int_codes: bool | None = None) -> TilePolicy:
-    """The tiling policy of a target: its budget (see `tile_level`) and, on Groq, the MXM array as the tile cap.
+    """The tiling policy of a target: its budget (see `tile_level`) and, on Groq, the MXM array as the tile cap
+    (`details.mxm_array_dim`; a spec without it leaves tiles uncapped).
 
     `keep_int_codes` is what `unpack-bits` will do (None: the family's choice, integer codes on Groq only)."""
     budget = tile_level(spec, budget_bytes).budget_bytes
     keep = spec.family == "groq" if keep_int_codes is None else keep_int_codes
     if spec.family == "groq":
-        dim = int(spec.details["mxm_array_dim"].value) if "mxm_array_dim" in spec.details else 320
+        dim = int(spec.details["mxm_array_dim"].value) if "mxm_array_dim" in spec.details else None
         return TilePolicy(budget, align_n=1, max_n=dim, max_k=dim, weight_buffers=1, keep_int_codes=keep)
     return TilePolicy(budget, keep_int_codes=keep)

@@ -103,12 +103,3 @@ def find_tools() -> MlirTools:
         absent = [n for n, lib in zip(RUNTIME_LIBRARIES, libs, strict=True) if lib is None]
         raise Q35Error(f"{', '.join(absent)}.so not found next to {runner}; install Debian's libmlir-22-dev")
     return MlirTools(opt, runner, tuple(lib for lib in libs if lib is not None))
-
-
-def tools_available() -> bool:
-    """Whether `find_tools` would succeed."""
-    try:
-        find_tools()
-    except Q35Error:
-        return False
-    return True

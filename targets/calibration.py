@@ -54,7 +54,7 @@ class Row:
     source: str
 
 
-# ../shared/reference/calibration.csv, verbatim in content (software and source joined).
+# ../shared/reference/calibration.csv: the numbers verbatim; software and source abbreviated into one field.
 ROWS: tuple[Row, ...] = (
     Row("c1", "m2-max", "llama-2-7b", "fp16", "decode", 1, 0, 128, 1, 24.65, "llama.cpp 8e672ef Metal; disc. 4167"),
     Row("c2", "m2-max", "llama-2-7b", "q8_0", "decode", 1, 0, 128, 1, 41.83, "llama.cpp 8e672ef Metal; disc. 4167"),

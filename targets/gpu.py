@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from q35c.targets.target import Cost, DoesNotFit, Footprint, Target
+from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, ring_allreduce
 from q35c.targets.workload import Counts, Workload
 
 
@@ -52,13 +52,10 @@ class GpuTarget(Target):
         link = self.spec.interconnect
         if devices <= 1 or link is None or work.layers == 0:
             return Cost()
-        hop = link.hop_latency.value if link.hop_latency is not None else 0.0
         seconds = 0.0
         moved = 0.0
         for block in work.blocks:
-            payload = block.output_bytes
-            sent = 2 * (devices - 1) / devices * payload
-            each = sent / (link.bandwidth_bytes_per_s / 2) + 2 * (devices - 1) * hop
+            each, sent = ring_allreduce(link, block.output_bytes, devices)
             seconds += 2 * block.calls * each
             moved += 2 * block.calls * sent * devices
         resource = f"{link.kind} all-reduce"

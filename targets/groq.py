@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from q35c.targets.target import Cost, Demand, DoesNotFit, Footprint, Target
+from q35c.targets.target import Cost, Demand, DoesNotFit, Footprint, Target, ring_allreduce
 from q35c.targets.workload import Counts, KernelWork, Workload
 
 INSTALL = "MXM weight install"
@@ -109,6 +109,7 @@ class GroqTarget(Target):
         if devices <= 1 or link is None or layers == 0:
             return Cost()
         hop = link.hop_latency.value if link.hop_latency is not None else 0.0
+        # without a per-link figure in the spec, one direction of the chip's aggregate (an upper bound)
         one_link = link.link_bandwidth.value if link.link_bandwidth is not None else link.bandwidth_bytes_per_s / 2
         payload = max((b.output_bytes for b in work.blocks), default=0.0)
         stages = min(devices, layers)
@@ -116,8 +117,8 @@ class GroqTarget(Target):
         moved = (stages - 1) * payload
         g = devices // layers
         if g >= 2:
-            sent = 2 * (g - 1) / g * payload
-            seconds += 2 * layers * (sent / (link.bandwidth_bytes_per_s / 2) + 2 * (g - 1) * hop)
+            each, sent = ring_allreduce(link, payload, g)
+            seconds += 2 * layers * each
             moved += 2 * layers * sent * g
         return Cost(
             seconds=seconds,

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from q35c.targets.base import ComputeUnit, HardwareSpec, load_spec, spec_names
+from q35c.targets.base import ComputeUnit, HardwareSpec, Interconnect, load_spec
 from q35c.targets.calibration import Efficiency, efficiency_for
 from q35c.targets.workload import Counts, KernelWork, Workload, add_counts, scale_counts
 
@@ -348,6 +348,17 @@ def unit_rate(unit: ComputeUnit, dtype: str) -> tuple[str, float]:
     raise ValueError(f"compute unit {unit.name} has no peak rate")
 
 
+def ring_allreduce(link: Interconnect, payload: float, devices: int) -> tuple[float, float]:
+    """(seconds, bytes each device sends) of one ring all-reduce of `payload` bytes over `devices`:
+
+        t = 2 (n-1)/n * A / (B / 2) + 2 (n-1) * t_hop
+
+    with B the link's per-device bandwidth of both directions together (a ring sends in one)."""
+    hop = link.hop_latency.value if link.hop_latency is not None else 0.0
+    sent = 2 * (devices - 1) / devices * payload
+    return sent / (link.bandwidth_bytes_per_s / 2) + 2 * (devices - 1) * hop, sent
+
+
 def get_target(name: str, spec_dir: Any = None) -> Target:
     """The target named `name` (ValueError listing the valid names when there is none)."""
     from q35c.targets.apple import AppleTarget
@@ -363,7 +374,3 @@ def get_target(name: str, spec_dir: Any = None) -> Target:
         "host": HostTarget,
     }
     return family[spec.family](spec, efficiency_for(spec.family))
-
-
-def target_names(spec_dir: Any = None) -> list[str]:
-    return spec_names(spec_dir)

@@ -256,10 +256,6 @@ class Workload:
         return sum(k.mac_count * k.calls for k in self.kernels)
 
     @property
-    def total_alu(self) -> float:
-        return sum(k.alu_ops * k.calls for k in self.kernels)
-
-    @property
     def kv_bytes_per_token(self) -> float:
         """KV-cache bytes one new token adds, all layers together (KV written / tokens in flight)."""
         return self.total("kv_written") / self.tokens if self.tokens else 0.0

@@ -161,7 +161,7 @@ def test_failed_build_keeps_an_existing_dump(tmp_path: Path) -> None:
     out = tmp_path / "ir"
     out.mkdir()
     (out / "old.mlir").write_text("old")
-    with pytest.raises(Q35Error), IRDirectory(out) as dumps:
+    with pytest.raises(Q35Error, match="stage 'tile' failed for m2-max"), IRDirectory(out) as dumps:
         compile_model("tiny", "m2-max", {"budget-bytes": 256}, dumps.dumper)
     assert [p.name for p in tmp_path.iterdir()] == ["ir"] and (out / "old.mlir").read_text() == "old"
     with IRDirectory(out) as dumps:

@@ -191,5 +191,7 @@ def test_the_dumped_ir_parses_and_verifies(report_dir: Path) -> None:
     from q35c.pipeline import make_context
 
     for target in TARGETS.split(","):
-        for path in sorted((report_dir / "ir" / target).iterdir()):
+        dumps = sorted((report_dir / "ir" / target).iterdir())
+        assert dumps, f"no IR written for {target}"
+        for path in dumps:
             Parser(make_context(), path.read_text(), str(path)).parse_module().verify()

@@ -5,7 +5,7 @@
     q35c build llama-2-70b --quant q3p5 --target h100-sxm,groq-lpu --batch 4 --format json
 
 `add_cost_arguments(parser)` registers them (the target option itself, shared with the IR flags, is added by
-the build command when it has one); `run_cost(args)` prints the comparison and returns the exit status. With one
+the build command); `run_cost(args)` prints the comparison and returns the exit status. With one
 target and table output, the build command first compiles it and prints its stages (and any IR asked for), then
 the table; several targets, `all`, or `--format json` print the comparison alone. `-o DIR` with any `--target`
 writes a report directory (`run_report`, `q35c.report_dir`) and prints the table (or the JSON).
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
+from q35c.commands._args import count_at_least, key_values
 from q35c.compare import DEFAULT_GEN, DEFAULT_PROMPT, compare
 from q35c.errors import Q35Error
 from q35c.progress import Progress
@@ -26,30 +26,9 @@ from q35c.report import render_json, render_table
 FORMATS = ("table", "json")
 
 
-def count_at_least(minimum: int) -> Any:
-    """An argparse type: an integer no smaller than `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def add_cost_arguments(parser: argparse.ArgumentParser, *, with_target: bool = True) -> None:
-    """Register the cost options on the build command's parser (`--target` too unless it has one already)."""
+def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the cost options on the build command's parser (which has `--target` already)."""
     group = parser.add_argument_group("cost simulation (with --target)")
-    if with_target:
-        group.add_argument(
-            "--target",
-            metavar="T[,T2...]",
-            help="predict tokens/s, latency, energy and devices on these targets (comma-separated, or all)",
-        )
     group.add_argument("--batch", type=count_at_least(1), default=1, metavar="B", help="sequences decoded together (1)")
     group.add_argument(
         "--prompt",
@@ -65,11 +44,6 @@ def add_cost_arguments(parser: argparse.ArgumentParser, *, with_target: bool = T
         help="devices to use (default: the fewest that hold the model)",
     )
     group.add_argument("--format", choices=FORMATS, default="table", help="table (default) or json")
-
-
-def _options(items: list[str]) -> dict[str, str]:
-    """`--option KEY=VALUE` items as a mapping (the build command checks their syntax)."""
-    return dict((k.strip(), v.strip()) for k, _, v in (item.partition("=") for item in items))
 
 
 IR_FLAGS = ("print_ir_after_all", "print_ir_after", "dump_ir", "option")
@@ -100,7 +74,7 @@ def run_cost(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             gen=args.gen,
             devices=args.devices,
-            options=_options(getattr(args, "option", None) or []),
+            options=key_values(getattr(args, "option", None) or []),
         )
     print(render_json(report) if args.format == "json" else render_table(report))
     return 0
@@ -129,7 +103,7 @@ def run_report(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         gen=args.gen,
         devices=args.devices,
-        options=tuple(sorted(_options(getattr(args, "option", None) or []).items())),
+        options=tuple(sorted(key_values(getattr(args, "option", None) or []).items())),
     )
     with Progress.for_stream(sys.stderr) as progress:
         build = build_report(request, Path(args.output), progress)

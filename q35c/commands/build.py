@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from q35c.commands._cost_args import add_cost_arguments, comparison_only, count_at_least, run_cost, run_report
-from q35c.commands.info import MODEL_HELP
+from q35c.commands._args import MODEL_HELP, QUANT_HELP, count_at_least, key_values
+from q35c.commands._cost_args import add_cost_arguments, comparison_only, run_cost, run_report
 from q35c.errors import Q35Error
 from q35c.frontend import load_model
 from q35c.output import write_atomically
@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument("--emit", choices=EMITS, default="graph", help="what to emit (default: graph, the q35 IR)")
-    parser.add_argument("--quant", metavar="SPEC", help="default scheme for weight matrices, e.g. q3p5, int4:g=64")
+    parser.add_argument("--quant", metavar="SPEC", help=QUANT_HELP)
     parser.add_argument("--seq", type=count_at_least(1), default=1, metavar="T", help="tokens in flight (default 1)")
     parser.add_argument(
         "--context", type=count_at_least(0), default=0, metavar="C", help="tokens already in the KV cache (default 0)"
@@ -88,25 +88,15 @@ def add_parser(subparsers: Any) -> None:
         help="print the IR after STAGE to stderr (repeatable, or comma-separated)",
     )
     ir.add_argument("--dump-ir", metavar="DIR", help="write NN-<stage>.mlir files into DIR")
-    add_cost_arguments(parser, with_target=False)
+    add_cost_arguments(parser)
     parser.set_defaults(func=run)
-
-
-def _options(items: list[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise Q35Error(f"--option expects KEY=VALUE, got '{item}'")
-        options[key.strip()] = value.strip()
-    return options
 
 
 def compile_for_target(args: argparse.Namespace) -> int:
     from q35c.compile import IRDirectory, check_stage_names, compile_model, target_spec, target_stages
 
     spec = target_spec(args.target)
-    options = _options(args.option)
+    options = key_values(args.option)
     after = [name.strip() for item in args.print_ir_after for name in item.split(",") if name.strip()]
     check_stage_names(after, target_stages(spec, options))
     printer: StageCallback | None = None

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from q35c import formats_explain
+from q35c.commands._args import count_at_least
 
 EPILOG = """\
 examples:
@@ -16,16 +17,6 @@ examples:
   q35c formats --explain int4:g=64  (also int8, fp16, q4_0, q8_0)
   q35c formats --k 100              schemes whose rules a row of 100 breaks show n/a (K % 128 != 0)
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--k",
-        type=_positive_int,
+        type=count_at_least(1),
         default=4096,
         metavar="K",
         help="row length (in_features) for the table (default 4096)",

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from q35c.commands._args import MODEL_HELP, QUANT_HELP
 from q35c.frontend import load_model
 from q35c.frontend.summary import render_text, summarize
 
@@ -16,8 +17,6 @@ examples:
   q35c info examples/hf/llama-3-8b.json    a Hugging Face config.json (fp16 unless --quant)
   q35c info model.gguf --json              a GGUF file's own tensor types, as JSON
 """
-
-MODEL_HELP = "a .q35, config.json or .gguf file, or a bundled example's name (e.g. llama-2-7b, tiny)"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,7 +29,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument("--quant", metavar="SPEC", help="default scheme for weight matrices, e.g. q3p5, int4:g=64")
+    parser.add_argument("--quant", metavar="SPEC", help=QUANT_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.set_defaults(func=run)
 

@@ -3,7 +3,7 @@
 The pipeline uses xDSL's syntax (`parse_pipeline`) over the passes registered in `q35c.universe.PASSES`; the IR
 may use the q35 dialects and every upstream dialect xDSL knows.
 
-    q35c opt layer.mlir -p materialize-weights,unpack-bits{keep-int-codes=true} -o lowered.mlir
+    q35c opt tiny.mlir -p 'materialize-weights,unpack-bits{keep-int-codes=true}' -o lowered.mlir
     q35c build tiny | q35c opt - -p materialize-weights
 """
 
@@ -29,9 +29,10 @@ QUOTE = "'"
 
 EPILOG = """\
 examples:
-  q35c opt layer.mlir -p materialize-weights,unpack-bits
-  q35c opt layer.mlir -p 'unpack-bits{keep-int-codes=true}' -o out.mlir
-  cat layer.mlir | q35c opt - -p materialize-weights
+  q35c build tiny -o tiny.mlir                                     the q35 graph IR to start from
+  q35c opt tiny.mlir -p materialize-weights,unpack-bits
+  q35c opt tiny.mlir -p 'materialize-weights,unpack-bits{keep-int-codes=true}' -o out.mlir
+  q35c build tiny | q35c opt - -p materialize-weights
 """
 
 

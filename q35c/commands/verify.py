@@ -19,6 +19,7 @@ import argparse
 import sys
 from typing import Any
 
+from q35c.commands._args import MODEL_HELP, count_at_least
 from q35c.errors import Q35Error
 from q35c.mlir_tools import MlirToolError
 from q35c.verify import ACTIVATIONS, BitFlip, LinearCase, verify_linear
@@ -48,14 +49,18 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "model", nargs="?", metavar="MODEL_OR_IR", help="example name, model file, or .mlir file of q35 graph IR"
+        "model", nargs="?", metavar="MODEL_OR_IR", help=f"{MODEL_HELP}, or a .mlir file of q35 graph IR"
     )
     parser.add_argument("--target", choices=TARGETS, default="host", help="where to run (default host)")
     parser.add_argument("--linear", metavar="TxNxK", help="verify one linear layer: tokens x out x in features")
     parser.add_argument("--quant", metavar="SPEC", help="weight scheme, e.g. q3p5, int4:g=64, q4_0")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
-    parser.add_argument("--seq", type=int, default=1, metavar="T", help="model: tokens in flight (default 1)")
-    parser.add_argument("--context", type=int, default=0, metavar="C", help="model: tokens in the KV cache")
+    parser.add_argument(
+        "--seq", type=count_at_least(1), default=1, metavar="T", help="model: tokens in flight (default 1)"
+    )
+    parser.add_argument(
+        "--context", type=count_at_least(0), default=0, metavar="C", help="model: tokens in the KV cache"
+    )
     parser.add_argument(
         "--flip-weight",
         metavar="NAME,ROW,COL,BIT",

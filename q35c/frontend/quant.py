@@ -69,9 +69,6 @@ class QuantPolicy:
         where = f" at line {o.loc.line}" if o.loc is not None and o.loc.line is not None else ""
         return o.scheme, f'the override "{o.pattern}"{where}'
 
-    def with_default(self, scheme: Scheme, origin: str) -> QuantPolicy:
-        return QuantPolicy(scheme, self.overrides, origin)
-
 
 def assign_schemes(
     uses: Sequence[tuple[str | None, Value]], policy: QuantPolicy, lines: Sequence[str] = ()
