@@ -5,7 +5,7 @@
     python benchmarks/claims.py --stdout   # print instead of writing
 
 Every number on the page is computed here by q35c's library: weight bytes from the storage types of each
-model's q35 IR (`q35c info`'s summary), predictions from `q35c.compare.compare` (the cost model run on the IR
+model's q35 IR (`q35c info`'s summary), predictions from `q35c.predict.predictor.compare` (the cost model run on the IR
 each target's pipeline produces), hardware figures from the target specs (`HardwareSpec.source_of`). The
 claims and the inputs they were computed from are quoted from the documents named in `DOCUMENTS`; nothing
 else is typed in. The `host` target is left out: it is measured on the machine that runs the script, and this
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from q35c.compare import Report, TargetResult, compare
 from q35c.frontend import load_model
 from q35c.frontend.summary import Summary, summarize
-from q35c.targets.base import load_spec, spec_names
+from q35c.predict.predictor import Report, TargetResult, compare
+from q35c.targets.spec import load_spec, spec_names
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "claims.md"
 GB = 1e9

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from q35c.compare import predict_row
+from q35c.predict.predictor import predict_row
 from q35c.targets.calibration import FAMILY_ROWS, ROWS, Efficiency, efficiency_for, fit, rounded
 from q35c.targets.target import get_target
 

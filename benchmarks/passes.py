@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 import time
 
-from q35c.compile import target_spec, target_stages
+from q35c.driver.compile import target_spec, target_stages
+from q35c.driver.pipeline import make_context, run_stages
 from q35c.frontend import load_model
-from q35c.pipeline import make_context, run_stages
 
 MODELS = ("tiny", "llama-2-70b", "llama-3.1-405b")
 TARGETS = ("host", "h100-sxm", "mi300x", "m2-max", "groq-lpu")

@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from q35c.report_dir import Request, build_report
-from q35c.report_plots import PLOTS
-from q35c.targets.base import spec_names
+from q35c.report.directory import Request, build_report
+from q35c.report.plots import PLOTS
+from q35c.targets.spec import spec_names
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 MODEL, SCHEME = "llama-2-70b", "q3p5"

@@ -2,7 +2,7 @@
 
 A model enters the compiler as a module of `q35` graph ops on static-shaped tensors. Weights are named
 `q35.weight` values of type `!q35.packed<NxK, #q35.scheme<...>>`, whose storage follows exactly from the
-scheme (see `q35c.schemes`). Identical decoder blocks are one `func.func`, called once per layer.
+scheme (see `q35c.ir.schemes`). Identical decoder blocks are one `func.func`, called once per layer.
 
     %w = q35.weight "layers.0.mlp.up_proj" : !q35.packed<11008x4096, #q35.scheme<q3p5, g = 128, container = dense>>
     %y = q35.linear %x, %w : (tensor<1x4096xf16>, !q35.packed<11008x4096, #q35.scheme<q3p5, g = 128, ...>>)
@@ -48,7 +48,7 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from q35c.schemes import Scheme, parse_scheme
+from q35c.ir.schemes import Scheme, parse_scheme
 
 _f32 = Float32Type()
 
@@ -62,7 +62,7 @@ _f32 = Float32Type()
 class SchemeAttr(ParametrizedAttribute):
     """A quantization scheme: name, group size along K, and (for q3p5) the container.
 
-    Bits per weight and symmetry follow from these (see `q35c.schemes.Scheme`).
+    Bits per weight and symmetry follow from these (see `q35c.ir.schemes.Scheme`).
 
         #q35.scheme<q3p5, g = 128, container = dense>
         #q35.scheme<int4, g = 128>

@@ -3,7 +3,7 @@
 It runs after `materialize-weights` (embedding tables and norm gains must be `q35_storage.assemble`d storage)
 and before `unpack-bits`, which lowers `q35.linear` and the `q35_storage.unpack` that a quantized embedding
 leaves behind. Every op computes in f32 and rounds to its result element type once, at the end (`arith.truncf`
-for f16 activations): the numpy reference (`q35c.reference`) rounds at the same points.
+for f16 activations): the numpy reference (`q35c.verify.reference`) rounds at the same points.
 
 The linalg op that carries each graph op's main loop nest is tagged `q35.kernel = "<op>"` (`embed`, `rmsnorm`,
 `rope`, `attention`, `silu`, `mul`, `add`; `unpack-bits` adds `linear` and `unpack`), so that later passes and
@@ -72,7 +72,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import AddOp, AttentionOp, EmbedOp, MulOp, RMSNormOp, RopeOp, SiluOp
 from q35c.dialects.q35_storage import CODES, OFFSET, AssembleOp, UnpackOp
-from q35c.passes._linalg import (
+from q35c.passes._build.linalg import (
     PARALLEL,
     REDUCTION,
     Body,

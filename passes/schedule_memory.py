@@ -55,12 +55,12 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, Module
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from q35c.passes._double_buffer import DST_SPACE_ATTR, SRC_SPACE_ATTR, static_offsets
-from q35c.passes._staging import fusible, stage_kernel
-from q35c.passes.liveness import FUSED_ATTR, Peak, module_peaks
+from q35c.analysis.liveness import FUSED_ATTR, Peak, module_peaks
+from q35c.passes._build.double_buffer import DST_SPACE_ATTR, SRC_SPACE_ATTR, static_offsets
+from q35c.passes._build.staging import fusible, stage_kernel
 from q35c.passes.tile import SCHEME_ATTR, TILE_ATTR, is_kernel
 from q35c.passes.tile_choice import OnChipLevel, TileError, tile_level
-from q35c.targets.base import HardwareSpec, load_spec
+from q35c.targets.spec import HardwareSpec, load_spec
 
 PEAK_ATTR = "q35.peak_bytes"
 SPACES_ATTR = "q35.memory_spaces"

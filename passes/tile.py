@@ -68,7 +68,18 @@ from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import LinearOp, PackedType
 from q35c.dialects.q35_storage import CODES, AssembleOp, storage_tensors
-from q35c.passes._linalg import KERNEL_ATTR, PARALLEL, element_type, empty, f32, generic, identity, shape_of, zeros
+from q35c.ir.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
+from q35c.passes._build.linalg import (
+    KERNEL_ATTR,
+    PARALLEL,
+    element_type,
+    empty,
+    f32,
+    generic,
+    identity,
+    shape_of,
+    zeros,
+)
 from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR, enclosing_func
 from q35c.passes.tile_choice import (
     LinearShape,
@@ -79,7 +90,6 @@ from q35c.passes.tile_choice import (
     choose_tile,
     tile_policy,
 )
-from q35c.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
 
 LINEAR_KERNEL = "linear"
 TILE_ATTR = "q35.tile"  # array<i64: tt, tn, tk> on a kernel function
@@ -93,7 +103,7 @@ Offset = SSAValue | int
 def storage_column_ratio(scheme: Scheme) -> tuple[int, int]:
     """(a, b): the code array's columns for inputs [0, k) are k / a * b (k a multiple of a).
 
-    >>> from q35c.schemes import parse_scheme
+    >>> from q35c.ir.schemes import parse_scheme
     >>> storage_column_ratio(parse_scheme("q3p5")), storage_column_ratio(parse_scheme("q4_0"))
     ((64, 7), (32, 18))
     """
@@ -394,7 +404,7 @@ class TilePass(ModulePass):
         `keep-int-codes` must match `unpack-bits`' option (unset: the target family's choice, see `tile_policy`),
         since per-group partial sums take room in the tile."""
         if self.target:
-            from q35c.targets.base import load_spec
+            from q35c.targets.spec import load_spec
 
             try:
                 return tile_policy(load_spec(self.target), self.budget_bytes, self.keep_int_codes)

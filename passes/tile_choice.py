@@ -23,7 +23,7 @@ fit, with as many rows per tile as the budget allows.
 
 Where the budget comes from is a per-family decision (`tile_level`), documented there.
 
->>> from q35c.schemes import parse_scheme
+>>> from q35c.ir.schemes import parse_scheme
 >>> choose_tile(LinearShape(1, 4096, 4096, parse_scheme("q3p5")), TilePolicy(budget_bytes=228_000))
 Tile(tokens=1, n=48, k=4096)
 """
@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from q35c.schemes import LLAMA_BLOCK, Scheme
-from q35c.targets.base import HardwareSpec
+from q35c.ir.schemes import LLAMA_BLOCK, Scheme
+from q35c.targets.spec import HardwareSpec
 
 APPLE_THREADGROUP_BYTES = 32 * 1024
 """Threadgroup memory assumed per Apple GPU threadgroup: the Apple specs have no on-chip level. 32 KiB is the
@@ -122,7 +122,7 @@ def k_alignment(scheme: Scheme) -> int:
     q3p5 dense: 64 (32 pairs = 7 words) and g; q3p5 byte: g (pairs, g even); int4: 8 (codes per word) and g;
     int8 with groups: g; q4_0/q8_0: their block of 32; fp16 and per-channel int8: 1.
 
-    >>> from q35c.schemes import parse_scheme
+    >>> from q35c.ir.schemes import parse_scheme
     >>> [k_alignment(parse_scheme(s)) for s in ("q3p5", "q3p5:g=32", "int4:g=32", "q4_0", "int8", "fp16")]
     [128, 64, 32, 32, 1, 1]
     """

@@ -3,7 +3,7 @@
 It rewrites the users of a packed value whose storage is known (a `q35_storage.assemble`, as made by
 `materialize-weights`): `q35_storage.unpack` and `q35.linear`. Every bit layout follows DESIGN section 3.
 
-Codes (`q35c.passes._unpack_codes`): one `linalg.generic` per weight over its storage's natural units -- int4
+Codes (`q35c.passes._build.unpack_codes`): one `linalg.generic` per weight over its storage's natural units -- int4
 words (n, word, i < 8), q3p5 pairs (n, pair, slot < 2), q4_0/q8_0 blocks -- so that where a code lives comes
 from static loop indices (address arithmetic that unrolling folds away), and the data work is a shift pair
 per code (`arith.shli` then `arith.shrsi`: extracted and sign-extended, no mask), plus, once per q3p5 pair,
@@ -52,7 +52,7 @@ in i32 instead.
 fp16 weights have no codes and always take the default path.
 
 Kernel tags: the matmul generic (the P generic with keep-int-codes) carries `q35.kernel = "linear"` and the
-codes generic `q35.kernel = "unpack"` (see `q35c.passes._linalg.mark_kernel`).
+codes generic `q35.kernel = "unpack"` (see `q35c.passes._build.linalg.mark_kernel`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ from xdsl.pattern_rewriter import (
 
 from q35c.dialects.q35 import LinearOp
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, AssembleOp, UnpackOp
-from q35c.passes._linalg import (
+from q35c.ir.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
+from q35c.passes._build.linalg import (
     PARALLEL,
     REDUCTION,
     MapFn,
@@ -97,8 +98,7 @@ from q35c.passes._linalg import (
     mark_kernel,
     zeros,
 )
-from q35c.passes._unpack_codes import codes_generic
-from q35c.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
+from q35c.passes._build.unpack_codes import codes_generic
 
 # --------------------------------------------------------------------------------------------------------------
 # Codes, scales, offsets

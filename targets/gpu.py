@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from q35c.analysis.workload import Counts, Workload
 from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, ring_allreduce
-from q35c.targets.workload import Counts, Workload
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from q35c.analysis.workload import Counts, KernelWork, Workload
 from q35c.targets.target import Cost, Demand, DoesNotFit, Footprint, Target, ring_allreduce
-from q35c.targets.workload import Counts, KernelWork, Workload
 
 INSTALL = "MXM weight install"
 

@@ -4,7 +4,7 @@
 values, a source for every number, a note for every derived or uncertain one, capacities that add up, static
 power below TDP) and collects each quantity under its dotted path. Errors are ValueErrors naming the file and
 the key. The host spec's `from = "probe:..."`/`"os:..."` quantities are measured here (`host_probe`). The file
-format is described in `q35c.targets.base`.
+format is described in `q35c.targets.spec`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from q35c.targets.base import (
+from q35c.targets.spec import (
     DTYPES,
     FAMILIES,
     UNIT_KINDS,

@@ -39,9 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from q35c.targets.base import ComputeUnit, HardwareSpec, Interconnect, load_spec
+from q35c.analysis.workload import Counts, KernelWork, Workload, add_counts, scale_counts
 from q35c.targets.calibration import Efficiency, efficiency_for
-from q35c.targets.workload import Counts, KernelWork, Workload, add_counts, scale_counts
+from q35c.targets.spec import ComputeUnit, HardwareSpec, Interconnect, load_spec
 
 FALLBACK: dict[str, tuple[str, ...]] = {
     "fp16": ("fp16", "bf16", "fp32"),
@@ -166,7 +166,7 @@ class Target:
 
     def pipeline(self, options: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
         """The named stages that compile a model for this target (from `targets/pipelines.py`)."""
-        from q35c.targets.pipelines import pipeline_for
+        from q35c.targets.pipeline import pipeline_for
 
         return tuple(pipeline_for(self.spec, dict(options or {})))
 

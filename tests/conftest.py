@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from q35c.mlir_tools import MlirTools
+    from q35c.verify.mlir_tools import MlirTools
 
 LLVM_BIN = "/usr/lib/llvm-22/bin"
 
@@ -50,8 +50,8 @@ def require_tools() -> None:
 def mlir_tools() -> MlirTools:
     """mlir-opt, mlir-runner and their runtime libraries, found as `q35c verify` finds them; skip when any is
     missing (fail when Q35C_REQUIRE_TOOLS=1)."""
-    from q35c.errors import Q35Error
-    from q35c.mlir_tools import find_tools
+    from q35c.util.errors import Q35Error
+    from q35c.verify.mlir_tools import find_tools
 
     try:
         return find_tools()

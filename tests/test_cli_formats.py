@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from q35c import formats
-from q35c.cli import main
+from q35c.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

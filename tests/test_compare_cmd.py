@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from q35c.cli import main
+from q35c.cli.main import main
 
 METRIC_KEYS = ("decode_tok_s", "ms_per_token", "prefill_tok_s", "ttft_ms", "joules_per_token", "avg_power_w",
                "devices", "weight_bytes")  # fmt: skip

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from q35c.cli import main
-from q35c.compare import predict_row
+from q35c.cli.main import main
+from q35c.predict.predictor import predict_row
 from q35c.targets.calibration import ROWS
 
 JSON_KEYS = {

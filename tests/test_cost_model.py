@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from q35c.compare import Predictor, Scenario, TargetResult
-from q35c.targets.base import SPEC_DIR, spec_names
+from q35c.analysis.workload import Counts, Workload
+from q35c.predict.predictor import Predictor, Scenario, TargetResult
+from q35c.targets.spec import SPEC_DIR, spec_names
 from q35c.targets.target import Cost, Footprint, Target, get_target
-from q35c.targets.workload import Counts, Workload
 
 TARGETS = [name for name in spec_names() if name != "host"] + ["host"]
 TINY = Scenario(batch=1, prompt=16, gen=8)

@@ -12,13 +12,13 @@ from xdsl.dialects.builtin import Float16Type, ModuleOp, TensorType
 from xdsl.ir import Block, Region
 from xdsl.parser import Parser
 
+from q35c.analysis.workload import OpsPerWeight, extract, ops_per_weight
 from q35c.dialects.q35 import LinearOp, PackedType, WeightOp
+from q35c.driver.pipeline import make_context
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.pipeline import make_context
-from q35c.targets.base import load_spec
-from q35c.targets.pipelines import pipeline_for
-from q35c.targets.workload import OpsPerWeight, extract, ops_per_weight
+from q35c.targets.pipeline import pipeline_for
+from q35c.targets.spec import load_spec
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cost-model.md"
 

@@ -6,12 +6,12 @@ import pytest
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 
+from q35c.analysis.workload import Workload, extract, kv_appends
+from q35c.driver.cache import compile_key, stages_for
+from q35c.driver.pipeline import make_context
 from q35c.frontend import load_model
-from q35c.pipeline import make_context
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
 from q35c.targets.target import get_target
-from q35c.targets.workload import Workload, extract, kv_appends
-from q35c.workloads import compile_key, stages_for
 
 
 def parse(text: str) -> ModuleOp:

@@ -11,7 +11,7 @@ from xdsl.parser import Parser
 from xdsl.utils.exceptions import VerifyException
 
 from q35c.dialects.q35 import Q35, EmbedOp, LinearOp, PackedType, SchemeAttr, SiluOp, WeightOp
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
 
 SPECS = ["fp16", "int8", "int8:g=64", "int4:g=32", "q3p5", "q3p5:g=64:container=byte", "q4_0", "q8_0"]
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as GGML
 
-from q35c.cli import main
-from q35c.errors import Q35Error
+from q35c.cli.main import main
+from q35c.driver.pipeline import module_text
 from q35c.frontend import load_model
 from q35c.frontend.gguf_file import load_gguf
-from q35c.pipeline import module_text
+from q35c.util.errors import Q35Error
 
 LAYER = {
     "attn_norm": (64,),

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from q35c.cli import main
-from q35c.errors import Q35Error
+from q35c.cli.main import main
+from q35c.driver.pipeline import module_text
 from q35c.frontend import example_names, load_model
 from q35c.frontend.examples import EXAMPLES_DIR
 from q35c.frontend.hf_config import load_config
-from q35c.pipeline import module_text
+from q35c.util.errors import Q35Error
 
 LARGE = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "llama-3.1-405b"]
 

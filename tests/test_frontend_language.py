@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from q35c.cli import main
-from q35c.errors import Q35Error
+from q35c.cli.main import main
 from q35c.frontend import Model, load_model
 from q35c.frontend.graph import Graph, Repeat
 from q35c.frontend.language import load_text
+from q35c.util.errors import Q35Error
 
 BASE = """\
 dim d = 64

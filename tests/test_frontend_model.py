@@ -9,12 +9,12 @@ import pytest
 from xdsl.dialects.func import CallOp, FuncOp
 from xdsl.parser import Parser
 
-from q35c.cli import main
+from q35c.cli.main import main
 from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
-from q35c.errors import Q35Error
+from q35c.driver.pipeline import make_context, module_text
 from q35c.frontend import load_model
 from q35c.frontend.examples import EXAMPLES_DIR, resolve_model
-from q35c.pipeline import make_context, module_text
+from q35c.util.errors import Q35Error
 
 
 def funcs(model_name: str, **kwargs: object) -> dict[str, FuncOp]:

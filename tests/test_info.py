@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from q35c.cli import main
+from q35c.cli.main import main
 from q35c.frontend import load_model
 from q35c.frontend.examples import EXAMPLES_DIR
 from q35c.frontend.summary import summarize
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
 
 # Published parameter counts.
 PARAMS = {

@@ -11,16 +11,16 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import PassFailedException
 
-from q35c.opgraph import alias_graph, buffer_root
-from q35c.passes.liveness import Buffer, func_buffers, module_peaks, peak, positions
+from q35c.analysis.liveness import Buffer, func_buffers, module_peaks, peak, positions
+from q35c.analysis.opgraph import alias_graph, buffer_root
+from q35c.driver.pipeline import make_context
+from q35c.ir.schemes import parse_scheme
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass
 from q35c.passes.tile_choice import LinearShape, Tile, TilePolicy, working_set_bytes
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.pipeline import make_context
-from q35c.schemes import parse_scheme
-from q35c.verify import linear_module
+from q35c.verify.linear import linear_module
 
 # --------------------------------------------------------------------------------------------------------------
 # The sweep

@@ -18,13 +18,14 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 
-from q35c import formats, reference
+from q35c import formats
 from q35c.dialects.q35 import PackedType
+from q35c.driver.pipeline import make_context
 from q35c.formats import QuantizedTensor
 from q35c.frontend import load_model
-from q35c.mlir_tools import MlirTools
-from q35c.pipeline import make_context
-from q35c.verify import arguments_for, lower_for_host, run_on_host
+from q35c.verify import reference
+from q35c.verify.linear import arguments_for, lower_for_host, run_on_host
+from q35c.verify.mlir_tools import MlirTools
 
 ENTRY = "f"
 
@@ -213,7 +214,7 @@ def test_reference_rmsnorm_and_silu() -> None:
 
 
 def test_host_lowering_tags_every_kernel() -> None:
-    from q35c.passes._linalg import KERNEL_ATTR
+    from q35c.passes._build.linalg import KERNEL_ATTR
 
     module = lower_for_host(load_model("tiny").module)
     kernels = {str(op.attributes[KERNEL_ATTR].data) for op in module.walk() if KERNEL_ATTR in op.attributes}  # type: ignore[attr-defined]

@@ -6,9 +6,9 @@ import networkx as nx
 from xdsl.dialects.builtin import Float16Type, Float32Type, TensorType, i32
 from xdsl.dialects.func import CallOp, FuncOp, ReturnOp
 
+from q35c.analysis.opgraph import op_graph, type_bytes
 from q35c.dialects.q35 import AddOp, LinearOp, PackedType, WeightOp
 from q35c.frontend import load_model
-from q35c.opgraph import op_graph, type_bytes
 
 
 def main_func(name: str = "tiny") -> FuncOp:

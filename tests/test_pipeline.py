@@ -8,7 +8,7 @@ from pathlib import Path
 from xdsl.parser import Parser
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
-from q35c.pipeline import (
+from q35c.driver.pipeline import (
     IRDumper,
     IRPrinter,
     Stage,

@@ -11,16 +11,16 @@ import pytest
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
-from q35c.cli import main
-from q35c.compile import IRDirectory, compile_model, memory_spaces
-from q35c.errors import Q35Error
+from q35c.cli.main import main
+from q35c.driver.compile import IRDirectory, compile_model, memory_spaces
+from q35c.driver.pipeline import dump_header, make_context
 from q35c.frontend import load_model
-from q35c.mlir_tools import MlirTools
-from q35c.pipeline import dump_header, make_context
-from q35c.targets.base import load_spec, spec_names
-from q35c.targets.pipelines import parse_options, pipeline_for
-from q35c.verify import arguments_for, foreign_ops, lower_for_host, run_on_host
-from q35c.verify_model import model_inputs, model_params
+from q35c.targets.pipeline import parse_options, pipeline_for
+from q35c.targets.spec import load_spec, spec_names
+from q35c.util.errors import Q35Error
+from q35c.verify.linear import arguments_for, foreign_ops, lower_for_host, run_on_host
+from q35c.verify.mlir_tools import MlirTools
+from q35c.verify.model import model_inputs, model_params
 
 STAGES = ["materialize", "lower-graph", "tile", "unpack", "schedule"]
 TARGETS = spec_names()

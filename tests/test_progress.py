@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from q35c.progress import ERASE, Progress
+from q35c.util.progress import ERASE, Progress
 
 
 class FakeTTY(io.StringIO):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from q35c.compare import compare
-from q35c.report_build import BuildReport, collect
-from q35c.report_ir import dump_stages, kernel_key
+from q35c.predict.predictor import compare
+from q35c.report.build import BuildReport, collect
+from q35c.report.ir import dump_stages, kernel_key
 
 TARGETS = ["h100-sxm", "groq-lpu", "m2-max"]
 
@@ -58,7 +58,7 @@ def test_roofline_points_lie_under_their_roofs(build: BuildReport) -> None:
 
 
 def test_every_figure_cited_comes_from_the_spec(build: BuildReport) -> None:
-    from q35c.targets.base import load_spec
+    from q35c.targets.spec import load_spec
 
     for detail in build.details:
         spec = load_spec(detail.target)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from q35c.cli import main
-from q35c.errors import Q35Error
-from q35c.report_build import ir_module
+from q35c.cli.main import main
+from q35c.report.build import ir_module
+from q35c.util.errors import Q35Error
 
 TARGETS = "h100-sxm,groq-lpu,m2-max"
 SMALL = ["--prompt", "16", "--gen", "8"]
@@ -112,7 +112,7 @@ def test_the_report_has_no_absolute_paths_or_dates(report_dir: Path) -> None:
 def test_two_identical_builds_are_byte_identical(report_dir: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     env = {**os.environ, "PYTHONHASHSEED": "1"}
-    done = subprocess.run([sys.executable, "-m", "q35c.cli", *ARGS, "-o", str(again)], env=env,
+    done = subprocess.run([sys.executable, "-m", "q35c.cli.main", *ARGS, "-o", str(again)], env=env,
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no progress line on a pipe
@@ -144,7 +144,7 @@ def test_a_failure_after_costing_leaves_an_earlier_report_untouched(
     def fail(*args: object, **kwargs: object) -> None:
         raise Q35Error("stage 'tile' failed for h100-sxm: no tile fits")
 
-    monkeypatch.setattr("q35c.report_dir.dump_stages", fail)
+    monkeypatch.setattr("q35c.report.directory.dump_stages", fail)
     assert main([*ARGS, "-o", str(out)]) == 2
     assert "no tile fits" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["old.txt", "report.json"]
@@ -178,7 +178,7 @@ def test_ir_flags_do_not_combine_with_a_report(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_the_ir_module_is_the_decode_step_or_else_the_prefill() -> None:
-    from q35c.compare import Report, Scenario
+    from q35c.predict.predictor import Report, Scenario
 
     assert ir_module(Report("m", None, Scenario(1, 512, 128))).context == 575
     prefill = ir_module(Report("m", None, Scenario(1, 64, 0)))
@@ -188,7 +188,7 @@ def test_the_ir_module_is_the_decode_step_or_else_the_prefill() -> None:
 def test_the_dumped_ir_parses_and_verifies(report_dir: Path) -> None:
     from xdsl.parser import Parser
 
-    from q35c.pipeline import make_context
+    from q35c.driver.pipeline import make_context
 
     for target in TARGETS.split(","):
         dumps = sorted((report_dir / "ir" / target).iterdir())

@@ -1,10 +1,10 @@
-"""Spec strings, their canonical form, storage shapes and bits per weight (q35c.schemes)."""
+"""Spec strings, their canonical form, storage shapes and bits per weight (q35c.ir.schemes)."""
 
 from __future__ import annotations
 
 import pytest
 
-from q35c.schemes import Scheme, parse_scheme
+from q35c.ir.schemes import Scheme, parse_scheme
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from q35c.cli import main
+from q35c.cli.main import main
 from q35c.targets import host_probe
-from q35c.targets.base import CONFIDENCES, FAMILIES, SPEC_DIR, load_spec, spec_names
+from q35c.targets.spec import CONFIDENCES, FAMILIES, SPEC_DIR, load_spec, spec_names
 
 TARGETS = [
     "a100-sxm",

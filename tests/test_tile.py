@@ -15,7 +15,8 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from q35c import formats
-from q35c.mlir_tools import MlirTools
+from q35c.driver.pipeline import make_context
+from q35c.ir.schemes import parse_scheme
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass, kernel_name, storage_column_ratio
@@ -34,10 +35,8 @@ from q35c.passes.tile_choice import (
     working_set_bytes,
 )
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.pipeline import make_context
-from q35c.schemes import parse_scheme
-from q35c.targets.base import load_spec
-from q35c.verify import (
+from q35c.targets.spec import load_spec
+from q35c.verify.linear import (
     ACTIVATIONS,
     LINEAR_ENTRY,
     LINEAR_WEIGHT,
@@ -49,6 +48,7 @@ from q35c.verify import (
     output_tolerance,
     run_on_host,
 )
+from q35c.verify.mlir_tools import MlirTools
 
 
 def shape(t: int, n: int, k: int, spec: str) -> LinearShape:

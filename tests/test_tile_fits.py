@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from xdsl.dialects import func
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 
+from q35c.driver.pipeline import make_context
+from q35c.ir.schemes import parse_scheme
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass
@@ -23,10 +25,8 @@ from q35c.passes.tile_choice import (
     working_set_bytes,
 )
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.pipeline import make_context
-from q35c.schemes import parse_scheme
-from q35c.targets.base import load_spec, spec_names
-from q35c.verify import linear_module
+from q35c.targets.spec import load_spec, spec_names
+from q35c.verify.linear import linear_module
 
 SCHEMES = (
     "q3p5",

@@ -20,14 +20,14 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import PassFailedException, VerifyException
 
 from q35c import formats
-from q35c.cli import main
+from q35c.cli.main import main
 from q35c.dialects.q35 import PackedType
 from q35c.dialects.q35_storage import AssembleOp, UnpackOp, storage_tensors
-from q35c.mlir_tools import MlirTools
+from q35c.driver.pipeline import make_context
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.pipeline import make_context
-from q35c.verify import LinearCase, foreign_ops, linear_module, verify_linear
+from q35c.verify.linear import LinearCase, foreign_ops, linear_module, verify_linear
+from q35c.verify.mlir_tools import MlirTools
 
 SPECS = (
     "fp16",
@@ -253,7 +253,7 @@ def test_opt_runs_a_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_opt_reads_stdin() -> None:
     text = _text(linear_module(1, 8, 64, "q4_0"))
     proc = subprocess.run(
-        [sys.executable, "-m", "q35c.cli", "opt", "-", "-p", "materialize-weights,unpack-bits"],
+        [sys.executable, "-m", "q35c.cli.main", "opt", "-", "-p", "materialize-weights,unpack-bits"],
         input=text,
         capture_output=True,
         text=True,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from q35c.cli import main
-from q35c.mlir_tools import MlirTools
-from q35c.verify import BitFlip, LinearCase, dense_hex, output_tolerance, parse_memref_prints, verify_linear
+from q35c.cli.main import main
+from q35c.verify.linear import BitFlip, LinearCase, dense_hex, output_tolerance, parse_memref_prints, verify_linear
+from q35c.verify.mlir_tools import MlirTools
 
 # (T, N, K, spec): small shapes, every scheme and container, group sizes that split K into several groups.
 CASES = (
@@ -105,7 +105,7 @@ def test_cli_verify_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_missing_tools_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("q35c.mlir_tools.find_tool", lambda name: None)
+    monkeypatch.setattr("q35c.verify.mlir_tools.find_tool", lambda name: None)
     assert main(["verify", "--linear", "2x16x64", "--quant", "q4_0"]) == 2
     err = capsys.readouterr().err
     assert "mlir-opt and mlir-runner not found" in err and "Traceback" not in err

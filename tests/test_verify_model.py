@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from q35c import reference
-from q35c.cli import main
+from q35c.cli.main import main
+from q35c.driver.pipeline import module_text
 from q35c.frontend import load_model
-from q35c.mlir_tools import MlirTools
-from q35c.pipeline import module_text
-from q35c.verify import BitFlip
-from q35c.verify_model import ModelCase, WeightFlip, model_inputs, model_params, verify_model
+from q35c.verify import reference
+from q35c.verify.linear import BitFlip
+from q35c.verify.mlir_tools import MlirTools
+from q35c.verify.model import ModelCase, WeightFlip, model_inputs, model_params, verify_model
 
 # (quant, T, C): tiny's own schemes at every (T, C), then every scheme whose groups divide K = 64 and 128
 # (q3p5 dense also needs K % 64 == 0), each at one (T, C).

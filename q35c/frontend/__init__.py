@@ -18,11 +18,11 @@ from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp
 
-from q35c.errors import Location, Q35Error
 from q35c.frontend.emit import to_module
 from q35c.frontend.examples import example_names, resolve_model
 from q35c.frontend.graph import Graph
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
+from q35c.util.errors import Location, Q35Error
 
 __all__ = ["Model", "example_names", "load_graph", "load_model", "resolve_model"]
 

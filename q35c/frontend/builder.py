@@ -16,9 +16,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from q35c.errors import Location, Q35Error
 from q35c.frontend.graph import Block, Body, Node, Repeat, TensorType, Value, WeightType
 from q35c.frontend.ops import OPS, infer
+from q35c.util.errors import Location, Q35Error
 
 
 def located(message: str, loc: Location | None, lines: Sequence[str] = ()) -> Q35Error:

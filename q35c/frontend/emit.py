@@ -30,7 +30,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from q35c.dialects import q35
 from q35c.frontend.graph import Body, Graph, Node, Repeat, TensorType, Value, WeightType, instance_name
-from q35c.schemes import Scheme
+from q35c.ir.schemes import Scheme
 
 _ELEMENT: dict[str, Attribute] = {"f16": Float16Type(), "f32": Float32Type(), "i32": i32}
 

@@ -13,7 +13,7 @@ import difflib
 import os
 from pathlib import Path
 
-from q35c.errors import Location, Q35Error
+from q35c.util.errors import Location, Q35Error
 
 # The examples live next to the package in the repository (editable installs and running from a checkout).
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from q35c.errors import Location, Q35Error
 from q35c.frontend.graph import Graph
 from q35c.frontend.llama import LlamaConfig, llama_graph
 from q35c.frontend.quant import Override, QuantPolicy
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
+from q35c.util.errors import Location, Q35Error
 
 ARCHITECTURES = ("llama", "qwen2")
 # ggml type name -> scheme spec.

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from q35c.errors import Location
-from q35c.schemes import Scheme
+from q35c.ir.schemes import Scheme
+from q35c.util.errors import Location
 
 DTYPES = ("f16", "f32", "i32")
 

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from q35c.errors import Location, Q35Error
 from q35c.frontend.graph import Graph
 from q35c.frontend.llama import FP16_POLICY, LlamaConfig, llama_graph
 from q35c.frontend.quant import QuantPolicy
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
+from q35c.util.errors import Location, Q35Error
 
 # Architecture -> the linear layers that carry a bias.
 SUPPORTED: Mapping[str, tuple[str, ...]] = {

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from lark import Token, Tree
 
-from q35c.errors import Location, Q35Error
 from q35c.frontend.builder import BodyBuilder, located
 from q35c.frontend.graph import Block, Graph, TensorType, Value, WeightType, weight_uses
 from q35c.frontend.ops import OPS
 from q35c.frontend.parse import parse
 from q35c.frontend.quant import Override, QuantPolicy, assign_schemes, unused_overrides
-from q35c.schemes import Scheme, parse_scheme
+from q35c.ir.schemes import Scheme, parse_scheme
+from q35c.util.errors import Location, Q35Error
 
 Number = int | float
 BUILTIN_DIMS = {"T": "the number of tokens in flight (seq)", "C": "the number of cached tokens (context)"}

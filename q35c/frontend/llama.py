@@ -16,11 +16,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from q35c.errors import Location
 from q35c.frontend.builder import BodyBuilder
 from q35c.frontend.graph import Block, Graph, TensorType, Value, weight_uses
 from q35c.frontend.quant import QuantPolicy, assign_schemes
-from q35c.schemes import parse_scheme
+from q35c.ir.schemes import parse_scheme
+from q35c.util.errors import Location
 
 # Linear layers of a decoder layer, in declaration order (shapes: LlamaConfig.shape).
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")

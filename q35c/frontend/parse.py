@@ -11,7 +11,7 @@ from importlib.resources import files
 
 from lark import Lark, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from q35c.errors import Location, Q35Error
+from q35c.util.errors import Location, Q35Error
 
 # Readable names for the grammar's terminals in "expected ..." messages.
 _TERMINALS = {

@@ -4,7 +4,7 @@ An override's pattern matches a weight when it matches the weight's full name (`
 declared name (`down_proj`); `*` and `?` are globs and `*` also spans dots. The last matching override wins.
 Vectors (rank-1 params such as norm gains) are always fp16: they are tiny and no scheme quantizes them.
 
->>> from q35c.schemes import parse_scheme
+>>> from q35c.ir.schemes import parse_scheme
 >>> policy = QuantPolicy(parse_scheme("q3p5"), (Override("lm_head", parse_scheme("int8")),))
 >>> str(policy.choose("lm_head", "lm_head")[0]), str(policy.choose("decoder.0.q_proj", "q_proj")[0])
 ('int8', 'q3p5:g=128:container=dense')
@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from q35c.errors import Location
 from q35c.frontend.builder import located
 from q35c.frontend.graph import Value, WeightDesc, WeightType, instance_name
-from q35c.schemes import Scheme, parse_scheme
+from q35c.ir.schemes import Scheme, parse_scheme
+from q35c.util.errors import Location
 
 FP16 = parse_scheme("fp16")
 

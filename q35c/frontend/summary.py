@@ -1,7 +1,7 @@
 """What `q35c info` reports: parameters, weight bytes and KV-cache size, computed from a model's IR.
 
 Sizes come from the `!q35.packed` types of main's `q35.weight` ops (codes plus scales and offsets, exactly as
-`q35c.schemes` stores them) and from the element types of main's KV-cache arguments; the graph only supplies
+`q35c.ir.schemes` stores them) and from the element types of main's KV-cache arguments; the graph only supplies
 each weight's kind (`q_proj`) and layer (`decoder.3`).
 
 >>> from q35c.frontend import load_model
@@ -19,10 +19,10 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Attribute
 
+from q35c.analysis.opgraph import type_bytes
 from q35c.dialects.q35 import PackedType, WeightOp
 from q35c.frontend import Model
 from q35c.frontend.graph import Graph, WeightDesc
-from q35c.opgraph import type_bytes
 
 
 @dataclass(frozen=True)

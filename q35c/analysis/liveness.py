@@ -1,0 +1,213 @@
+"""Buffer liveness and peak memory per memory level: pure analyses over a func and its alias graph.
+
+Bufferization gives every connected component of `q35c.analysis.opgraph.alias_graph` one buffer. Its root (the op result
+or function argument that starts it) says where it lives: `bufferization.alloc_tensor {memory_space = s}` in
+space s, everything else in space 0, main memory. A buffer is live from its root to the last use of any value
+in its component; a use inside a loop (or any op with regions) keeps the buffer live to the end of that op, so
+buffers carried through a loop stay live across all of its iterations, while a buffer allocated in a loop body
+dies within each iteration.
+
+Ops are numbered in pre-order over the whole func, nested regions included, so a position is a program point
+and `peak` is a sweep over intervals:
+
+    %ring = bufferization.alloc_tensor() {memory_space = 2 : i64} : tensor<2x16x896xi32>   // [3, 40]
+    %r:2 = scf.for ... iter_args(%y = ..., %ring_n = %ring) {                             // pos 10..38
+      %acc = bufferization.alloc_tensor() {memory_space = 2 : i64} : tensor<1x16xf32>      // [14, 30]
+      ...
+    }
+    ... epilogue reads %r#1 ...                                                            // pos 40
+
+Space 2 peaks at 2x16x896x4 + 64 bytes inside the loop. Values produced by a generic marked `q35.fused` never
+reach memory (they stream to their consumer in registers) and are not buffers; what a fused generic reads is
+read as its consumer runs, so a buffer read by one stays live as long as the fused value (decoded codes read
+staged weight tiles until the matmul that consumes them). A `func.call` adds the callee's own peak (without its
+arguments, which are the caller's buffers) at the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+from xdsl.dialects import func
+from xdsl.dialects.bufferization import AllocTensorOp
+from xdsl.dialects.builtin import IntegerAttr
+from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
+
+from q35c.analysis.opgraph import alias_graph, buffer_root, type_bytes
+
+FUSED_ATTR = "q35.fused"
+"""Unit attribute on an elementwise `linalg.generic` whose result streams into its consumer (no buffer)."""
+
+MAIN_MEMORY = 0
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One buffer: where it lives, its size and the program points [start, end] over which it is live."""
+
+    name: str
+    space: int
+    bytes: int
+    start: int
+    end: int
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The most bytes live at once in one memory space, where (position) and which buffers."""
+
+    bytes: int
+    position: int
+    live: tuple[Buffer, ...]
+
+
+def peak(buffers: Iterable[Buffer]) -> dict[int, Peak]:
+    """The peak of live bytes per memory space (spaces without buffers are absent).
+
+    >>> peak([Buffer("a", 1, 10, 0, 5), Buffer("b", 1, 7, 3, 8), Buffer("c", 1, 9, 6, 9)])[1].bytes
+    17
+    """
+    by_space: dict[int, list[Buffer]] = {}
+    for buffer in buffers:
+        by_space.setdefault(buffer.space, []).append(buffer)
+    result: dict[int, Peak] = {}
+    for space, group in sorted(by_space.items()):
+        events = sorted([(b.start, b.bytes) for b in group] + [(b.end + 1, -b.bytes) for b in group])
+        best, best_at, current = 0, 0, 0
+        for index, (position, delta) in enumerate(events):
+            current += delta
+            last_at_position = index + 1 == len(events) or events[index + 1][0] != position
+            if last_at_position and current > best:
+                best, best_at = current, position
+        live = tuple(b for b in group if b.start <= best_at <= b.end)
+        result[space] = Peak(best, best_at, live)
+    return result
+
+
+def positions(fn: func.FuncOp) -> tuple[dict[Operation, int], dict[Operation, int]]:
+    """Pre-order position of every op of `fn`'s body and the last position nested inside it."""
+    start: dict[Operation, int] = {}
+    end: dict[Operation, int] = {}
+    stack: list[Operation] = []
+    for index, op in enumerate(fn.body.walk()):
+        while stack and not stack[-1].is_ancestor(op):
+            end[stack.pop()] = index - 1
+        start[op] = index
+        stack.append(op)
+    last = len(start) - 1
+    while stack:
+        end[stack.pop()] = last
+    return start, end
+
+
+def memory_space(root: SSAValue) -> int:
+    """The memory space a buffer root is placed in (0 unless an alloc_tensor says otherwise)."""
+    if isinstance(root, OpResult) and isinstance(root.op, AllocTensorOp):
+        space = root.op.attributes.get("memory_space")
+        if isinstance(space, IntegerAttr):
+            return space.value.data
+    return MAIN_MEMORY
+
+
+def _defining_block(value: SSAValue) -> Block | None:
+    if isinstance(value, BlockArgument):
+        return value.owner
+    assert isinstance(value, OpResult)
+    return value.op.parent_block()
+
+
+def _ancestor_in(op: Operation, block: Block | None) -> Operation:
+    while op.parent_block() is not block and (parent := op.parent_op()) is not None:
+        op = parent
+    return op
+
+
+def _is_fused(value: SSAValue) -> bool:
+    return isinstance(value, OpResult) and FUSED_ATTR in value.op.attributes
+
+
+def _last_reads(components: list[set[SSAValue]], end: Mapping[Operation, int]) -> list[int]:
+    """The last position at which each component of the alias graph is read; a read by a fused generic lasts
+    until the fused value's own last read."""
+    component_of = {value: i for i, component in enumerate(components) for value in component}
+    found: dict[int, int] = {}
+
+    def last(index: int) -> int:
+        if index not in found:
+            found[index] = 0  # a fused chain never reads itself; this only guards the recursion
+            finish = 0
+            for value in components[index]:
+                block = _defining_block(value)
+                for use in value.uses:
+                    finish = max(finish, end[_ancestor_in(use.operation, block)])
+                    if FUSED_ATTR in use.operation.attributes:
+                        fused = [last(component_of[r]) for r in use.operation.results if r in component_of]
+                        finish = max([finish, *fused])
+            found[index] = finish
+        return found[index]
+
+    return [last(i) for i in range(len(components))]
+
+
+def func_buffers(
+    fn: func.FuncOp,
+    callee_peaks: Mapping[str, Mapping[int, int]] | None = None,
+    graph: nx.Graph | None = None,
+    include_arguments: bool = False,
+) -> list[Buffer]:
+    """The buffers of `fn` with their live ranges; arguments only if `include_arguments` (an entry function's
+    inputs and weights); plus, at each call, one pseudo-buffer per memory space of the callee's peak."""
+    graph = alias_graph(fn) if graph is None else graph
+    start, end = positions(fn)
+    last = max(end.values(), default=0)
+    components = list(nx.connected_components(graph))
+    last_reads = _last_reads(components, end)
+    buffers: list[Buffer] = []
+    for index, component in enumerate(components):
+        if any(_is_fused(v) for v in component):
+            continue
+        roots = [v for v in component if buffer_root(v)]
+        if not roots or (not include_arguments and all(isinstance(r, BlockArgument) for r in roots)):
+            continue
+        finish = last_reads[index]
+        for root in roots:
+            if isinstance(root, BlockArgument):
+                if not include_arguments:
+                    continue
+                first, finish_root = 0, last
+            else:
+                assert isinstance(root, OpResult)
+                first, finish_root = start[root.op], max(finish, start[root.op])
+            name = root.name_hint or (root.op.name if isinstance(root, OpResult) else f"arg{root.index}")
+            buffers.append(Buffer(name, memory_space(root), type_bytes(root.type), first, finish_root, str(root.type)))
+    for op in start:
+        if isinstance(op, func.CallOp) and callee_peaks is not None:
+            for space, size in callee_peaks.get(op.callee.string_value(), {}).items():
+                name = f"@{op.callee.string_value()}"
+                buffers.append(Buffer(name, space, size, start[op], start[op], "call"))
+    return buffers
+
+
+def module_peaks(functions: Iterable[func.FuncOp]) -> dict[str, dict[int, Peak]]:
+    """Peak per memory space of every function, callees first so that calls add their callee's peak.
+
+    An uncalled function (an entry point) counts its arguments, which its caller, the runtime, provides.
+    """
+    fns = {fn.sym_name.data: fn for fn in functions if not fn.is_declaration}
+    calls = nx.DiGraph()
+    calls.add_nodes_from(fns)
+    for name, fn in fns.items():
+        for op in fn.body.walk():
+            if isinstance(op, func.CallOp) and (callee := op.callee.string_value()) in fns:
+                calls.add_edge(name, callee)
+    entries = {name for name in fns if calls.in_degree(name) == 0}
+    internal: dict[str, dict[int, int]] = {}
+    result: dict[str, dict[int, Peak]] = {}
+    for name in reversed(list(nx.topological_sort(calls))):
+        own = peak(func_buffers(fns[name], internal))
+        internal[name] = {space: p.bytes for space, p in own.items()}
+        result[name] = peak(func_buffers(fns[name], internal, include_arguments=True)) if name in entries else own
+    return result

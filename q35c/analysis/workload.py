@@ -1,0 +1,581 @@
+"""What a compiled module asks of the hardware: the work and traffic every cost model starts from.
+
+`extract(module, graph=None)` reads the IR a target's pipeline produced and returns a `Workload`: plain data,
+computed from the IR alone (never from a parameter count), so that a change to a pass shows up in the cost.
+
+- Weights: one `WeightTensor` per storage tensor, from the entry function's arguments tagged `q35.param` /
+  `q35.storage` (after materialize-weights), or from `q35.weight` ops and their `!q35.packed` types (before).
+- Kernels: a kernel is an op tagged `q35.kernel = "<name>"` with the untagged linalg ops that feed it
+  (dequantization, a reduction) or follow it (a final rounding); a function tagged `q35.kernel` (a tiled
+  kernel, its loop nest) is one kernel. A kernel tagged `unpack` whose codes feed one other kernel is fused into
+  it: the codes stream into the consumer and never reach memory. Before lower-graph, each q35 graph op is a
+  kernel of its own, costed from its type (`graph_op_work`).
+- Work per kernel call: MACs by dtype -- a contraction (reduction loops, a body yielding acc + a * b) does one
+  MAC per iteration of its domain, in the dtype of its narrowest float input -- and element-wise ALU ops, by
+  the counting rule of `q35c.analysis.kernels.body_work`: an arith/math op of a linalg body is ALU work only
+  when it depends on tensor data, and runs once per iteration of the loops down to the innermost loop it
+  varies with; ops on loop indices, constants and loop-invariant values alone are address arithmetic
+  (`index_ops`, not costed); casts that re-view bits are free; in a contraction the multiply-add and its type
+  conversions belong to the MAC. ALU ops of generics that read weights only (unpacking, dequantization) are
+  `weight_alu` (of which `unpack_alu` extracts codes); the rest `token_alu`. This is how unpacking sub-byte
+  weights shows up: a q3p5 dense code costs more shifts than an int4 one, an int8 code none
+  (`ops_per_weight` sums it per weight).
+- Traffic per kernel call: bytes read of weights, of the KV cache (non-weight function arguments an attention
+  kernel reads) and of other activations, each source at most once per call: re-reads inside a call (a weight
+  tile for each token tile) are served on chip; a `tensor.extract` gather reads one element per iteration.
+  Bytes written: results another kernel, a call or the return uses. And the weight elements its contractions
+  consume (what a matrix unit must load). The analysis itself is in `q35c.analysis.kernels`.
+- KV-cache bytes written: T new tokens x the KV width, from each `q35.attention`'s k and v operands in the
+  graph IR (`graph`): lowering leaves the cache append to the runtime, so the lowered IR no longer shows it.
+- Loops: ops inside `scf.for` count once per trip (constant bounds). Copies into a memory space
+  (`bufferization.alloc_tensor {memory_space = n}` filled by `linalg.copy` or by its `copy` operand) are bytes
+  moved into that level (named by the module's `q35.memory_spaces`); a `linalg.copy` into an on-chip space is
+  where main-memory traffic happens, and reads of what it staged are not; `q35.peak_bytes` is collected.
+- Identical blocks: a function called N times is analysed once; its kernels carry `calls = N`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+from xdsl.dialects import func, scf
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Block, BlockArgument, OpResult, SSAValue
+
+from q35c.analysis.kernels import (
+    KERNEL_ATTR,
+    PARAM_ATTR,
+    PEAK_ATTR,
+    SPACES_ATTR,
+    STORAGE_ATTR,
+    FunctionInfo,
+    Node,
+    analyse,
+    arg_attrs,
+    body_work,
+    consumer_kernel,
+    dtype_name,
+    graph_op_work,
+    group,
+    kernel_name,
+    read_bytes,
+    string_attr,
+    tensor_bytes,
+    tensor_elements,
+    trip_count,
+    whole_bytes,
+)
+from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
+
+
+class Counts(Mapping[str, float]):
+    """An immutable mapping of names to amounts (bytes per level, ops per class), sorted by name; picklable."""
+
+    def __init__(self, values: Mapping[str, float] | None = None) -> None:
+        self._data = {k: float(v) for k, v in sorted((values or {}).items()) if v}
+
+    def __getitem__(self, key: str) -> float:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"Counts({self._data!r})"
+
+
+def _frozen(values: Mapping[str, float]) -> Counts:
+    return Counts(values)
+
+
+def add_counts(a: Counts, b: Counts, scale: float = 1.0) -> Counts:
+    """a + scale * b, key by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v * scale
+    return _frozen(out)
+
+
+def scale_counts(a: Counts, scale: float) -> Counts:
+    return _frozen({k: v * scale for k, v in a.items()})
+
+
+def _empty() -> Counts:
+    return Counts()
+
+
+@dataclass(frozen=True)
+class WeightTensor:
+    """One stored tensor of a model parameter: `role` is codes, scale or offset (`packed` before materializing)."""
+
+    param: str
+    role: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class KernelWork:
+    """One kernel of one function: its work per call, and `calls`, how often it runs per forward pass.
+
+    `weight_*` quantities do not depend on the tokens in flight (a batch shares them); token ALU ops, MACs,
+    activation and KV traffic grow with the batch. ALU maps are keyed by op class (`int`, `fp16.add`,
+    `fp16.mul`, `fp32.add`, `fp32.mul`; divisions and transcendentals count as `mul`); MACs by dtype; `moved`
+    is bytes copied into each memory space; `weight_elements` counts the weights contractions consume, by the
+    dtype they consume them in (what a matrix unit must load); `unpack_alu` is the part of the ALU ops done by
+    fused `unpack` generics (extracting codes from packed storage; weight-side); `index_ops` is the address
+    arithmetic of its bodies, which unrolling and constant folding remove: not costed, kept for reports (as
+    compiled, not scaled by the batch).
+    """
+
+    name: str
+    function: str
+    calls: int
+    macs: Counts = field(default_factory=_empty)
+    weight_alu: Counts = field(default_factory=_empty)
+    token_alu: Counts = field(default_factory=_empty)
+    weight_bytes: float = 0.0
+    weight_elements: Counts = field(default_factory=_empty)
+    activation_read: float = 0.0
+    activation_written: float = 0.0
+    kv_read: float = 0.0
+    kv_written: float = 0.0
+    moved: Counts = field(default_factory=_empty)
+    unpack_alu: float = 0.0
+    index_ops: float = 0.0
+
+    @property
+    def alu_ops(self) -> float:
+        return sum(self.weight_alu.values()) + sum(self.token_alu.values())
+
+    @property
+    def mac_count(self) -> float:
+        return sum(self.macs.values())
+
+    @property
+    def memory_bytes(self) -> float:
+        """Bytes this kernel moves to and from the memory the weights live in, per call."""
+        return self.weight_bytes + self.activation_read + self.activation_written + self.kv_read + self.kv_written
+
+    def batched(self, batch: int) -> KernelWork:
+        """The kernel for `batch` independent sequences: token-side work and traffic x batch, weights once."""
+        if batch == 1:
+            return self
+        return replace(
+            self,
+            macs=scale_counts(self.macs, batch),
+            token_alu=scale_counts(self.token_alu, batch),
+            activation_read=self.activation_read * batch,
+            activation_written=self.activation_written * batch,
+            kv_read=self.kv_read * batch,
+            kv_written=self.kv_written * batch,
+        )
+
+    def mixed(self, other: KernelWork, weight: float) -> KernelWork:
+        """(1 - weight) * self + weight * other, field by field: the same kernel at another context length."""
+        a = 1.0 - weight
+
+        def mix(x: float, y: float) -> float:
+            return a * x + weight * y
+
+        def mix_counts(x: Counts, y: Counts) -> Counts:
+            return add_counts(scale_counts(x, a), y, weight)
+
+        return replace(
+            self,
+            macs=mix_counts(self.macs, other.macs),
+            weight_alu=mix_counts(self.weight_alu, other.weight_alu),
+            token_alu=mix_counts(self.token_alu, other.token_alu),
+            weight_bytes=mix(self.weight_bytes, other.weight_bytes),
+            weight_elements=mix_counts(self.weight_elements, other.weight_elements),
+            activation_read=mix(self.activation_read, other.activation_read),
+            activation_written=mix(self.activation_written, other.activation_written),
+            kv_read=mix(self.kv_read, other.kv_read),
+            kv_written=mix(self.kv_written, other.kv_written),
+            moved=mix_counts(self.moved, other.moved),
+            unpack_alu=mix(self.unpack_alu, other.unpack_alu),
+            index_ops=mix(self.index_ops, other.index_ops),
+        )
+
+
+@dataclass(frozen=True)
+class BlockCalls:
+    """A function called from another (a decoder block): how often per pass, and the bytes of its results."""
+
+    name: str
+    calls: int
+    output_bytes: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything the cost models need from one compiled module: one forward pass of T tokens after C cached
+    (of `batch` independent sequences once `batched`)."""
+
+    tokens: int
+    context: float
+    weights: tuple[WeightTensor, ...]
+    kernels: tuple[KernelWork, ...]
+    blocks: tuple[BlockCalls, ...] = ()
+    peak_bytes: Counts = field(default_factory=_empty)
+    batch: int = 1
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of every stored weight tensor: what must be resident in device memory."""
+        return sum(w.bytes for w in self.weights)
+
+    @property
+    def layers(self) -> int:
+        """Calls of repeated blocks per pass (decoder layers)."""
+        return sum(b.calls for b in self.blocks)
+
+    @property
+    def kernel_launches(self) -> int:
+        return sum(k.calls for k in self.kernels)
+
+    def total(self, attribute: str) -> float:
+        """A numeric KernelWork field summed over every kernel and call (`weight_bytes`, `kv_read`, ...)."""
+        return sum(float(getattr(k, attribute)) * k.calls for k in self.kernels)
+
+    @property
+    def total_macs(self) -> float:
+        return sum(k.mac_count * k.calls for k in self.kernels)
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes one new token adds, all layers together (KV written / tokens in flight)."""
+        return self.total("kv_written") / self.tokens if self.tokens else 0.0
+
+    @property
+    def peak_activation_bytes(self) -> float:
+        """The largest activation traffic of one kernel call: a bound on the activations live at once."""
+        return max((k.activation_read + k.activation_written for k in self.kernels), default=0.0)
+
+    def batched(self, batch: int) -> Workload:
+        """The pass for `batch` independent sequences: token-side work, activations, KV and block outputs x batch."""
+        if batch == 1:
+            return self
+        return replace(
+            self,
+            batch=self.batch * batch,
+            kernels=tuple(k.batched(batch) for k in self.kernels),
+            blocks=tuple(replace(b, output_bytes=b.output_bytes * batch) for b in self.blocks),
+        )
+
+    def mixed(self, other: Workload, weight: float) -> Workload:
+        """Interpolate kernel by kernel toward `other`, the same model compiled at another context length."""
+        if [(k.name, k.calls) for k in self.kernels] != [(k.name, k.calls) for k in other.kernels]:
+            raise ValueError("workloads of different structure cannot be interpolated")
+        kernels = tuple(a.mixed(b, weight) for a, b in zip(self.kernels, other.kernels, strict=True))
+        context = (1 - weight) * self.context + weight * other.context
+        return replace(self, kernels=kernels, context=context)
+
+
+@dataclass(frozen=True)
+class OpsPerWeight:
+    """Ops per weight that contractions consume: weight-side ALU ops split into `unpack` (the codes generics)
+    and `dequant` (the other weight-side ops: block scales, dequantization), and `index`, the address
+    arithmetic of the same kernels (not costed)."""
+
+    unpack: float
+    dequant: float
+    index: float
+
+    @property
+    def total(self) -> float:
+        return self.unpack + self.dequant
+
+
+def ops_per_weight(work: Workload) -> OpsPerWeight:
+    """Per weight a workload's contractions consume (per kernel, its largest weight operand: the scales a
+    per-group scaling contraction reads are not weights): its unpacking, dequantization and index ops."""
+    weights = sum(max(k.weight_elements.values(), default=0.0) * k.calls for k in work.kernels)
+    if not weights:
+        return OpsPerWeight(0.0, 0.0, 0.0)
+    unpack = sum(k.unpack_alu * k.calls for k in work.kernels)
+    weight_side = sum(sum(k.weight_alu.values()) * k.calls for k in work.kernels)
+    index = sum(k.index_ops * k.calls for k in work.kernels)
+    return OpsPerWeight(unpack / weights, (weight_side - unpack) / weights, index / weights)
+
+
+def _kernel_work(
+    fa: FunctionInfo,
+    index: int,
+    name: str,
+    members: list[Node],
+    calls: int,
+    kv_written: float,
+    readers: tuple[dict[SSAValue, set[int]], set[SSAValue]],
+    whole: bool = False,
+) -> tuple[KernelWork, set[SSAValue]]:
+    """The work of one kernel per call, and the cache arguments it reads (attention only)."""
+    mine = {n.op for n in members}
+    macs: dict[str, float] = {}
+    alu: dict[str, dict[str, float]] = {"weight": {}, "token": {}}
+    reads: dict[SSAValue, float] = {}
+    weight_elements: dict[str, float] = {}
+    index_ops = unpack_alu = 0.0
+    for node in members:
+        op, op_inputs = node.op, fa.inputs(node.op)
+        if op.name.startswith("q35."):
+            op_macs, op_alu, elements = graph_op_work(op)
+            op_macs = {k: v * node.trips for k, v in op_macs.items()}
+            op_alu = {k: v * node.trips for k, v in op_alu.items()}
+            for k, v in elements.items():
+                weight_elements[k] = weight_elements.get(k, 0.0) + v * node.trips
+        else:
+            work = body_work(op, node.trips)
+            op_macs, op_alu = work.macs, work.alu
+            index_ops += work.index_ops
+            if kernel_name(op) == "unpack":
+                unpack_alu += sum(work.alu.values())
+            for v in op.operands[:-1] if op_macs else ():
+                if fa.side_of(v) == "weight" and isinstance(v.type, TensorType):
+                    key = dtype_name(v.type.element_type)
+                    weight_elements[key] = weight_elements.get(key, 0.0) + tensor_elements(v.type) * node.trips
+        side = "token" if any(fa.side_of(v) == "token" for v in op_inputs) else "weight"
+        for k, v in op_macs.items():
+            macs[k] = macs.get(k, 0.0) + v
+        for k, v in op_alu.items():
+            alu[side][k] = alu[side].get(k, 0.0) + v
+        for value in op_inputs:
+            for source in fa.sources(value):
+                if isinstance(source, OpResult) and source.owner in mine:
+                    continue
+                reads[source] = max(reads.get(source, 0.0), read_bytes(fa, op, value, source, node.trips))
+    moved: dict[str, float] = {}
+    for copy in fa.copies:
+        if not (whole or consumer_kernel(fa, copy.op) == index):
+            continue
+        if copy.dst != "0":
+            moved[copy.dst] = moved.get(copy.dst, 0.0) + copy.amount
+        if copy.src == "0" and copy.dst != "0":  # staged in from main memory
+            origins = list(fa.sources(copy.source))
+            for origin in origins:
+                reads[origin] = reads.get(origin, 0.0) + copy.amount / len(origins)
+    # Each source is read from main memory at most once per call: re-reads (a weight tile for each token tile,
+    # an activation tile for each row tile) are served on chip.
+    reads = {source: min(amount, tensor_bytes(source.type)) for source, amount in reads.items()}
+    caches = {s for s in reads if name == "attention" and isinstance(s, BlockArgument) and not fa.is_weight(s)}
+    weight_bytes = sum(v for s, v in reads.items() if fa.is_weight(s))
+    kv_read = sum(v for s, v in reads.items() if s in caches)
+    activation_read = sum(v for s, v in reads.items() if not fa.is_weight(s) and s not in caches)
+    written = 0.0
+    for node in members:
+        for result in node.op.results:
+            if result in readers[1] or readers[0].get(result, set()) - {index}:
+                written += min(tensor_bytes(result.type) * node.trips, whole_bytes(result))
+    kernel = KernelWork(
+        name=name,
+        function=fa.fn.sym_name.data,
+        calls=calls,
+        macs=_frozen(macs),
+        weight_alu=_frozen(alu["weight"]),
+        token_alu=_frozen(alu["token"]),
+        weight_bytes=weight_bytes,
+        weight_elements=_frozen(weight_elements),
+        activation_read=activation_read,
+        activation_written=written,
+        kv_read=kv_read,
+        kv_written=kv_written,
+        moved=_frozen(moved),
+        unpack_alu=unpack_alu,
+        index_ops=index_ops,
+    )
+    return kernel, caches
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The module
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _functions(module: ModuleOp) -> dict[str, func.FuncOp]:
+    return {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp) and not op.is_declaration}
+
+
+def _entry(functions: Mapping[str, func.FuncOp], called: set[str]) -> str:
+    if "main" in functions:
+        return "main"
+    uncalled = [name for name in functions if name not in called]
+    if not uncalled:
+        raise ValueError("no entry function: every function is called by another")
+    return uncalled[0]
+
+
+def _call_sites(block: Block, trips: int = 1) -> list[tuple[func.CallOp, int]]:
+    """Every call in a block, with the trip count of the loops around it."""
+    found: list[tuple[func.CallOp, int]] = []
+    for op in block.ops:
+        if isinstance(op, func.CallOp):
+            found.append((op, trips))
+        elif isinstance(op, scf.ForOp):
+            found.extend(_call_sites(op.body.block, trips * trip_count(op)))
+    return found
+
+
+def _call_order(functions: Mapping[str, func.FuncOp], entry: str) -> tuple[list[str], dict[str, int]]:
+    """Functions reachable from the entry, callers before callees, and how often each runs per pass."""
+    sites = {name: _call_sites(fn.body.blocks.first) for name, fn in functions.items()}  # type: ignore[arg-type]
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order or name not in functions:
+            return
+        if name in visiting:
+            raise ValueError(f"@{name} is recursive: its cost has no bound")
+        visiting.add(name)
+        for call, _ in sites[name]:
+            visit(call.callee.string_value())
+        visiting.discard(name)
+        order.append(name)
+
+    visit(entry)
+    order.reverse()
+    calls = dict.fromkeys(order, 0)
+    calls[entry] = 1
+    for name in order:
+        for call, trips in sites[name]:
+            callee = call.callee.string_value()
+            if callee in calls:
+                calls[callee] += calls[name] * trips
+    return order, calls
+
+
+def weight_tensors(module: ModuleOp) -> tuple[WeightTensor, ...]:
+    """Every stored weight tensor: tagged entry-function arguments, or `q35.weight` ops before materializing."""
+    functions = _functions(module)
+    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
+    entry = functions[_entry(functions, called)] if functions else None
+    found: list[WeightTensor] = []
+    if entry is not None:
+        for arg, attrs in zip(entry.args, arg_attrs(entry), strict=True):
+            param = string_attr(attrs, PARAM_ATTR)
+            if param is not None:
+                found.append(WeightTensor(param, string_attr(attrs, STORAGE_ATTR) or "", int(tensor_bytes(arg.type))))
+    for op in module.walk():
+        if isinstance(op, WeightOp):
+            typ = op.result.type
+            assert isinstance(typ, PackedType)
+            found.append(WeightTensor(op.param_name.data, "packed", typ.storage_bytes()))
+    return tuple(found)
+
+
+def kv_appends(graph: ModuleOp) -> dict[str, list[float]]:
+    """Per function, the KV-cache bytes each `q35.attention` appends per call: bytes of its k and v operands."""
+    found: dict[str, list[float]] = {}
+    for fn in _functions(graph).values():
+        for op in fn.walk():
+            if isinstance(op, AttentionOp):
+                found.setdefault(fn.sym_name.data, []).append(tensor_bytes(op.k.type) + tensor_bytes(op.v.type))
+    return found
+
+
+def _peaks(module: ModuleOp) -> dict[str, float]:
+    """Peak bytes per memory level recorded on the module (`q35.peak_bytes = {smem = ..., hbm = ...}`)."""
+    peaks: dict[str, float] = {}
+    attr = module.attributes.get(PEAK_ATTR)
+    if isinstance(attr, DictionaryAttr):
+        for key, value in attr.data.items():
+            if isinstance(value, IntegerAttr):
+                peaks[key] = float(value.value.data)
+    return peaks
+
+
+def space_names(module: ModuleOp) -> list[str]:
+    """Level names by memory space, as the module records them (`q35.memory_spaces`); empty when it does not."""
+    attr = module.attributes.get(SPACES_ATTR)
+    if isinstance(attr, ArrayAttr):
+        return [a.data for a in attr.data if isinstance(a, StringAttr)]
+    return []
+
+
+def _name_spaces(moved: Counts, names: list[str]) -> Counts:
+    return _frozen({names[int(k)] if k.isdigit() and int(k) < len(names) else k: v for k, v in moved.items()})
+
+
+def _tokens(functions: Mapping[str, func.FuncOp], entry: str) -> int:
+    """T, the tokens in flight: the length of the entry function's first argument (the token ids)."""
+    args = functions[entry].args
+    if args and isinstance(args[0].type, TensorType) and args[0].type.get_shape():
+        return int(args[0].type.get_shape()[0])
+    return 1
+
+
+def is_kernel_function(fn: func.FuncOp) -> bool:
+    """A function tagged `q35.kernel` (a tiled kernel): all of it is one kernel, launched once per call."""
+    return isinstance(fn.attributes.get(KERNEL_ATTR), StringAttr)
+
+
+def extract(
+    module: ModuleOp, graph: ModuleOp | None = None, appends: Mapping[str, list[float]] | None = None
+) -> Workload:
+    """The workload of `module`. What attention appends to the KV cache comes from `appends` (`kv_appends` of
+    the graph IR it was compiled from), else from `graph`, else from `module` itself (where `q35.attention` ops
+    are still there)."""
+    functions = _functions(module)
+    if not functions:
+        raise ValueError("the module has no function to cost")
+    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
+    entry = _entry(functions, called)
+    order, calls = _call_order(functions, entry)
+    if appends is None:
+        appends = kv_appends(graph if graph is not None else module)
+    weight_positions: dict[str, set[int]] = {}
+    kernels: list[KernelWork] = []
+    context = 0.0
+    for name in order:
+        fa = analyse(functions[name], weight_positions.get(name, set()))
+        for call, _ in _call_sites(functions[name].body.blocks.first):  # type: ignore[arg-type]
+            positions = weight_positions.setdefault(call.callee.string_value(), set())
+            positions.update(i for i, v in enumerate(call.arguments) if fa.side_of(v) == "weight")
+        if calls[name] == 0 or not fa.nodes:
+            continue
+        appended = list(appends.get(name, []))
+        groups = group(fa)
+        kernel_fn = is_kernel_function(fa.fn)
+        if kernel_fn:
+            for node in fa.nodes:
+                node.kernel = 0
+            groups = [(fa.fn.attributes[KERNEL_ATTR].data, list(fa.nodes))]  # type: ignore[union-attr]
+        readers = fa.readers()
+        for index, (kernel, members) in enumerate(groups):
+            if not members:
+                continue
+            kv = appended.pop(0) if kernel == "attention" and appended else 0.0
+            work, caches = _kernel_work(fa, index, kernel, members, calls[name], kv, readers, kernel_fn)
+            kernels.append(work)
+            for cache in caches:
+                if isinstance(cache.type, TensorType) and cache.type.get_shape():
+                    context = max(context, float(cache.type.get_shape()[0]))
+    names = space_names(module)
+    if names:
+        kernels = [replace(k, moved=_name_spaces(k.moved, names)) for k in kernels]
+    blocks = tuple(
+        BlockCalls(name, calls[name], sum(tensor_bytes(t) for t in functions[name].function_type.outputs.data))
+        for name in order
+        if name != entry and calls[name] > 0 and not is_kernel_function(functions[name])
+    )
+    return Workload(
+        tokens=_tokens(functions, entry),
+        context=context,
+        weights=weight_tensors(module),
+        kernels=tuple(kernels),
+        blocks=blocks,
+        peak_bytes=_frozen(_peaks(module)),
+    )

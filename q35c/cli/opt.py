@@ -1,0 +1,140 @@
+"""`q35c opt FILE -p 'pass{opt=val},...' [-o OUT]`: run q35c passes over MLIR text, as mlir-opt does.
+
+The pipeline uses xDSL's syntax (`parse_pipeline`) over the passes registered in `q35c.universe.PASSES`; the IR
+may use the q35 dialects and every upstream dialect xDSL knows.
+
+    q35c opt tiny.mlir -p 'materialize-weights,unpack-bits{keep-int-codes=true}' -o lowered.mlir
+    q35c build tiny | q35c opt - -p materialize-weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
+from xdsl.passes import ModulePass, get_pass_option_infos
+from xdsl.utils.arg_spec import parse_pipeline
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
+
+from q35c.driver.pipeline import make_context, module_text
+from q35c.universe import PASSES
+from q35c.util.errors import Location, Q35Error
+from q35c.util.output import write_atomically
+
+QUOTE = "'"
+
+EPILOG = """\
+examples:
+  q35c build tiny -o tiny.mlir                                     the q35 graph IR to start from
+  q35c opt tiny.mlir -p materialize-weights,unpack-bits
+  q35c opt tiny.mlir -p 'materialize-weights,unpack-bits{keep-int-codes=true}' -o out.mlir
+  q35c build tiny | q35c opt - -p materialize-weights
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "opt",
+        help="run q35c passes over an MLIR file (like mlir-opt)",
+        description="Parse MLIR text, run a pipeline of q35c passes, and print the resulting IR.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="FILE", help="MLIR file to read, or - for standard input")
+    parser.add_argument(
+        "-p",
+        "--passes",
+        default="",
+        metavar="PIPELINE",
+        help=f"comma-separated passes with options, e.g. 'unpack-bits{{keep-int-codes=true}}' "
+        f"(available: {', '.join(sorted(PASSES))})",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    parser.set_defaults(func=run)
+
+
+def _valid_passes() -> str:
+    return ", ".join(sorted(PASSES))
+
+
+def _options(cls: type[ModulePass]) -> str:
+    infos = get_pass_option_infos(cls)
+    if not infos:
+        return "it takes no options"
+    names = ", ".join(f"{i.name.replace('_', '-')}: {i.expected_type.strip(QUOTE)}" for i in infos)
+    return f"its options: {names}"
+
+
+def build_pipeline(spec: str) -> list[ModulePass]:
+    """The passes of a pipeline string; Q35Error for a syntax error, an unknown pass or an unknown option."""
+    try:
+        specs = list(parse_pipeline(spec))
+    except ArgSpecParseError as err:
+        raise Q35Error(f"invalid pass pipeline: {err}") from None
+    passes: list[ModulePass] = []
+    for pass_spec in specs:
+        if pass_spec.name not in PASSES:
+            raise Q35Error(f"unknown pass '{pass_spec.name}' (valid passes: {_valid_passes()})")
+        cls = PASSES[pass_spec.name]()
+        try:
+            passes.append(cls.from_pass_spec(pass_spec))
+        except (ValueError, TypeError) as err:
+            raise Q35Error(f"bad options for pass '{pass_spec.name}': {err}; {_options(cls)}") from None
+    return passes
+
+
+def _read(path: str) -> tuple[str, str]:
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except OSError as err:
+        raise Q35Error(f"cannot read {path}: {err.strerror}", Location(path)) from None
+
+
+def parse_module(text: str, name: str) -> ModuleOp:
+    """Parse and verify MLIR text; Q35Error with the location (and a caret line) if it is not valid."""
+    try:
+        module = Parser(make_context(), text, name).parse_module()
+    except ParseError as err:
+        loc = err.span.get_location()
+        line = text.splitlines()[loc.line - 1] if 0 < loc.line <= len(text.splitlines()) else None
+        raise Q35Error(err.msg, Location(name, loc.line, int(loc.col)), line) from None
+    try:
+        module.verify()
+    except DiagnosticException as err:
+        raise Q35Error(f"invalid IR: {_first_line(err)}", Location(name)) from None
+    return module
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def run_passes(module: ModuleOp, passes: list[ModulePass], name: str) -> None:
+    """Apply the passes in order, verifying after each; a pass that rejects the input is a Q35Error."""
+    ctx = make_context()
+    for p in passes:
+        try:
+            p.apply(ctx, module)
+            module.verify()
+        except DiagnosticException as err:
+            raise Q35Error(f"pass '{p.name}' failed: {_first_line(err)}", Location(name)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    passes = build_pipeline(args.passes)
+    text, name = _read(args.input)
+    module = parse_module(text, name)
+    run_passes(module, passes, name)
+    result = module_text(module) + "\n"
+    if args.output:
+        write_atomically(args.output, result)
+    else:
+        sys.stdout.write(result)
+    return 0

@@ -1,0 +1,336 @@
+"""What a model would do on each target: tokens/s, latency, energy per token, devices, and what limits it.
+
+`compare(model, scheme, targets, batch=, prompt=, gen=, devices=)` compiles the model for each target's
+pipeline twice -- a decode step and the prefill -- and runs the target's cost model on the workloads the IR
+gives (`q35c.driver.cache`):
+
+- Decode: T = 1 token at the mean context of generation. Generating G tokens after a P-token prompt runs steps
+  at contexts P, P+1, ..., P+G-1; a step's cost is linear in its context (only KV-cache traffic and attention
+  work grow with it), so the mean of the G step times is exactly the step time at the mean context
+  P + (G-1)/2. When that mean is not an integer, the workloads compiled at the two neighbouring contexts are
+  averaged half and half, which is again exact. decode_tok_s = batch / step time; ms_per_token = step time.
+- Prompt and gen default to 512 and 128 tokens, the prompt shortened for a model whose context is shorter.
+- Prefill: T = P tokens with an empty cache. ttft_ms = its time; prefill_tok_s = batch * P / TTFT.
+- Batch B multiplies token-side work, activations and KV traffic, not weight reads (`Workload.batched`).
+- Devices: the fewest that hold weights + KV cache at P + G tokens (x B) + live activations, or `devices`.
+  A target that cannot hold the model (too few devices asked for, or more than it can use) gets a result
+  with the reason and no figures; when no target can, `compare` raises Q35Error saying what each needs.
+- Energy: joules_per_token = decode step energy / B; avg_power_w = the average power of one device during
+  decode (never above its TDP); system_power_w = that times the devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from q35c.analysis.workload import Workload
+from q35c.driver.cache import CACHE, Options, WorkloadCache
+from q35c.frontend import load_graph
+from q35c.targets.calibration import Efficiency, Row
+from q35c.targets.spec import spec_names
+from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, get_target
+from q35c.util.errors import Location, Q35Error
+
+DEFAULT_PROMPT = 512
+DEFAULT_GEN = 128
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to run: batch B sequences, each a P-token prompt then G generated tokens."""
+
+    batch: int = 1
+    prompt: int = DEFAULT_PROMPT
+    gen: int = DEFAULT_GEN
+
+    def decode_contexts(self) -> tuple[int, int, float]:
+        """(lower context, upper context, weight of the upper): the mean context P + (G-1)/2 as a mix."""
+        mean = self.prompt + (self.gen - 1) / 2
+        low = math.floor(mean)
+        return low, math.ceil(mean), mean - low
+
+
+# The per-target figures of report.json / --format json, in the order they are written.
+RESULT_KEYS = (
+    "target",
+    "family",
+    "devices",
+    "decode_tok_s",
+    "ms_per_token",
+    "prefill_tok_s",
+    "ttft_ms",
+    "joules_per_token",
+    "avg_power_w",
+    "system_power_w",
+    "weight_bytes",
+    "kv_bytes",
+    "bottleneck",
+    "roofline_fraction",
+)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target's prediction (see the module docstring for each figure's definition)."""
+
+    target: str
+    family: str
+    devices: int
+    decode_tok_s: float | None
+    ms_per_token: float | None
+    prefill_tok_s: float | None
+    ttft_ms: float | None
+    joules_per_token: float | None
+    avg_power_w: float | None
+    system_power_w: float | None
+    weight_bytes: float
+    kv_bytes: float
+    bottleneck: str
+    roofline_fraction: float | None
+    decode: Cost | None = None
+    prefill: Cost | None = None
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {k: getattr(self, k) for k in RESULT_KEYS}
+        data["decode_cost"] = None if self.decode is None else self.decode.to_dict()
+        data["prefill_cost"] = None if self.prefill is None else self.prefill.to_dict()
+        data["notes"] = list(self.notes)
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(frozen=True)
+class Report:
+    """The comparison of one model and scheme across targets."""
+
+    model: str
+    scheme: str | None
+    scenario: Scenario
+    targets: tuple[TargetResult, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "scheme": self.scheme,
+            "batch": self.scenario.batch,
+            "prompt": self.scenario.prompt,
+            "gen": self.scenario.gen,
+            "targets": [t.to_json() for t in self.targets],
+        }
+
+
+def resolve_targets(names: Sequence[str] | str) -> list[str]:
+    """Target names from a list or a comma-separated string; `all` is every target. Q35Error for unknown ones."""
+    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    valid = spec_names()
+    if not items:
+        raise Q35Error(f"no target given (valid targets: all, {', '.join(valid)})")
+    result: list[str] = []
+    for item in items:
+        for name in valid if item == "all" else [item]:
+            if name not in valid:
+                raise Q35Error(f"unknown target '{name}' (valid targets: all, {', '.join(valid)})")
+            if name not in result:
+                result.append(name)
+    return result
+
+
+def footprint(decode: Workload, scenario: Scenario) -> Footprint:
+    """What must be resident: weights, the KV cache at P + G tokens for B sequences, a decode step's activations."""
+    return Footprint(
+        weight_bytes=float(decode.weight_bytes),
+        kv_bytes=decode.kv_bytes_per_token * (scenario.prompt + scenario.gen) * scenario.batch,
+        activation_bytes=decode.batched(scenario.batch).peak_activation_bytes,
+    )
+
+
+@dataclass
+class Predictor:
+    """Compiles and costs one model and scheme on targets, sharing compiled workloads through a cache."""
+
+    model: str
+    scheme: str | None
+    scenario: Scenario
+    options: Options = ()
+    cache: WorkloadCache = field(default_factory=lambda: CACHE)
+
+    def keys(self) -> list[tuple[str, str | None, int, int]]:
+        s = self.scenario
+        keys: list[tuple[str, str | None, int, int]] = []
+        if s.gen > 0:
+            low, high, _ = s.decode_contexts()
+            keys += [(self.model, self.scheme, 1, low), (self.model, self.scheme, 1, high)]
+        if s.prompt > 0:
+            keys.append((self.model, self.scheme, s.prompt, 0))
+        return list(dict.fromkeys(keys))
+
+    def prepare(self, targets: Sequence[Target]) -> None:
+        """Compile everything the targets need at once (see `q35c.driver.cache`)."""
+        self.cache.prepare([(key, t) for key in self.keys() for t in targets], self.options)
+
+    def decode_workload(self, target: Target) -> Workload | None:
+        if self.scenario.gen <= 0:
+            return None
+        low, high, weight = self.scenario.decode_contexts()
+        first = self.cache.get((self.model, self.scheme, 1, low), target, self.options)
+        if weight == 0:
+            return first
+        return first.mixed(self.cache.get((self.model, self.scheme, 1, high), target, self.options), weight)
+
+    def prefill_workload(self, target: Target) -> Workload | None:
+        if self.scenario.prompt <= 0:
+            return None
+        return self.cache.get((self.model, self.scheme, self.scenario.prompt, 0), target, self.options)
+
+    def predict(self, target: Target, devices: int | None = None) -> TargetResult:
+        s = self.scenario
+        decode_w, prefill_w = self.decode_workload(target), self.prefill_workload(target)
+        sizing = decode_w if decode_w is not None else prefill_w
+        assert sizing is not None, "a scenario needs a prompt or generated tokens"
+        need = footprint(sizing, s)
+        try:
+            count = target.devices_needed(need) if devices is None else devices
+            if devices is not None:
+                target.check_devices(devices, need)
+        except DoesNotFit as err:
+            return unfit(target, need, str(err))
+        decode = None if decode_w is None else target.estimate(decode_w, batch=s.batch, devices=count)
+        prefill = None if prefill_w is None else target.estimate(prefill_w, batch=s.batch, devices=count)
+        main = decode if decode is not None else prefill
+        assert main is not None
+        return TargetResult(
+            target=target.name,
+            family=target.family,
+            devices=count,
+            decode_tok_s=None if decode is None else s.batch / decode.seconds,
+            ms_per_token=None if decode is None else decode.seconds * 1e3,
+            prefill_tok_s=None if prefill is None else s.batch * s.prompt / prefill.seconds,
+            ttft_ms=None if prefill is None else prefill.seconds * 1e3,
+            joules_per_token=None if decode is None else decode.joules / s.batch,
+            avg_power_w=None if decode is None else decode.joules / decode.seconds / count,
+            system_power_w=None if decode is None else decode.joules / decode.seconds,
+            weight_bytes=need.weight_bytes,
+            kv_bytes=need.kv_bytes,
+            bottleneck=describe_bottleneck(main),
+            roofline_fraction=main.roofline_seconds / main.seconds if main.seconds else None,
+            decode=decode,
+            prefill=prefill,
+            notes=(target.explain_devices(need, count, sizing), *target_notes(target)),
+        )
+
+
+def unfit(target: Target, need: Footprint, reason: str) -> TargetResult:
+    """The result for a target that cannot hold the model: no figures, the reason instead."""
+    return TargetResult(
+        target=target.name,
+        family=target.family,
+        devices=0,
+        decode_tok_s=None,
+        ms_per_token=None,
+        prefill_tok_s=None,
+        ttft_ms=None,
+        joules_per_token=None,
+        avg_power_w=None,
+        system_power_w=None,
+        weight_bytes=need.weight_bytes,
+        kv_bytes=need.kv_bytes,
+        bottleneck="does not fit",
+        roofline_fraction=None,
+        error=reason,
+    )
+
+
+def describe_bottleneck(cost: Cost) -> str:
+    """The resource that bound the most time, with its share: `hbm bandwidth (93%)`."""
+    if not cost.limits or cost.seconds <= 0:
+        return "nothing"
+    name = cost.bottleneck
+    return f"{name} ({100 * cost.limits[name] / cost.seconds:.0f}%)"
+
+
+def target_notes(target: Target) -> tuple[str, ...]:
+    """What a reader should know about a target's figures (static schedules, assumptions)."""
+    notes: list[str] = []
+    if target.family == "groq":
+        from q35c.targets.groq import GroqTarget
+
+        assert isinstance(target, GroqTarget)
+        notes.append("statically scheduled: these times are deterministic (no caches, no arbitration)")
+        notes.append(f"MXM weight install rate: {target.install_rate()[1]}")
+    if target.family == "gpu":
+        notes.append("element-wise work (unpacking) is not timed: the spec gives no non-tensor-core peak")
+    if target.family == "host" and target.spec.measured_at:
+        notes.append(f"bandwidth and FLOPS measured on this machine at {target.spec.measured_at}")
+    e = target.efficiency
+    notes.append(
+        f"efficiency: bandwidth {e.bandwidth:.3g}, compute {e.compute:.3g}, "
+        f"{e.kernel_overhead_s * 1e6:.3g} us per kernel"
+    )
+    return tuple(notes)
+
+
+def scenario_lengths(prompt: int | None, gen: int | None, limit: int | None, source: str) -> tuple[int, int]:
+    """(prompt, gen): the given ones, which must fit the model's context length `limit`, or the defaults
+    (`DEFAULT_PROMPT`, `DEFAULT_GEN`), the prompt shortened where they would not fit."""
+    given_gen = DEFAULT_GEN if gen is None else gen
+    if limit is not None and prompt is None:
+        given_gen = min(given_gen, limit)
+    given_prompt = DEFAULT_PROMPT if prompt is None else prompt
+    if limit is not None and prompt is None:
+        given_prompt = max(0, min(given_prompt, limit - given_gen))
+    if min(given_prompt, given_gen) < 0:
+        raise Q35Error("prompt and gen must be at least 0")
+    if limit is not None and given_prompt + given_gen > limit:
+        raise Q35Error(
+            f"prompt {given_prompt} + gen {given_gen} tokens exceed the model's context length {limit}",
+            Location(source),
+        )
+    return given_prompt, given_gen
+
+
+def compare(
+    model: str,
+    scheme: str | None,
+    targets: Sequence[str] | str,
+    *,
+    batch: int = 1,
+    prompt: int | None = None,
+    gen: int | None = None,
+    devices: int | None = None,
+    options: Mapping[str, str] | None = None,
+) -> Report:
+    """Predict `model` quantized with `scheme` on each of `targets` (names, a comma list, or `all`); `options`
+    are pipeline options (`targets/pipelines.py`) for every target's compile."""
+    if devices is not None and devices < 1:
+        raise Q35Error(f"devices must be at least 1, got {devices}")
+    chosen = [get_target(name) for name in resolve_targets(targets)]
+    graph = load_graph(model, quant=scheme)
+    prompt, gen = scenario_lengths(prompt, gen, graph.max_context, graph.source)
+    if batch < 1 or prompt + gen < 1:
+        raise Q35Error("batch must be at least 1, and prompt + gen at least 1")
+    predictor = Predictor(model, scheme, Scenario(batch, prompt, gen), tuple(sorted((options or {}).items())))
+    predictor.prepare(chosen)
+    results = tuple(predictor.predict(t, devices) for t in chosen)
+    if all(r.error is not None for r in results):
+        raise Q35Error("; ".join(r.error for r in results if r.error is not None))
+    return Report(model, scheme, predictor.scenario, results)
+
+
+def predict_row(row: Row, efficiency: Efficiency | None = None) -> float:
+    """The predicted tok/s of a calibration row (decode: generation rate; prefill: prompt tokens / TTFT), with the
+    family's stored efficiency constants or the ones given."""
+    target = get_target(row.target)
+    if efficiency is not None:
+        target = replace(target, efficiency=efficiency)
+    predictor = Predictor(row.model, row.scheme, Scenario(row.batch, row.prompt, row.gen))
+    result = predictor.predict(target, row.devices)
+    value = result.decode_tok_s if row.phase == "decode" else result.prefill_tok_s
+    if value is None:
+        raise ValueError(f"row {row.id}: no {row.phase} phase in prompt {row.prompt}, gen {row.gen}")
+    return value

@@ -1,0 +1,104 @@
+"""Per-family pipelines: the named stages that take a model's q35 graph IR to a target's scheduled IR.
+
+Like Triton's backends, each family declares its stages in order; the driver (`q35c.driver.compile`) runs them with a
+callback after each, which is how `--print-ir-after` and `--dump-ir` see the IR between stages.
+
+    host, gpu, apple: materialize -> lower-graph -> tile -> unpack -> schedule
+    groq:             materialize -> lower-graph -> tile -> unpack (integer codes) -> schedule
+
+The families differ in their options, not their shape: tiles are sized for each target's tile level (shared
+memory per SM on a GPU, one CPU's share of L2 on the host, an assumed 32 KiB threadgroup on Apple, the 320 x 320
+MXM arrays on Groq; see `tile_choice.tile_level`), and Groq's matrix unit takes int8 codes, so its linears keep
+integer codes and scale per group (the codes are unpacked on the VXM). The host's final IR is upstream MLIR that
+mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in address spaces the CPU ignores.
+
+Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
+per tile, e.g. another Apple threadgroup size) and `keep-int-codes` (override the family's choice).
+
+>>> from q35c.targets.spec import load_spec
+>>> [stage.name for stage in pipeline_for(load_spec("h100-sxm"))]
+['materialize', 'lower-graph', 'tile', 'unpack', 'schedule']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from q35c.driver.pipeline import Stage
+from q35c.passes.lower_graph import LowerGraphPass
+from q35c.passes.materialize_weights import MaterializeWeightsPass
+from q35c.passes.schedule_memory import ScheduleMemoryPass
+from q35c.passes.tile import TilePass
+from q35c.passes.tile_choice import tile_level
+from q35c.passes.unpack_bits import UnpackBitsPass
+from q35c.targets.spec import HardwareSpec
+
+OPTIONS: dict[str, type] = {
+    "tile-t": int,
+    "tile-n": int,
+    "tile-k": int,
+    "budget-bytes": int,
+    "keep-int-codes": bool,
+}
+
+
+def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check pipeline options: known keys, values of the right type (strings such as "16" or "true" are parsed).
+
+    Raises ValueError naming the bad option and listing the valid ones.
+    """
+    parsed: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise ValueError(f"unknown pipeline option '{key}' (valid options: {', '.join(OPTIONS)})")
+        kind = OPTIONS[key]
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if kind is bool and text in ("true", "false", "1", "0"):
+                value = text in ("true", "1")
+            elif kind is int and text.lstrip("-").isdigit():
+                value = int(text)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(
+                f"pipeline option '{key}' takes {'true/false' if kind is bool else 'an integer'}, got {value!r}"
+            )
+        if kind is int and value < 0:
+            raise ValueError(f"pipeline option '{key}' must be at least 0, got {value}")
+        parsed[key] = value
+    return parsed
+
+
+def pipeline_for(spec: HardwareSpec, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
+    """The stages that compile a model for `spec`, with `options` (see the module docstring) applied."""
+    opts = parse_options(options or {})
+    budget = int(opts.get("budget-bytes", 0))
+    level = tile_level(spec, budget)
+    keep_int_codes = bool(opts.get("keep-int-codes", spec.family == "groq"))
+    tile = TilePass(
+        tile_t=int(opts.get("tile-t", 0)),
+        tile_n=int(opts.get("tile-n", 0)),
+        tile_k=int(opts.get("tile-k", 0)),
+        budget_bytes=budget,
+        target=spec.name,
+        keep_int_codes=keep_int_codes,
+    )
+    per = f"{level.budget_bytes:,} B of {level.name} per {level.per}" + (" (assumed)" if level.assumed else "")
+    if spec.family == "groq":
+        tiles = "linears into kernels over MXM-sized weight tiles (320 x 320 at most)"
+        placement = "everything resident in SRAM: no copies; record peak SRAM use"
+    else:
+        tiles = f"linears into kernels over weight tiles that fit {per}"
+        placement = f"stage tiles in {level.name} (double-buffered copies from {spec.memory[0].name}); check peaks"
+    unpack = (
+        "packed weights to integer codes; per-group scaling of int8 products"
+        if keep_int_codes
+        else ("packed weights to codes, dequantized values and matmuls in linalg + arith")
+    )
+    return (
+        Stage("materialize", (MaterializeWeightsPass(),), "weights become storage-tensor function arguments"),
+        Stage("lower-graph", (LowerGraphPass(),), "embed, rmsnorm, rope, attention, silu, mul, add to linalg"),
+        Stage("tile", (tile,), tiles),
+        Stage("unpack", (UnpackBitsPass(keep_int_codes=keep_int_codes),), unpack),
+        Stage("schedule", (ScheduleMemoryPass(target=spec.name, budget_bytes=budget),), placement),
+    )
