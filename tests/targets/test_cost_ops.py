@@ -20,7 +20,7 @@ from q35c.passes.unpack_bits import UnpackBitsPass
 from q35c.targets.pipeline import pipeline_for
 from q35c.targets.spec import load_spec
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "cost-model.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cost-model.md"
 
 
 def parse(text: str) -> ModuleOp:

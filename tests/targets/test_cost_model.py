@@ -147,7 +147,7 @@ def test_a_smaller_format_never_needs_more_devices() -> None:
 
 
 def layered_model(tmp_path: Path, layers: int) -> str:
-    text = (Path(__file__).parents[1] / "examples" / "tiny.q35").read_text()
+    text = (Path(__file__).parents[2] / "examples" / "tiny.q35").read_text()
     text = text.replace("dim layers   = 2", f"dim layers   = {layers}").replace('model "tiny"', f'model "tiny{layers}"')
     text = text.replace("dim vocab    = 256", "dim vocab    = 64").replace("dim hidden   = 64", "dim hidden   = 256")
     path = tmp_path / f"tiny{layers}.q35"
