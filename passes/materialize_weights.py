@@ -51,9 +51,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import PackedType, WeightOp
 from q35c.dialects.q35_storage import AssembleOp, storage_tensors
-
-PARAM_ATTR = "q35.param"
-STORAGE_ATTR = "q35.storage"
+from q35c.ir.attrs import PARAM_ATTR, STORAGE_ATTR
 
 
 def _value_name(text: str) -> str:

@@ -55,26 +55,26 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, Module
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from q35c.analysis.liveness import FUSED_ATTR, Peak, module_peaks
-from q35c.passes._build.double_buffer import DST_SPACE_ATTR, SRC_SPACE_ATTR, static_offsets
+from q35c.analysis.liveness import Peak, module_peaks
+from q35c.ir.attrs import (
+    FUSED_ATTR,
+    PEAK_ATTR,
+    SCHEME_ATTR,
+    SPACES_ATTR,
+    TARGET_ATTR,
+    TILE_ATTR,
+    TILE_BUDGET_ATTR,
+    TILE_LEVEL_ATTR,
+    first_callers,
+    weight_param,
+)
+from q35c.passes._build.double_buffer import static_offsets
 from q35c.passes._build.staging import fusible, stage_kernel
-from q35c.passes.tile import SCHEME_ATTR, TILE_ATTR, is_kernel
+from q35c.passes.tile import is_kernel
 from q35c.passes.tile_choice import OnChipLevel, TileError, tile_level
 from q35c.targets.spec import HardwareSpec, load_spec
 
-PEAK_ATTR = "q35.peak_bytes"
-SPACES_ATTR = "q35.memory_spaces"
-TARGET_ATTR = "q35.target"
-TILE_LEVEL_ATTR = "q35.tile_level"
-TILE_BUDGET_ATTR = "q35.tile_budget_bytes"
 __all__ = [
-    "DST_SPACE_ATTR",
-    "PEAK_ATTR",
-    "SPACES_ATTR",
-    "SRC_SPACE_ATTR",
-    "TARGET_ATTR",
-    "TILE_BUDGET_ATTR",
-    "TILE_LEVEL_ATTR",
     "ScheduleMemoryPass",
     "fusible",
     "space_names",
@@ -95,9 +95,10 @@ def _bytes_attr(peaks: dict[int, Peak], names: Sequence[str]) -> DictionaryAttr:
 
 def _weights_of(module: ModuleOp, kernel: str) -> list[str]:
     names: list[str] = []
+    callers = first_callers(module)
     for op in module.walk():
         if isinstance(op, func.CallOp) and op.callee.string_value() == kernel and len(op.arguments) > 1:
-            name = (op.arguments[1].name_hint or "?").removesuffix(".codes")
+            name = weight_param(op.arguments[1], callers) or "?"
             if name not in names:
                 names.append(name)
     return names

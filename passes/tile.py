@@ -68,9 +68,17 @@ from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import LinearOp, PackedType
 from q35c.dialects.q35_storage import CODES, AssembleOp, storage_tensors
+from q35c.ir.attrs import (
+    KERNEL_ATTR,
+    SCHEME_ATTR,
+    STORAGE_ATTR,
+    TILE_ATTR,
+    TILE_DIM_ATTR,
+    first_callers,
+    weight_param,
+)
 from q35c.ir.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
 from q35c.passes._build.linalg import (
-    KERNEL_ATTR,
     PARALLEL,
     element_type,
     empty,
@@ -80,7 +88,7 @@ from q35c.passes._build.linalg import (
     shape_of,
     zeros,
 )
-from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR, enclosing_func
+from q35c.passes.materialize_weights import enclosing_func
 from q35c.passes.tile_choice import (
     LinearShape,
     Tile,
@@ -92,9 +100,6 @@ from q35c.passes.tile_choice import (
 )
 
 LINEAR_KERNEL = "linear"
-TILE_ATTR = "q35.tile"  # array<i64: tt, tn, tk> on a kernel function
-SCHEME_ATTR = "q35.scheme"  # the weight's scheme spec on a kernel function
-TILE_DIM_ATTR = "q35.tile_dim"  # "t", "n" or "k" on a tile loop
 _index = IndexType()
 
 Offset = SSAValue | int
@@ -138,14 +143,10 @@ def kernel_name(shape: LinearShape, element: Attribute) -> str:
 
 
 def weight_name(w: AssembleOp) -> str:
-    """The parameter name of an assembled weight (from its argument attributes or SSA name), for messages."""
-    codes = w.storage[0]
-    if isinstance(codes.owner, Block) and isinstance(fn := codes.owner.parent_op(), func.FuncOp):
-        attrs = fn.arg_attrs.data[codes.index].data if fn.arg_attrs is not None else {}  # type: ignore[union-attr]
-        if isinstance(param := attrs.get(PARAM_ATTR), StringAttr):
-            return param.data
-    hint = codes.name_hint or "weight"
-    return hint.removesuffix(f".{CODES}")
+    """The parameter name of an assembled weight (`q35.param` of its codes argument), for messages."""
+    module = w.get_toplevel_object()
+    callers = first_callers(module) if isinstance(module, ModuleOp) else None
+    return weight_param(w.storage[0], callers) or "weight"
 
 
 @dataclass

@@ -22,9 +22,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from q35c.passes._build.linalg import element_type, shape_of
 from q35c.passes.tile import insert_slice
+from q35c.ir.attrs import DST_SPACE_ATTR, SRC_SPACE_ATTR
 
-SRC_SPACE_ATTR = "q35.src_space"
-DST_SPACE_ATTR = "q35.dst_space"
 _index = IndexType()
 
 

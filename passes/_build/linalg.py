@@ -59,13 +59,13 @@ from xdsl.ir.affine import AffineMap
 from xdsl.ir.affine.affine_map import AffineMapBuilderT
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
+from q35c.ir.attrs import KERNEL_ATTR
 
 f16 = Float16Type()
 f32 = Float32Type()
 PARALLEL = IteratorTypeAttr.parallel()
 REDUCTION = IteratorTypeAttr.reduction()
 
-KERNEL_ATTR = "q35.kernel"
 """The discardable attribute naming the kernel a linalg op implements ("linear", "attention", ...)."""
 
 

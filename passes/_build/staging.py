@@ -24,7 +24,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from q35c.analysis.opgraph import alias_graph
 from q35c.passes._build.double_buffer import RingBuilder, alloc_in, constant_value, copy_between, static_offsets
 from q35c.passes._build.linalg import element_type, shape_of
-from q35c.analysis.liveness import FUSED_ATTR
+from q35c.ir.attrs import FUSED_ATTR
 
 
 def _feeds_compute(value: SSAValue) -> bool:

@@ -21,13 +21,9 @@ from xdsl.dialects.linalg.ops import IndexOp, LinalgStructuredOperation
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.ir.affine import AffineMap
 
-from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
+from q35c.dialects.q35 import AttentionOp, EmbedOp, LinearOp, PackedType, WeightOp
+from q35c.ir.attrs import DST_SPACE_ATTR, KERNEL_ATTR, SRC_SPACE_ATTR, STORAGE_ATTR, string_attr
 
-KERNEL_ATTR = "q35.kernel"
-PARAM_ATTR = "q35.param"
-STORAGE_ATTR = "q35.storage"
-PEAK_ATTR = "q35.peak_bytes"
-SPACES_ATTR = "q35.memory_spaces"
 FUSED_KERNELS = ("unpack",)
 
 # Ops that only re-view, slice, join or copy tensors: data flows through them unchanged.
@@ -140,10 +136,6 @@ def arg_attrs(fn: func.FuncOp) -> list[DictionaryAttr]:
     return list(fn.arg_attrs.data)
 
 
-def string_attr(attrs: DictionaryAttr, key: str) -> str | None:
-    value = attrs.data.get(key)
-    return value.data if isinstance(value, StringAttr) else None
-
 
 def alu_class(op: Operation) -> str:
     """The ALU class of an arith/math op, from its result type: `int`, or `fp16.add`, `fp32.mul`, ..."""
@@ -202,7 +194,7 @@ class Copy:
 def copy_spaces(op: Operation) -> tuple[str, str]:
     """(source, destination) memory spaces of a copy: its `q35.src_space`/`q35.dst_space`, else its buffers'."""
     found: list[str] = []
-    for key, value in (("q35.src_space", op.operands[0]), ("q35.dst_space", op.operands[-1])):
+    for key, value in ((SRC_SPACE_ATTR, op.operands[0]), (DST_SPACE_ATTR, op.operands[-1])):
         attr = op.attributes.get(key)
         if isinstance(attr, IntegerAttr):
             found.append(str(attr.value.data))
@@ -583,7 +575,7 @@ def graph_op_work(op: Operation) -> tuple[dict[str, float], dict[str, float], di
     result = op.results[0].type if op.results else None
     dtype = dtype_name(result.element_type) if isinstance(result, TensorType) else "fp16"
     elements = tensor_elements(result) if result is not None else 0.0
-    if op.name == "q35.linear":
+    if op.name == LinearOp.name:
         (t, k), (n, _) = shapes[0], shapes[1]
         weight = op.operands[1].type
         stored = "int8" if isinstance(weight, PackedType) and weight.scheme.is_quantized else "fp16"
@@ -593,7 +585,7 @@ def graph_op_work(op: Operation) -> tuple[dict[str, float], dict[str, float], di
         length = op.cache_len + t
         heads, hd = op.num_heads.value.data, op.head_dim.value.data
         return {dtype: 2.0 * t * heads * hd * length}, {"fp32.add": 4.0 * heads * t * length}, {}
-    if op.name == "q35.embed":
+    if op.name == EmbedOp.name:
         return {}, {}, {}
     return {}, {"fp32.add": elements}, {}
 
@@ -602,7 +594,7 @@ def read_bytes(fa: FunctionInfo, op: Operation, value: SSAValue, source: SSAValu
     """Bytes `op` reads of `source` through `value`: what it sees of it, capped at the source's size; a gather
     (a value only used inside the op's body) reads one element per iteration; a q35 embed reads T rows."""
     whole = tensor_bytes(source.type)
-    if op.name == "q35.embed" and isinstance(source.type, PackedType):
+    if op.name == EmbedOp.name and isinstance(source.type, PackedType):
         rows, _ = source.type.get_shape()
         tokens = tensor_elements(op.operands[0].type)
         return whole * min(1.0, tokens / rows) * trips

@@ -36,8 +36,8 @@ from xdsl.dialects.builtin import IntegerAttr
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 
 from q35c.analysis.opgraph import alias_graph, buffer_root, type_bytes
+from q35c.ir.attrs import FUSED_ATTR
 
-FUSED_ATTR = "q35.fused"
 """Unit attribute on an elementwise `linalg.generic` whose result streams into its consumer (no buffer)."""
 
 MAIN_MEMORY = 0

@@ -41,9 +41,6 @@ from dataclasses import dataclass, field, replace
 
 from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import (
-    ArrayAttr,
-    DictionaryAttr,
-    IntegerAttr,
     ModuleOp,
     StringAttr,
     TensorType,
@@ -51,11 +48,6 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, BlockArgument, OpResult, SSAValue
 
 from q35c.analysis.kernels import (
-    KERNEL_ATTR,
-    PARAM_ATTR,
-    PEAK_ATTR,
-    SPACES_ATTR,
-    STORAGE_ATTR,
     FunctionInfo,
     Node,
     analyse,
@@ -67,13 +59,14 @@ from q35c.analysis.kernels import (
     group,
     kernel_name,
     read_bytes,
-    string_attr,
     tensor_bytes,
     tensor_elements,
     trip_count,
     whole_bytes,
 )
 from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
+from q35c.ir import attrs
+from q35c.ir.attrs import KERNEL_ATTR, PARAM_ATTR, STORAGE_ATTR, string_attr
 
 
 class Counts(Mapping[str, float]):
@@ -486,25 +479,6 @@ def kv_appends(graph: ModuleOp) -> dict[str, list[float]]:
     return found
 
 
-def _peaks(module: ModuleOp) -> dict[str, float]:
-    """Peak bytes per memory level recorded on the module (`q35.peak_bytes = {smem = ..., hbm = ...}`)."""
-    peaks: dict[str, float] = {}
-    attr = module.attributes.get(PEAK_ATTR)
-    if isinstance(attr, DictionaryAttr):
-        for key, value in attr.data.items():
-            if isinstance(value, IntegerAttr):
-                peaks[key] = float(value.value.data)
-    return peaks
-
-
-def space_names(module: ModuleOp) -> list[str]:
-    """Level names by memory space, as the module records them (`q35.memory_spaces`); empty when it does not."""
-    attr = module.attributes.get(SPACES_ATTR)
-    if isinstance(attr, ArrayAttr):
-        return [a.data for a in attr.data if isinstance(a, StringAttr)]
-    return []
-
-
 def _name_spaces(moved: Counts, names: list[str]) -> Counts:
     return _frozen({names[int(k)] if k.isdigit() and int(k) < len(names) else k: v for k, v in moved.items()})
 
@@ -563,7 +537,7 @@ def extract(
             for cache in caches:
                 if isinstance(cache.type, TensorType) and cache.type.get_shape():
                     context = max(context, float(cache.type.get_shape()[0]))
-    names = space_names(module)
+    names = attrs.memory_spaces(module)
     if names:
         kernels = [replace(k, moved=_name_spaces(k.moved, names)) for k in kernels]
     blocks = tuple(
@@ -577,5 +551,5 @@ def extract(
         weights=weight_tensors(module),
         kernels=tuple(kernels),
         blocks=blocks,
-        peak_bytes=_frozen(_peaks(module)),
+        peak_bytes=_frozen({k: float(v) for k, v in attrs.peak_bytes(module).items()}),
     )

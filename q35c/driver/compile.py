@@ -20,11 +20,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException
 
 from q35c.driver.pipeline import GRAPH_STAGE, IRDumper, Stage, StageCallback, make_context, run_stages, stage_names
 from q35c.frontend import Model, load_model
+from q35c.ir import attrs
 from q35c.targets.spec import HardwareSpec, load_spec, spec_names
 from q35c.util.errors import Location, Q35Error
 
@@ -56,20 +57,15 @@ class CompileResult:
 
     def peak_lines(self) -> list[str]:
         """Peak bytes per memory level, as recorded by schedule-memory (one line per level)."""
-        peaks = self.module.attributes.get("q35.peak_bytes")
-        level = self.module.attributes.get("q35.tile_level")
-        budget = self.module.attributes.get("q35.tile_budget_bytes")
-        if not isinstance(peaks, DictionaryAttr):
-            return []
+        tiles = attrs.tile_level(self.module)
         main = self.spec.main_memory
         lines: list[str] = []
-        for name, value in peaks.data.items():
-            assert isinstance(value, IntegerAttr)
-            text = f"peak {name}: {value.value.data:,} B"
+        for name, value in attrs.peak_bytes(self.module).items():
+            text = f"peak {name}: {value:,} B"
             if name == main.name:
                 text += f" per model copy (a device has {main.capacity_bytes:,.0f} B)"
-            elif isinstance(level, StringAttr) and level.data == name and isinstance(budget, IntegerAttr):
-                text += f" per tile (budget {budget.value.data:,} B)"
+            elif tiles is not None and tiles[0] == name:
+                text += f" per tile (budget {tiles[1]:,} B)"
             lines.append(text)
         return lines
 
@@ -186,11 +182,3 @@ class IRDirectory:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise Q35Error(f"cannot write {self.path}: {err.strerror}", Location(str(self.path))) from None
         shutil.rmtree(old, ignore_errors=True)
-
-
-def memory_spaces(module: ModuleOp) -> list[str]:
-    """Level names by memory space, as recorded by schedule-memory (empty before it ran)."""
-    spaces = module.attributes.get("q35.memory_spaces")
-    if not isinstance(spaces, ArrayAttr):
-        return []
-    return [s.data for s in spaces.data if isinstance(s, StringAttr)]

@@ -24,11 +24,14 @@ from queue import Empty
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument, SSAValue
 from xdsl.utils.exceptions import DiagnosticException
 
+from q35c.dialects.q35_storage import CODES
 from q35c.driver.pipeline import GRAPH_STAGE, Stage, make_context, module_text
 from q35c.frontend import load_model
+from q35c.ir import attrs
 from q35c.targets.target import get_target
 from q35c.util.errors import Location, Q35Error
 from q35c.util.progress import Progress
@@ -54,12 +57,9 @@ def kernel_key(function: str) -> str:
 
 def kernel_callers(module: ModuleOp) -> dict[str, tuple[str, ...]]:
     """For each kernel function (`q35.kernel` on a `func.func`), the weights passed to it at its call sites: the
-    names of the `*.codes` storage arguments, last component only (`decoder.3.q_proj.codes` -> `q_proj`)."""
-    kernels = {
-        op.sym_name.data
-        for op in module.ops
-        if isinstance(op, func.FuncOp) and isinstance(op.attributes.get("q35.kernel"), StringAttr)
-    }
+    parameters of the `codes` storage arguments, last component only (`decoder.3.q_proj` -> `q_proj`)."""
+    kernels = {op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp) and attrs.kernel_kind(op)}
+    callers = attrs.first_callers(module)
     found: dict[str, list[str]] = {}
     for op in module.walk():
         if not isinstance(op, func.CallOp):
@@ -69,12 +69,17 @@ def kernel_callers(module: ModuleOp) -> dict[str, tuple[str, ...]]:
             continue
         names = found.setdefault(kernel_key(callee), [])
         for value in op.arguments:
-            hint = value.name_hint or ""
-            if hint.endswith(".codes"):
-                name = hint.removesuffix(".codes").rsplit(".", 1)[-1]
-                if name not in names:
-                    names.append(name)
+            if not _is_codes(value):
+                continue
+            param = attrs.weight_param(value, callers)
+            if param is not None and (name := param.rsplit(".", 1)[-1]) not in names:
+                names.append(name)
     return {key: tuple(names) for key, names in sorted(found.items())}
+
+
+def _is_codes(value: SSAValue) -> bool:
+    """Whether a value is a weight's `codes` storage argument (`q35.storage = "codes"`)."""
+    return isinstance(value, BlockArgument) and attrs.arg_attr(value, attrs.STORAGE_ATTR) == CODES
 
 
 def _apply(stage: Stage, module: ModuleOp, target: str, source: str) -> None:

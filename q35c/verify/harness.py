@@ -42,7 +42,7 @@ from xdsl.ir import Attribute
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE
 from q35c.driver.pipeline import module_text
 from q35c.formats import QuantizedTensor
-from q35c.passes.materialize_weights import PARAM_ATTR, STORAGE_ATTR
+from q35c.ir.attrs import PARAM_ATTR, STORAGE_ATTR
 from q35c.verify.mlir_tools import MlirTools
 
 _f16 = Float16Type()

@@ -214,7 +214,7 @@ def test_reference_rmsnorm_and_silu() -> None:
 
 
 def test_host_lowering_tags_every_kernel() -> None:
-    from q35c.passes._build.linalg import KERNEL_ATTR
+    from q35c.ir.attrs import KERNEL_ATTR
 
     module = lower_for_host(load_model("tiny").module)
     kernels = {str(op.attributes[KERNEL_ATTR].data) for op in module.walk() if KERNEL_ATTR in op.attributes}  # type: ignore[attr-defined]

@@ -12,9 +12,10 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
 from q35c.cli.main import main
-from q35c.driver.compile import IRDirectory, compile_model, memory_spaces
+from q35c.driver.compile import IRDirectory, compile_model
 from q35c.driver.pipeline import dump_header, make_context
 from q35c.frontend import load_model
+from q35c.ir.attrs import memory_spaces
 from q35c.targets.pipeline import parse_options, pipeline_for
 from q35c.targets.spec import load_spec, spec_names
 from q35c.util.errors import Q35Error
