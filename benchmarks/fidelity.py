@@ -2,8 +2,8 @@
 
     python benchmarks/fidelity.py [--csv PATH] [--fit]
 
-Each row of the calibration table (`../shared/reference/calibration.csv`, also kept as
-`q35c.targets.calibration.ROWS`) is compiled for its target's pipeline -- the row's model, scheme and phase --
+Each row of the calibration table (`q35c.targets.calibration.ROWS`: published measurements, each with its
+source) is compiled for its target's pipeline -- the row's model, scheme and phase --
 and costed by the target's model with its family's stored efficiency constants. Prints predicted and measured
 tok/s and the error, then the largest and the median absolute error (goals: every row within 15%, the median
 within 8%).
@@ -26,7 +26,6 @@ from q35c.predict.predictor import predict_row
 from q35c.targets.calibration import FAMILY_ROWS, ROWS, Efficiency, efficiency_for, fit, rounded
 from q35c.targets.target import get_target
 
-DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "calibration.csv"
 ROW_GOAL, MEDIAN_GOAL = 0.15, 0.08
 TEXT_FIELDS = ("target", "model", "scheme", "phase")
 NUMBER_FIELDS = ("batch", "prompt", "gen", "devices", "measured_tok_s")
@@ -38,10 +37,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def check_rows(path: Path) -> None:
-    """Stop when the calibration file and the rows the constants were fitted on disagree."""
+    """Stop when a calibration table given with --csv and the rows the constants were fitted on disagree."""
     if not path.is_file():
-        print(f"({path} not found: using the rows kept in q35c.targets.calibration)")
-        return
+        sys.exit(f"{path} not found")
     kept = {r.id: r for r in ROWS}
     for raw in read_csv(path):
         row = kept.get(raw["id"])
@@ -87,10 +85,11 @@ def refit() -> dict[str, Efficiency]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the calibration table to check against")
+    parser.add_argument("--csv", type=Path, help="a calibration table (CSV) to check the kept rows against")
     parser.add_argument("--fit", action="store_true", help="fit the efficiency constants again and use them")
     args = parser.parse_args()
-    check_rows(args.csv)
+    if args.csv is not None:
+        check_rows(args.csv)
     table(refit() if args.fit else {})
 
 

@@ -1,8 +1,8 @@
 """The q35_storage dialect: the bridge between a `!q35.packed` weight and the tensors that store it.
 
-A `!q35.packed<NxK, #scheme>` value is opaque to upstream MLIR. Its storage, though, is fixed by DESIGN
-section 3 and `q35c.ir.schemes`: a code array of the scheme's storage dtype and, for the schemes with separate
-metadata, float16 scale (and offset) arrays of shape [N, K/g]. Lowering works on those tensors.
+A `!q35.packed<NxK, #scheme>` value is opaque to upstream MLIR. Its storage, though, is fixed by the bit layouts
+of docs/formats.md and `q35c.ir.schemes`: a code array of the scheme's storage dtype and, for the schemes with
+separate metadata, float16 scale (and offset) arrays of shape [N, K/g]. Lowering works on those tensors.
 
 The compiler never invents where the bytes live: `materialize-weights` turns every `q35.weight` into
 arguments of its function (one per storage tensor) and re-forms the packed value with `assemble`, so the
