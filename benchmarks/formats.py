@@ -53,7 +53,7 @@ def bench(spec: str, w: np.ndarray, repeat: int) -> tuple[list[float | None], fl
     t_unpack: float | None = None
     if fmt.scheme.is_quantized:
         codes = fmt.codes(qt)
-        scale = qt.scale if fmt.scheme.name in ("q4_0", "q8_0") else None
+        scale = qt.scale if fmt.scheme.block_scales else None  # q4_0/q8_0 embed their scales in the blocks
         t_pack = best_time(lambda: fmt.pack(codes, scale), repeat)
         t_unpack = best_time(lambda: fmt.unpack(qt.packed), repeat)
     t_dequant = best_time(lambda: fmt.dequantize(qt), repeat)

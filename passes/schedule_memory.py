@@ -1,9 +1,12 @@
 """schedule-memory: place every buffer in a memory level of the target, stage tiles on chip, report the peak.
 
-Memory spaces number the target's memory levels in spec order: 0 is main memory (HBM, DRAM; on Groq the SRAM,
-its only memory), 1, 2, ... the levels after it (h100-sxm: 0 hbm, 1 l2, 2 smem). A level the spec lacks but the
-target has by assumption comes next (Apple: threadgroup memory, space 1). The tile level (`tile_level`) is where
-kernels stage their tiles. The module records the numbering, `q35.memory_spaces = ["hbm", "l2", "smem"]`.
+The target's memory comes as pass options (`q35c.targets.pass_options` derives them from a target, and
+`q35c opt -p 'schedule-memory{target=h100-sxm}'` expands to them): `spaces` names the memory spaces by number,
+0 main memory (HBM, DRAM; on Groq the SRAM, its only memory), 1, 2, ... the levels after it (h100-sxm:
+`spaces=hbm,l2,smem`), an assumed level last (Apple: `dram,threadgroup`); `tile-space` is the tile level, where
+kernels stage their tiles (-1: the last space), `budget-bytes` one tile's share of it and `per` what shares it
+(SM, threadgroup, chip; for messages). No target name: the module records the facts it was scheduled with, the
+numbering `q35.memory_spaces = ["hbm", "l2", "smem"]`.
 
 Inside each linear kernel (a function marked `q35.kernel`, made by `tile`), where weights stream from main memory:
 - a slice of a kernel argument (weight storage, activations) read in an innermost tile loop, at an offset that
@@ -34,7 +37,8 @@ Every copy between levels is a `linalg.copy` tagged `{q35.src_space = a, q35.dst
     }
     ... the last tile, on slot (trips - 1) mod 2 ...
 
-On Groq the weights are resident in SRAM and nothing streams: no copies are inserted, everything is in space 0.
+With the tile level in space 0 (Groq: weights resident in SRAM) nothing streams: no copies are inserted,
+everything is in space 0.
 What a kernel stages is decided in `_staging.py`, the rings are built by `_double_buffer.py`; this module
 places, records and checks.
 
@@ -61,7 +65,6 @@ from q35c.ir.attrs import (
     PEAK_ATTR,
     SCHEME_ATTR,
     SPACES_ATTR,
-    TARGET_ATTR,
     TILE_ATTR,
     TILE_BUDGET_ATTR,
     TILE_LEVEL_ATTR,
@@ -71,22 +74,18 @@ from q35c.ir.attrs import (
 from q35c.passes._build.double_buffer import static_offsets
 from q35c.passes._build.staging import fusible, stage_kernel
 from q35c.passes.tile import is_kernel
-from q35c.passes.tile_choice import OnChipLevel, TileError, tile_level
-from q35c.targets.spec import HardwareSpec, load_spec
 
 __all__ = [
     "ScheduleMemoryPass",
     "fusible",
-    "space_names",
     "stage_kernel",
     "static_offsets",
 ]
 
-
-def space_names(spec: HardwareSpec, level: OnChipLevel) -> list[str]:
-    """Level names by memory space: the spec's levels in order, then an assumed tile level."""
-    names = [m.name for m in spec.memory]
-    return [*names, level.name] if level.memory_space == len(names) else names
+NEEDS_TARGET = (
+    "schedule-memory needs a target, e.g. schedule-memory{target=h100-sxm}, or its memory as options: "
+    "spaces=hbm,l2,smem tile-space=2 budget-bytes=228000"
+)
 
 
 def _bytes_attr(peaks: dict[int, Peak], names: Sequence[str]) -> DictionaryAttr:
@@ -104,7 +103,7 @@ def _weights_of(module: ModuleOp, kernel: str) -> list[str]:
     return names
 
 
-def _overflow(module: ModuleOp, fn: func.FuncOp, peak: Peak, spec: HardwareSpec, level: OnChipLevel) -> str:
+def _overflow(module: ModuleOp, fn: func.FuncOp, peak: Peak, level: str, budget: int, per: str) -> str:
     tile = fn.attributes.get(TILE_ATTR)
     sizes = "x".join(str(v) for v in tile.get_values()) if tile is not None else "?"  # type: ignore[union-attr]
     scheme = fn.attributes.get(SCHEME_ATTR)
@@ -113,8 +112,7 @@ def _overflow(module: ModuleOp, fn: func.FuncOp, peak: Peak, spec: HardwareSpec,
     live = ", ".join(f"{b.name} {b.type} = {b.bytes} B" for b in sorted(peak.live, key=lambda b: -b.bytes))
     return (
         f"tile {sizes} (T x N x K) of kernel @{fn.sym_name.data} ({scheme_text}; weights: {weights}) needs "
-        f"{peak.bytes} bytes of {level.name} at its peak, but {spec.name} has {level.budget_bytes} per "
-        f"{level.per}: {live}"
+        f"{peak.bytes} bytes of {level} at its peak, but the budget is {budget} per {per}: {live}"
     )
 
 
@@ -124,44 +122,51 @@ class ScheduleMemoryPass(ModulePass):
 
     name = "schedule-memory"
 
-    target: str = ""
+    spaces: tuple[str, ...] = ()
+    tile_space: int = -1
     budget_bytes: int = 0
+    per: str = "tile"
+
+    def _tile_space(self) -> int:
+        """The tile level's memory space; PassFailedException when the options do not describe a memory."""
+        if not self.spaces:
+            raise PassFailedException(NEEDS_TARGET)
+        space = self.tile_space if self.tile_space >= 0 else len(self.spaces) + self.tile_space
+        if not 0 <= space < len(self.spaces):
+            raise PassFailedException(f"tile-space={self.tile_space} names no space of {','.join(self.spaces)}")
+        if self.budget_bytes <= 0:
+            raise PassFailedException(f"schedule-memory needs budget-bytes (one tile's share of {self.spaces[space]})")
+        return space
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if not self.target:
-            raise PassFailedException("schedule-memory needs a target, e.g. schedule-memory{target=h100-sxm}")
-        try:
-            spec = load_spec(self.target)
-            level = tile_level(spec, self.budget_bytes)
-        except (ValueError, TileError) as err:
-            raise PassFailedException(str(err)) from None
+        space = self._tile_space()
+        level = self.spaces[space]
         functions = [f for f in op.ops if isinstance(f, func.FuncOp)]
-        streams = level.memory_space != 0  # Groq: resident weights, nothing to stage
+        streams = space != 0  # the tile level is main memory (Groq): resident weights, nothing to stage
         for fn in functions:
             if is_kernel(fn) and not fn.is_declaration:
                 if streams:
-                    stage_kernel(fn, level.memory_space)
+                    stage_kernel(fn, space)
                 else:
                     for inner in fn.body.walk():
                         if fusible(inner):
                             inner.attributes[FUSED_ATTR] = UnitAttr()
-        names = space_names(spec, level)
+        names = self.spaces
         peaks = module_peaks(functions)
         for fn in functions:
             if fn.sym_name.data not in peaks:
                 continue
             fn_peaks = peaks[fn.sym_name.data]
-            tile_peak = fn_peaks.get(level.memory_space)
-            if streams and is_kernel(fn) and tile_peak is not None and tile_peak.bytes > level.budget_bytes:
-                raise PassFailedException(_overflow(op, fn, tile_peak, spec, level))
+            tile_peak = fn_peaks.get(space)
+            if streams and is_kernel(fn) and tile_peak is not None and tile_peak.bytes > self.budget_bytes:
+                raise PassFailedException(_overflow(op, fn, tile_peak, level, self.budget_bytes, self.per))
             fn.attributes[PEAK_ATTR] = _bytes_attr(fn_peaks, names)
         totals: dict[int, Peak] = {}
         for fn_peaks in peaks.values():
-            for space, p in fn_peaks.items():
-                if space not in totals or p.bytes > totals[space].bytes:
-                    totals[space] = p
-        op.attributes[TARGET_ATTR] = StringAttr(spec.name)
+            for s, p in fn_peaks.items():
+                if s not in totals or p.bytes > totals[s].bytes:
+                    totals[s] = p
         op.attributes[SPACES_ATTR] = ArrayAttr([StringAttr(n) for n in names])
-        op.attributes[TILE_LEVEL_ATTR] = StringAttr(level.name)
-        op.attributes[TILE_BUDGET_ATTR] = IntegerAttr(level.budget_bytes, i64)
+        op.attributes[TILE_LEVEL_ATTR] = StringAttr(level)
+        op.attributes[TILE_BUDGET_ATTR] = IntegerAttr(self.budget_bytes, i64)
         op.attributes[PEAK_ATTR] = _bytes_attr(totals, names)

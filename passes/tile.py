@@ -33,10 +33,12 @@ accumulator) and are rounded once at the end. A decode-step linear tiled along N
     }
 
 Tile sizes come from the options (`tile-t`, `tile-n`, `tile-k`; 0 = choose) and, for the ones left to choose, from
-`tile_choice.choose_tile` with the budget of `budget-bytes` or of the `target`'s on-chip level; with neither, an
-unset size is the whole dimension; `keep-int-codes` (unset: the target family's choice) says what `unpack-bits`
-will do, since its per-group sums take room in a tile. Kernel functions carry `q35.kernel = "linear"`, the scheme
-and the tile; loops carry `q35.tile_dim`. Kernels are never tiled again.
+`tile_choice.choose_tile` under the policy the other options give: `budget-bytes` (one tile's working set; 0: no
+choice, an unset size is the whole dimension), `align-n` (the granule of N tiles), `max-n`/`max-k` (caps; 0 =
+none), `weight-buffers` (2 where weight tiles stream, 1 where they are resident) and `keep-int-codes` (what
+`unpack-bits` will do, since its per-group sums take room in a tile). A target gives all of these
+(`q35c.targets.pass_options`; `q35c opt -p 'tile{target=groq-lpu}'` expands to them). Kernel functions carry
+`q35.kernel = "linear"`, the scheme and the tile; loops carry `q35.tile_dim`. Kernels are never tiled again.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from q35c.ir.attrs import (
     first_callers,
     weight_param,
 )
-from q35c.ir.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
+from q35c.ir.schemes import Scheme
 from q35c.passes._build.linalg import (
     PARALLEL,
     element_type,
@@ -96,7 +98,6 @@ from q35c.passes.tile_choice import (
     TilePolicy,
     check_k_tile,
     choose_tile,
-    tile_policy,
 )
 
 LINEAR_KERNEL = "linear"
@@ -106,19 +107,13 @@ Offset = SSAValue | int
 
 
 def storage_column_ratio(scheme: Scheme) -> tuple[int, int]:
-    """(a, b): the code array's columns for inputs [0, k) are k / a * b (k a multiple of a).
+    """(a, b): the code array's columns for inputs [0, k) are k / a * b (k a multiple of a): `Scheme.storage_ratio`.
 
     >>> from q35c.ir.schemes import parse_scheme
     >>> storage_column_ratio(parse_scheme("q3p5")), storage_column_ratio(parse_scheme("q4_0"))
     ((64, 7), (32, 18))
     """
-    if scheme.name == "int4":
-        return (8, 1)
-    if scheme.name == "q3p5":
-        return (64, 7) if scheme.container == "dense" else (2, 1)
-    if scheme.name in LLAMA_BLOCK_BYTES:
-        return (LLAMA_BLOCK, LLAMA_BLOCK_BYTES[scheme.name])
-    return (1, 1)
+    return scheme.storage_ratio
 
 
 def insert_slice(
@@ -205,18 +200,14 @@ class _KernelBuilder:
     def _weight(self, n: Offset, ns: int, k: Offset, ks: int) -> SSAValue:
         """The [ns, ks] weight tile at (n, k), re-assembled from storage slices."""
         scheme = self.shape.scheme
-        a, b = storage_column_ratio(scheme)
-        g = scheme.group_size(self.shape.k)
         tile_type = PackedType((ns, ks), self.packed.scheme_attr)
         slices: list[SSAValue] = []
         for value, part in zip(self.storage, storage_tensors(tile_type), strict=True):
             rows, cols = part.type.get_shape()
-            if part.role == CODES:
-                col: Offset = self._scaled(k, a, b)
-            elif scheme.group is None:  # per-channel scale: one column whatever the K tile
-                col = 0
-            else:
-                col = self._scaled(k, g, 1)
+            # Columns k / a * b of the codes, k / g of scale and offset; None: a per-channel scale, one column
+            # whatever the K tile.
+            ratio = scheme.storage_ratio if part.role == CODES else scheme.metadata_ratio
+            col: Offset = 0 if ratio is None else self._scaled(k, *ratio)
             slices.append(self._slice(value, [n, col], [rows, cols], f"{part.role}_tile"))
         assemble = self.rewriter.insert(AssembleOp(slices, tile_type))
         assemble.result.name_hint = "w_tile"
@@ -396,27 +387,37 @@ class TilePass(ModulePass):
     tile_n: int = 0
     tile_k: int = 0
     budget_bytes: int = 0
-    target: str = ""
-    keep_int_codes: bool | None = None
+    align_n: int = 8
+    max_n: int = 0
+    max_k: int = 0
+    weight_buffers: int = 2
+    keep_int_codes: bool = False
 
     def policy(self) -> TilePolicy | None:
-        """The policy for sizes left to choose: from the target (budget-bytes overriding), or budget-bytes alone.
+        """The policy for sizes left to choose, from the options; None without a budget (whole dimensions).
 
-        `keep-int-codes` must match `unpack-bits`' option (unset: the target family's choice, see `tile_policy`),
-        since per-group partial sums take room in the tile."""
-        if self.target:
-            from q35c.targets.spec import load_spec
-
-            try:
-                return tile_policy(load_spec(self.target), self.budget_bytes, self.keep_int_codes)
-            except (ValueError, TileError) as err:
-                raise PassFailedException(str(err)) from None
-        return TilePolicy(self.budget_bytes, keep_int_codes=bool(self.keep_int_codes)) if self.budget_bytes else None
+        `keep-int-codes` must match `unpack-bits`' option, since per-group partial sums take room in the tile."""
+        if not self.budget_bytes:
+            return None
+        return TilePolicy(
+            self.budget_bytes,
+            align_n=self.align_n,
+            max_n=self.max_n or None,
+            max_k=self.max_k or None,
+            weight_buffers=self.weight_buffers,
+            keep_int_codes=self.keep_int_codes,
+        )
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for option, value in (("tile-t", self.tile_t), ("tile-n", self.tile_n), ("tile-k", self.tile_k)):
             if value < 0:
                 raise PassFailedException(f"{option} must be at least 0 (0 = choose), got {value}")
+        for option, value in (("max-n", self.max_n), ("max-k", self.max_k)):
+            if value < 0:
+                raise PassFailedException(f"{option} must be at least 0 (0 = no cap), got {value}")
+        for option, value in (("align-n", self.align_n), ("weight-buffers", self.weight_buffers)):
+            if value < 1:
+                raise PassFailedException(f"{option} must be at least 1, got {value}")
         pattern = TileLinear(self.policy(), (self.tile_t, self.tile_n, self.tile_k))
         for linear in op.walk():
             if isinstance(linear, LinearOp):

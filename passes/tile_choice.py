@@ -21,7 +21,8 @@ Among the tiles that fit the budget, `choose_tile` takes the one that moves the 
 the fewest tiles, then the widest K, N and T. For a decode step (T = 1) that means whole rows (tk = K) when they
 fit, with as many rows per tile as the budget allows.
 
-Where the budget comes from is a per-family decision (`tile_level`), documented there.
+Where the budget and the other policy fields come from is the target family's decision (`Target.tile_policy` in
+`q35c.targets`); the `tile` pass receives them as pass options, so nothing here knows about targets.
 
 >>> from q35c.ir.schemes import parse_scheme
 >>> choose_tile(LinearShape(1, 4096, 4096, parse_scheme("q3p5")), TilePolicy(budget_bytes=228_000))
@@ -34,13 +35,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from q35c.ir.schemes import LLAMA_BLOCK, Scheme
-from q35c.targets.spec import HardwareSpec
-
-APPLE_THREADGROUP_BYTES = 32 * 1024
-"""Threadgroup memory assumed per Apple GPU threadgroup: the Apple specs have no on-chip level. 32 KiB is the
-Metal limit `maxThreadgroupMemoryLength` on M-series GPUs; it is an assumption here, overridable with the tile
-pass's `budget-bytes` option."""
+from q35c.ir.schemes import Scheme
 
 MAX_K_CANDIDATES = 512  # K tile sizes tried per linear (multiples of the alignment, coarsened for long rows)
 F32_BYTES = 4
@@ -100,24 +95,8 @@ class TilePolicy:
     keep_int_codes: bool = False
 
 
-@dataclass(frozen=True)
-class OnChipLevel:
-    """The memory level tiles are sized for and placed in.
-
-    `memory_space` is the level's index in the spec's memory list (0 = main memory) or, for an assumed level that
-    the spec lacks, the next free index. `budget_bytes` is one tile's share: per SM/CU on a GPU, per CPU on the
-    host, per threadgroup on Apple, per chip on Groq (`per` names the unit).
-    """
-
-    name: str
-    memory_space: int
-    budget_bytes: int
-    per: str
-    assumed: bool = False
-
-
 def k_alignment(scheme: Scheme) -> int:
-    """The granule of K tiles: whole groups and whole storage words.
+    """The granule of K tiles: whole groups and whole storage words (the scheme's `Scheme.k_alignment`).
 
     q3p5 dense: 64 (32 pairs = 7 words) and g; q3p5 byte: g (pairs, g even); int4: 8 (codes per word) and g;
     int8 with groups: g; q4_0/q8_0: their block of 32; fp16 and per-channel int8: 1.
@@ -126,14 +105,7 @@ def k_alignment(scheme: Scheme) -> int:
     >>> [k_alignment(parse_scheme(s)) for s in ("q3p5", "q3p5:g=32", "int4:g=32", "q4_0", "int8", "fp16")]
     [128, 64, 32, 32, 1, 1]
     """
-    group = scheme.group or 1
-    if scheme.name == "q3p5":
-        return math.lcm(64, group) if scheme.container == "dense" else math.lcm(2, group)
-    if scheme.name == "int4":
-        return math.lcm(8, group)
-    if scheme.name in ("q4_0", "q8_0"):
-        return LLAMA_BLOCK
-    return group
+    return scheme.k_alignment
 
 
 def check_k_tile(scheme: Scheme, k: int, tk: int) -> None:
@@ -253,53 +225,3 @@ def _choose(shape: LinearShape, policy: TilePolicy, tokens: int, n: int, k: int)
             f"(T x N x K) needs {working_set_bytes(shape, smallest, policy)}"
         )
     return best[1]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Per-family policy
-# --------------------------------------------------------------------------------------------------------------
-
-
-def tile_level(spec: HardwareSpec, budget_bytes: int = 0) -> OnChipLevel:
-    """The on-chip level a target's tiles live in, and one tile's budget (`budget_bytes` overrides it).
-
-    - gpu: the innermost level with a per-unit capacity (shared memory per SM, LDS per CU): a tile is one thread
-      block's working set.
-    - host: the L2 cache, divided by the logical CPUs (one core's share; with SMT, half a core's L2). Caches are
-      managed by hardware: the schedule is what the cost model reads, not a placement the CPU obeys.
-    - apple: the specs have no on-chip level; threadgroup memory of APPLE_THREADGROUP_BYTES is assumed, placed in
-      memory space len(spec.memory).
-    - groq: the SRAM, which is the only memory: weights are resident, a tile's budget is one chip's SRAM.
-    """
-    if spec.family == "apple" and not any(level.on_chip for level in spec.memory):
-        budget = budget_bytes or APPLE_THREADGROUP_BYTES
-        return OnChipLevel("threadgroup", len(spec.memory), budget, "threadgroup", assumed=True)
-    if spec.family == "groq":
-        level = spec.memory[0]
-        return OnChipLevel(level.name, 0, budget_bytes or int(level.capacity_bytes), "chip")
-    on_chip = [(i, level) for i, level in enumerate(spec.memory) if level.on_chip]
-    if not on_chip:
-        raise TileError(f"{spec.name} has no on-chip memory level to tile for; give the tile pass budget-bytes")
-    if spec.family == "gpu":
-        per_unit = [(i, level) for i, level in on_chip if level.capacity_per_unit is not None]
-        index, level = (per_unit or on_chip)[-1]
-        unit = level.capacity_per_unit
-        budget = unit.value if unit is not None else level.capacity_bytes / spec.compute_units.count.value
-        return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
-    named = [(i, level) for i, level in on_chip if level.name == "l2"]
-    index, level = (named or on_chip)[-1]
-    budget = level.capacity_bytes / max(1.0, spec.compute_units.count.value)
-    return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
-
-
-def tile_policy(spec: HardwareSpec, budget_bytes: int = 0, keep_int_codes: bool | None = None) -> TilePolicy:
-    """The tiling policy of a target: its budget (see `tile_level`) and, on Groq, the MXM array as the tile cap
-    (`details.mxm_array_dim`; a spec without it leaves tiles uncapped).
-
-    `keep_int_codes` is what `unpack-bits` will do (None: the family's choice, integer codes on Groq only)."""
-    budget = tile_level(spec, budget_bytes).budget_bytes
-    keep = spec.family == "groq" if keep_int_codes is None else keep_int_codes
-    if spec.family == "groq":
-        dim = int(spec.details["mxm_array_dim"].value) if "mxm_array_dim" in spec.details else None
-        return TilePolicy(budget, align_n=1, max_n=dim, max_k=dim, weight_buffers=1, keep_int_codes=keep)
-    return TilePolicy(budget, keep_int_codes=keep)

@@ -1,7 +1,7 @@
 """unpack-bits: packed weights -> integer codes -> dequantized values -> matmul, in linalg + arith.
 
 It rewrites the users of a packed value whose storage is known (a `q35_storage.assemble`, as made by
-`materialize-weights`): `q35_storage.unpack` and `q35.linear`. Every bit layout follows DESIGN section 3.
+`materialize-weights`): `q35_storage.unpack` and `q35.linear`. Every bit layout follows docs/formats.md.
 
 Codes (`q35c.passes._build.unpack_codes`): one `linalg.generic` per weight over its storage's natural units -- int4
 words (n, word, i < 8), q3p5 pairs (n, pair, slot < 2), q4_0/q8_0 blocks -- so that where a code lives comes
@@ -83,7 +83,7 @@ from xdsl.pattern_rewriter import (
 
 from q35c.dialects.q35 import LinearOp
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, AssembleOp, UnpackOp
-from q35c.ir.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
+from q35c.ir.schemes import Scheme
 from q35c.passes._build.linalg import (
     PARALLEL,
     REDUCTION,
@@ -111,7 +111,7 @@ def codes(rewriter: PatternRewriter, w: AssembleOp, steps: bool = False) -> SSAV
     scheme, (n, k) = w.packed_type.scheme, w.packed_type.get_shape()
     storage = w.operand_for(CODES)
     assert storage is not None
-    if scheme.name == "int8":
+    if scheme.codes_are_storage:
         return storage
     return codes_generic(rewriter, scheme, storage, n, k, steps)
 
@@ -127,22 +127,25 @@ def scales(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
     if scale is not None:
         return scale
     scheme, (n, k) = w.packed_type.scheme, w.packed_type.get_shape()
-    blocks, size = w.operand_for(CODES), LLAMA_BLOCK_BYTES[scheme.name]
-    assert blocks is not None
+    blocks = w.operand_for(CODES)
+    block, size = scheme.storage_ratio  # weights and bytes per block
+    assert blocks is not None and scheme.block_scales
     maps = [lambda n, b: (n, b * size), lambda n, b: (n, b * size + 1), identity(2)]
-    out = empty(rewriter, f16, (n, k // LLAMA_BLOCK), "scale_init")
+    out = empty(rewriter, f16, (n, k // block), "scale_init")
     names = ("scale_lo", "scale_hi")
     return generic(rewriter, [blocks, blocks], out, maps, (PARALLEL, PARALLEL), _f16_from_bytes, "scale", names)
 
 
 def effective_code(s: Scalar, scheme: Scheme, code: SSAValue, parity_dim: int) -> SSAValue:
-    """The code times its slot's step as an i8: doubled at the odd (3-bit) q3p5 slot, else itself.
+    """The code times its slot's step (`Scheme.slot_steps`) as an i8: doubled at the odd (3-bit) q3p5 slot, else
+    itself.
 
     `parity_dim` is the loop whose index has the parity of k. For bodies that read single codes (the embedding
     gather of lower-graph); the linear lowerings take the steps from the codes generic instead.
     """
-    if scheme.name != "q3p5":
+    if scheme.slot_steps == (1,):
         return code
+    assert scheme.slot_steps == (1, 2), scheme.slot_steps
     return s.select(s.is_odd(s.index(parity_dim)), s.shli(code, 1), code)
 
 

@@ -24,15 +24,33 @@ memory does not fit. Energy: per-action energies plus the static power for the w
 is a whole-system reading (see the spec), so the cap is loose.
 
 Efficiency constants (eta_bw, eta_c, t_launch): `targets.calibration`, fitted on rows c1-c6 (M2 Max).
+
+Compiling: the specs have no on-chip level, so tiles are sized for an assumed threadgroup memory of
+`THREADGROUP_BYTES` per threadgroup, numbered as the memory space after the spec's levels (1), and staged there in
+double-buffered copies from unified memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from q35c.targets.levels import OnChipLevel
 from q35c.targets.target import Target
+
+THREADGROUP_BYTES = 32 * 1024
+"""Threadgroup memory assumed per Apple GPU threadgroup: the Apple specs have no on-chip level. 32 KiB is the
+Metal limit `maxThreadgroupMemoryLength` on M-series GPUs; it is an assumption here, overridable with the
+`budget-bytes` pipeline option (or the tile pass's option)."""
 
 
 @dataclass(frozen=True)
 class AppleTarget(Target):
     """An Apple M-series chip: the shared engine with one GPU unit and unified memory."""
+
+    def tile_level(self, budget_bytes: int = 0) -> OnChipLevel:
+        """An assumed threadgroup memory of THREADGROUP_BYTES (`budget_bytes` overrides it), the memory space after
+        the spec's levels; a spec that gives an on-chip level gets the default rule instead."""
+        if any(level.on_chip for level in self.spec.memory):
+            return super().tile_level(budget_bytes)
+        budget = budget_bytes or THREADGROUP_BYTES
+        return OnChipLevel("threadgroup", len(self.spec.memory), budget, "threadgroup", assumed=True)

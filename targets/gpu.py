@@ -20,6 +20,9 @@ with A the block's output bytes (x batch) and B_link the per-device bandwidth of
 ring sends in one). Links cost time only: the specs give no energy per bit for them.
 
 Efficiency constants (eta_bw, eta_c, t_launch): `targets.calibration`, fitted on rows c7-c11 (A100).
+
+Compiling: a tile is one thread block's working set, sized for the innermost level with a per-unit capacity
+(shared memory per SM, LDS per CU), staged there in double-buffered copies from HBM.
 """
 
 from __future__ import annotations
@@ -28,12 +31,27 @@ import math
 from dataclasses import dataclass
 
 from q35c.analysis.workload import Counts, Workload
+from q35c.targets.levels import OnChipLevel, on_chip_levels
 from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, ring_allreduce
 
 
 @dataclass(frozen=True)
 class GpuTarget(Target):
     """A discrete GPU with HBM; several of them run one model tensor-parallel."""
+
+    def tile_level(self, budget_bytes: int = 0) -> OnChipLevel:
+        """The innermost on-chip level with a per-unit capacity (shared memory per SM, LDS per CU), one thread
+        block's share of it (else the innermost on-chip level divided among the units)."""
+        spec = self.spec
+        on_chip = on_chip_levels(spec)
+        per_unit = [(i, level) for i, level in on_chip if level.capacity_per_unit is not None]
+        index, level = (per_unit or on_chip)[-1]
+        unit = level.capacity_per_unit
+        budget = unit.value if unit is not None else level.capacity_bytes / spec.compute_units.count.value
+        return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
+
+    def notes(self) -> tuple[str, ...]:
+        return ("element-wise work (unpacking) is not timed: the spec gives no non-tensor-core peak", *super().notes())
 
     def devices_needed(self, need: Footprint) -> int:
         room = self.device_bytes() - need.activation_bytes

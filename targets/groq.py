@@ -39,22 +39,64 @@ weights enter the arrays, flagged in the target's notes. Weights wider than 16 b
 Everything is statically scheduled (no caches, no arbitration), so these times are deterministic: the same
 program always takes the same cycles. There are no calibration rows for Groq: efficiencies are 1.0, with no
 launch overhead.
+
+Compiling: the MXM takes int8 or fp16, so linears keep integer codes and scale per group (the codes are unpacked
+on the VXM); the SRAM is the only memory and the tile level (memory space 0, one chip's SRAM per tile), weights
+are resident (nothing is staged), and tiles are capped at the MXM's 320 x 320 arrays (`details.mxm_array_dim`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from q35c.analysis.workload import Counts, KernelWork, Workload
+from q35c.passes.tile_choice import TilePolicy
+from q35c.targets.levels import OnChipLevel
 from q35c.targets.target import Cost, Demand, DoesNotFit, Footprint, Target, ring_allreduce
 
 INSTALL = "MXM weight install"
+CITED_FIGURES = ("clock_hz", "details.mxm_arrays", "details.vector_bytes", "details.mxm_install_bytes_per_s")
+"""The figures behind the derived weight-install rate (`install_rate`), cited with every costed result."""
 
 
 @dataclass(frozen=True)
 class GroqTarget(Target):
     """GroqChips in a pipeline of tensor-parallel groups, weights resident in SRAM."""
+
+    keeps_int_codes: ClassVar[bool] = True
+
+    def tile_level(self, budget_bytes: int = 0) -> OnChipLevel:
+        """The SRAM, the only memory: weights are resident, a tile's budget is one chip's SRAM."""
+        level = self.spec.memory[0]
+        return OnChipLevel(level.name, 0, budget_bytes or int(level.capacity_bytes), "chip")
+
+    def tile_policy(self, budget_bytes: int = 0, keep_int_codes: bool | None = None) -> TilePolicy:
+        """Tiles capped at the MXM array (`details.mxm_array_dim`; a spec without it leaves them uncapped), any
+        number of rows (no granule), weights resident (one buffer)."""
+        base = super().tile_policy(budget_bytes, keep_int_codes)
+        details = self.spec.details
+        dim = int(details["mxm_array_dim"].value) if "mxm_array_dim" in details else None
+        return TilePolicy(
+            base.budget_bytes, align_n=1, max_n=dim, max_k=dim, weight_buffers=1, keep_int_codes=base.keep_int_codes
+        )
+
+    def describe_tiling(self, level: OnChipLevel) -> str:
+        return "linears into kernels over MXM-sized weight tiles (320 x 320 at most)"
+
+    def describe_placement(self, level: OnChipLevel) -> str:
+        return "everything resident in SRAM: no copies; record peak SRAM use"
+
+    def notes(self) -> tuple[str, ...]:
+        return (
+            "statically scheduled: these times are deterministic (no caches, no arbitration)",
+            f"MXM weight install rate: {self.install_rate()[1]}",
+            *super().notes(),
+        )
+
+    def cited_figures(self) -> tuple[str, ...]:
+        return CITED_FIGURES
 
     def usable_sram(self, need: Footprint) -> float:
         """SRAM per chip for weights and KV cache: the capacity less the live activations."""

@@ -11,6 +11,9 @@ machine (cached, with the date); fp16 and integer work runs at the fp32 rate (nu
 element-wise op in the issue slot of one MAC (half the flop rate, as in `targets.target`). There are no
 calibration rows for the host, and the measured figures are already achieved rates, so efficiencies are 1.0 and
 there is no launch overhead. One device.
+
+Compiling: tiles are sized for one logical CPU's share of the L2 (the default rule, `Target.tile_level`); the
+final IR is upstream MLIR that mlir-opt lowers and runs as it is.
 """
 
 from __future__ import annotations
@@ -23,3 +26,8 @@ from q35c.targets.target import Target
 @dataclass(frozen=True)
 class HostTarget(Target):
     """The machine q35c runs on, described by measurement."""
+
+    def notes(self) -> tuple[str, ...]:
+        measured = self.spec.measured_at
+        own = (f"bandwidth and FLOPS measured on this machine at {measured}",) if measured else ()
+        return (*own, *super().notes())

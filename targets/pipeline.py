@@ -1,15 +1,16 @@
-"""Per-family pipelines: the named stages that take a model's q35 graph IR to a target's scheduled IR.
+"""Target pipelines: the named stages that take a model's q35 graph IR to a target's scheduled IR.
 
-Like Triton's backends, each family declares its stages in order; the driver (`q35c.driver.compile`) runs them with a
-callback after each, which is how `--print-ir-after` and `--dump-ir` see the IR between stages.
+Like Triton's backends, each target declares its stages in order (`Target.pipeline`, which calls `stages` here);
+the driver (`q35c.driver`) runs them with a callback after each, which is how `--print-ir-after` and
+`--dump-ir` see the IR between stages.
 
-    host, gpu, apple: materialize -> lower-graph -> tile -> unpack -> schedule
-    groq:             materialize -> lower-graph -> tile -> unpack (integer codes) -> schedule
+    every family today: materialize -> lower-graph -> tile -> unpack -> schedule
 
-The families differ in their options, not their shape: tiles are sized for each target's tile level (shared
-memory per SM on a GPU, one CPU's share of L2 on the host, an assumed 32 KiB threadgroup on Apple, the 320 x 320
-MXM arrays on Groq; see `tile_choice.tile_level`), and Groq's matrix unit takes int8 codes, so its linears keep
-integer codes and scale per group (the codes are unpacked on the VXM). The host's final IR is upstream MLIR that
+The families differ in the facts they give the passes, not the shape: the tile level and its budget
+(`Target.tile_level`: shared memory per SM on a GPU, one CPU's share of L2 on the host, an assumed threadgroup on
+Apple, the SRAM on Groq), the tile policy (`Target.tile_policy`: Groq caps tiles at its MXM arrays), whether
+linears keep integer codes (`Target.keeps_int_codes`: Groq's MXM takes int8 codes) and the memory-space names.
+They reach the passes as pass options (`targets.pass_options`). The host's final IR is upstream MLIR that
 mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in address spaces the CPU ignores.
 
 Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
@@ -25,14 +26,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from q35c.driver.pipeline import Stage
 from q35c.passes.lower_graph import LowerGraphPass
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass
-from q35c.passes.tile_choice import tile_level
 from q35c.passes.unpack_bits import UnpackBitsPass
+from q35c.targets.pass_options import schedule_options, tile_options
+from q35c.targets.registry import target_for
 from q35c.targets.spec import HardwareSpec
+from q35c.targets.stage import Stage
+from q35c.targets.target import Target
 
 OPTIONS: dict[str, type] = {
     "tile-t": int,
@@ -69,36 +72,33 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def pipeline_for(spec: HardwareSpec, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
-    """The stages that compile a model for `spec`, with `options` (see the module docstring) applied."""
+def stages(target: Target, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
+    """The stages that compile a model for `target`, with `options` (see the module docstring) applied."""
     opts = parse_options(options or {})
     budget = int(opts.get("budget-bytes", 0))
-    level = tile_level(spec, budget)
-    keep_int_codes = bool(opts.get("keep-int-codes", spec.family == "groq"))
+    level = target.tile_level(budget)
+    keep_int_codes = bool(opts.get("keep-int-codes", target.keeps_int_codes))
     tile = TilePass(
         tile_t=int(opts.get("tile-t", 0)),
         tile_n=int(opts.get("tile-n", 0)),
         tile_k=int(opts.get("tile-k", 0)),
-        budget_bytes=budget,
-        target=spec.name,
-        keep_int_codes=keep_int_codes,
+        **tile_options(target, budget, keep_int_codes),
     )
-    per = f"{level.budget_bytes:,} B of {level.name} per {level.per}" + (" (assumed)" if level.assumed else "")
-    if spec.family == "groq":
-        tiles = "linears into kernels over MXM-sized weight tiles (320 x 320 at most)"
-        placement = "everything resident in SRAM: no copies; record peak SRAM use"
-    else:
-        tiles = f"linears into kernels over weight tiles that fit {per}"
-        placement = f"stage tiles in {level.name} (double-buffered copies from {spec.memory[0].name}); check peaks"
     unpack = (
         "packed weights to integer codes; per-group scaling of int8 products"
         if keep_int_codes
         else ("packed weights to codes, dequantized values and matmuls in linalg + arith")
     )
+    schedule = ScheduleMemoryPass(**schedule_options(target, budget))
     return (
         Stage("materialize", (MaterializeWeightsPass(),), "weights become storage-tensor function arguments"),
         Stage("lower-graph", (LowerGraphPass(),), "embed, rmsnorm, rope, attention, silu, mul, add to linalg"),
-        Stage("tile", (tile,), tiles),
+        Stage("tile", (tile,), target.describe_tiling(level)),
         Stage("unpack", (UnpackBitsPass(keep_int_codes=keep_int_codes),), unpack),
-        Stage("schedule", (ScheduleMemoryPass(target=spec.name, budget_bytes=budget),), placement),
+        Stage("schedule", (schedule,), target.describe_placement(level)),
     )
+
+
+def pipeline_for(spec: HardwareSpec, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
+    """The stages that compile a model for the target of `spec` (its family's `Target.pipeline`)."""
+    return target_for(spec).pipeline(options)

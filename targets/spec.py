@@ -9,6 +9,7 @@ table that carries its own provenance:
   derivation) or `uncertain` (an estimate, an assumption or a figure from outside the reference; `note` says why).
 - Instead of `value`, the host spec may say `from = "probe:<key>"` or `from = "os:<key>"`: the number is then
   measured on this machine (`q35c.targets.host_probe`) and gets the confidence `measured`.
+- `family` names the `Target` subclass that models the target (`q35c.targets.registry`).
 - Files named `_*.toml` are shared tables, not targets: `[energy] per_op = "horowitz-45nm"` reads the per-op
   energies from `_horowitz-45nm.toml`.
 
@@ -26,7 +27,6 @@ from types import MappingProxyType
 from typing import Any
 
 SPEC_DIR = Path(__file__).parent / "specs"
-FAMILIES = ("groq", "gpu", "apple", "host")
 CONFIDENCES = ("sourced", "derived", "uncertain", "measured")
 DTYPES = ("int8", "fp8", "fp16", "bf16", "fp32", "fp64", "elementwise")
 UNIT_KINDS = ("matrix", "vector")

@@ -16,9 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+from q35c.targets.registry import families
 from q35c.targets.spec import (
     DTYPES,
-    FAMILIES,
     UNIT_KINDS,
     ComputeUnit,
     ComputeUnits,
@@ -144,8 +144,8 @@ class _Reader:
         if raw["name"] != name:
             self.fail("name", f"is {raw['name']!r} but the file is {name}.toml")
         family = self.text(raw, "family", "")
-        if family not in FAMILIES:
-            self.fail("family", f"unknown family {family!r} (expected: {', '.join(FAMILIES)})")
+        if family not in families():
+            self.fail("family", f"unknown family {family!r} (expected: {', '.join(families())})")
         try:
             units = self.compute_units(raw["compute_units"])
             clock = self.quantity(raw, "clock_hz", "", optional=True)

@@ -1,8 +1,19 @@
-"""Targets: a hardware spec plus the cost model of its family, applied to the workload of a compiled module.
+"""Targets: a hardware spec plus everything its family does its own way, the cost model first.
 
 `get_target(name)` loads `targets/specs/<name>.toml` and returns the target of its family (`GroqTarget`,
-`GpuTarget`, `AppleTarget`, `HostTarget`). A target gives its pipeline (`pipeline(options)`), the devices a
-model needs (`devices_needed`), and `estimate(workload, batch=, devices=) -> Cost` for one forward pass.
+`GpuTarget`, `AppleTarget`, `HostTarget`; the registry is `targets.registry`). `Target` is the base every family
+subclasses; it holds all family-specific rules as methods, so no code outside `targets/` asks which family a
+target is:
+
+- compiling: `pipeline(options)` (the named stages, `targets.pipeline`), `tile_level(budget_bytes)` (the on-chip
+  level tiles are sized for), `tile_policy(...)` (how the tile pass chooses tiles), `memory_spaces(level)` (the
+  names of the memory spaces), `keeps_int_codes` (whether linears keep integer codes), and the stage
+  descriptions `describe_tiling`/`describe_placement`; passes get these facts as pass options
+  (`targets.pass_options`), never by importing `targets`;
+- reporting: `notes()` (what a reader should know about the figures), `cited_figures()` (family-specific spec
+  figures a result rests on);
+- costing: the devices a model needs (`devices_needed`) and `estimate(workload, batch=, devices=) -> Cost` for
+  one forward pass.
 
 Every family shares one engine, kernel by kernel (`Workload.kernels`, each run `calls` times):
 
@@ -37,11 +48,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from q35c.analysis.workload import Counts, KernelWork, Workload, add_counts, scale_counts
-from q35c.targets.calibration import Efficiency, efficiency_for
-from q35c.targets.spec import ComputeUnit, HardwareSpec, Interconnect, load_spec
+from q35c.analysis.workload import Counts, KernelWork, Workload
+from q35c.passes.tile_choice import TilePolicy
+from q35c.targets.calibration import Efficiency
+from q35c.targets.cost import Cost, Demand, DoesNotFit, Footprint
+from q35c.targets.levels import OnChipLevel, cache_share, space_names
+from q35c.targets.spec import ComputeUnit, HardwareSpec, Interconnect
+
+if TYPE_CHECKING:
+    from q35c.targets.stage import Stage
+
+__all__ = [  # Cost, Demand, DoesNotFit and Footprint live in `targets.cost`; importers find them here too
+    "Cost",
+    "Demand",
+    "DoesNotFit",
+    "Footprint",
+    "Target",
+    "get_target",
+    "ring_allreduce",
+    "unit_rate",
+]
 
 FALLBACK: dict[str, tuple[str, ...]] = {
     "fp16": ("fp16", "bf16", "fp32"),
@@ -57,104 +86,18 @@ OVERHEAD = "kernel launch overhead"
 POWER = "power (TDP)"
 
 
-def _empty() -> Counts:
-    return Counts()
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What running something costs: time, the roofline bound on it, traffic, ops, kernels and energy.
-
-    `bytes` is keyed by memory level (and `link` for device links), `ops` by `<unit>.<dtype>` (a MAC counts 2),
-    `energy_j` by component (`<level>`, `<unit>`, `static`), `limits` gives the seconds each resource bound
-    (the bottleneck is the largest). Costs add, and scale by a count.
-    """
-
-    seconds: float = 0.0
-    roofline_seconds: float = 0.0
-    kernels: float = 0.0
-    bytes: Counts = field(default_factory=_empty)
-    ops: Counts = field(default_factory=_empty)
-    energy_j: Counts = field(default_factory=_empty)
-    limits: Counts = field(default_factory=_empty)
-
-    def __add__(self, other: Cost) -> Cost:
-        return Cost(
-            self.seconds + other.seconds,
-            self.roofline_seconds + other.roofline_seconds,
-            self.kernels + other.kernels,
-            add_counts(self.bytes, other.bytes),
-            add_counts(self.ops, other.ops),
-            add_counts(self.energy_j, other.energy_j),
-            add_counts(self.limits, other.limits),
-        )
-
-    def __mul__(self, count: float) -> Cost:
-        return Cost(
-            self.seconds * count,
-            self.roofline_seconds * count,
-            self.kernels * count,
-            scale_counts(self.bytes, count),
-            scale_counts(self.ops, count),
-            scale_counts(self.energy_j, count),
-            scale_counts(self.limits, count),
-        )
-
-    __rmul__ = __mul__
-
-    @property
-    def joules(self) -> float:
-        return sum(self.energy_j.values())
-
-    @property
-    def bottleneck(self) -> str:
-        """The resource that bound the most time."""
-        return max(self.limits.items(), key=lambda kv: kv[1])[0] if self.limits else "nothing"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seconds": self.seconds,
-            "roofline_seconds": self.roofline_seconds,
-            "kernels": self.kernels,
-            "bytes": dict(self.bytes),
-            "ops": dict(self.ops),
-            "energy_j": dict(self.energy_j),
-            "limits_s": dict(self.limits),
-        }
-
-
-@dataclass(frozen=True)
-class Demand:
-    """Work for one resource: `seconds` at its peak rate, slowed by `efficiency` in the prediction."""
-
-    resource: str
-    seconds: float
-    efficiency: float = 1.0
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """Bytes that must be resident on the devices: weights, the KV cache at full context, live activations."""
-
-    weight_bytes: float
-    kv_bytes: float
-    activation_bytes: float
-
-    @property
-    def total(self) -> float:
-        return self.weight_bytes + self.kv_bytes + self.activation_bytes
-
-
-class DoesNotFit(ValueError):
-    """The model cannot run on the devices asked for (or on any number of them)."""
-
-
 @dataclass(frozen=True)
 class Target:
-    """A hardware target: its spec, its family's efficiency constants and its cost model."""
+    """A hardware target: its spec, its family's efficiency constants, and every rule its family has its own way
+    (compiling, reporting, costing; see the module docstring). Each family subclasses it and overrides what
+    differs; the defaults here are the shared engine and a cache-share tile level."""
 
     spec: HardwareSpec
     efficiency: Efficiency = field(default_factory=Efficiency)
+
+    keeps_int_codes: ClassVar[bool] = False
+    """Whether linears keep integer codes and scale per group (`unpack-bits{keep-int-codes}`): a matrix unit
+    that takes integer codes (Groq's MXM, int8). Elsewhere codes are dequantized to float before the matmul."""
 
     @property
     def name(self) -> str:
@@ -164,11 +107,53 @@ class Target:
     def family(self) -> str:
         return self.spec.family
 
-    def pipeline(self, options: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
-        """The named stages that compile a model for this target (from `targets/pipelines.py`)."""
-        from q35c.targets.pipeline import pipeline_for
+    # -- compiling ------------------------------------------------------------------------------------------
 
-        return tuple(pipeline_for(self.spec, dict(options or {})))
+    def pipeline(self, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
+        """The named stages that compile a model for this target, with pipeline `options` (`targets.pipeline`)."""
+        from q35c.targets.pipeline import stages
+
+        return stages(self, dict(options or {}))
+
+    def tile_level(self, budget_bytes: int = 0) -> OnChipLevel:
+        """The on-chip level tiles live in, and one tile's budget (`budget_bytes` overrides it). By default the
+        L2 (else the innermost on-chip level) shared by the compute units (`levels.cache_share`): caches managed
+        by hardware, so the schedule is what the cost model reads, not a placement the chip obeys."""
+        return cache_share(self.spec, budget_bytes)
+
+    def tile_policy(self, budget_bytes: int = 0, keep_int_codes: bool | None = None) -> TilePolicy:
+        """How the tile pass chooses tiles: within the tile level's budget (`tile_level`), weight tiles streamed
+        (double-buffered). `keep_int_codes` is what `unpack-bits` will do (None: `keeps_int_codes`)."""
+        keep = self.keeps_int_codes if keep_int_codes is None else keep_int_codes
+        return TilePolicy(self.tile_level(budget_bytes).budget_bytes, keep_int_codes=keep)
+
+    def memory_spaces(self, level: OnChipLevel) -> tuple[str, ...]:
+        """The names of the memory spaces, by number: the spec's levels, then an assumed tile level."""
+        return space_names(self.spec, level)
+
+    def describe_tiling(self, level: OnChipLevel) -> str:
+        """What the `tile` stage does for this target (one line of `q35c build`)."""
+        per = f"{level.budget_bytes:,} B of {level.name} per {level.per}" + (" (assumed)" if level.assumed else "")
+        return f"linears into kernels over weight tiles that fit {per}"
+
+    def describe_placement(self, level: OnChipLevel) -> str:
+        """What the `schedule` stage does for this target."""
+        return f"stage tiles in {level.name} (double-buffered copies from {self.spec.memory[0].name}); check peaks"
+
+    # -- reporting ------------------------------------------------------------------------------------------
+
+    def notes(self) -> tuple[str, ...]:
+        """What a reader should know about this target's figures; families add theirs before these."""
+        e = self.efficiency
+        return (
+            f"efficiency: bandwidth {e.bandwidth:.3g}, compute {e.compute:.3g}, "
+            f"{e.kernel_overhead_s * 1e6:.3g} us per kernel",
+        )
+
+    def cited_figures(self) -> tuple[str, ...]:
+        """Dotted spec paths a costed result rests on beyond the memory, compute, power and energy figures that
+        every family's engine reads (`report.sources`): none by default."""
+        return ()
 
     # -- devices ---------------------------------------------------------------------------------------------
 
@@ -359,18 +344,9 @@ def ring_allreduce(link: Interconnect, payload: float, devices: int) -> tuple[fl
     return sent / (link.bandwidth_bytes_per_s / 2) + 2 * (devices - 1) * hop, sent
 
 
-def get_target(name: str, spec_dir: Any = None) -> Target:
-    """The target named `name` (ValueError listing the valid names when there is none)."""
-    from q35c.targets.apple import AppleTarget
-    from q35c.targets.gpu import GpuTarget
-    from q35c.targets.groq import GroqTarget
-    from q35c.targets.host import HostTarget
+def get_target(name: str, spec_dir: Path | str | None = None) -> Target:
+    """The target named `name`, of its family's class (`targets.registry`); ValueError listing the valid names
+    when there is none."""
+    from q35c.targets import registry  # the registry imports the family modules, which import this one
 
-    spec = load_spec(name, spec_dir)
-    family: dict[str, type[Target]] = {
-        "groq": GroqTarget,
-        "gpu": GpuTarget,
-        "apple": AppleTarget,
-        "host": HostTarget,
-    }
-    return family[spec.family](spec, efficiency_for(spec.family))
+    return registry.get_target(name, spec_dir)

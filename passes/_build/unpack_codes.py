@@ -50,8 +50,18 @@ from xdsl.dialects.builtin import i8, i32
 from xdsl.ir import BlockArgument, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 
-from q35c.passes._build.linalg import PARALLEL, MapFn, Scalar, collapse_shape, empty, generic, identity, mark_kernel, named
-from q35c.ir.schemes import LLAMA_BLOCK, LLAMA_BLOCK_BYTES, Scheme
+from q35c.ir.schemes import Scheme
+from q35c.passes._build.linalg import (
+    PARALLEL,
+    MapFn,
+    Scalar,
+    collapse_shape,
+    empty,
+    generic,
+    identity,
+    mark_kernel,
+    named,
+)
 
 CodeBody = Callable[[Scalar, Sequence[BlockArgument], bool], SSAValue]
 
@@ -119,14 +129,15 @@ def layout(scheme: Scheme, n: int, k: int) -> CodeLayout:
         first = lambda n, p, s: (n, p * 7 // 32)  # noqa: E731
         last = lambda n, p, s: (n, (p * 7 + 6) // 32)  # noqa: E731
         return CodeLayout(shape, (first, last), ("lo", "hi"), shape, identity(3), ((0,), (1, 2)), _q3p5_dense)
-    blocks, size = k // LLAMA_BLOCK, LLAMA_BLOCK_BYTES[scheme.name]
+    block, size = scheme.storage_ratio  # weights and bytes per block
+    blocks = k // block
     if scheme.name == "q4_0":
-        half = LLAMA_BLOCK // 2
+        half = block // 2
         byte = lambda n, b, i, h: (n, b * size + 2 + i)  # noqa: E731
         out = lambda n, b, i, h: (n, b, h, i)  # noqa: E731
         loops = (n, blocks, half, 2)
         return CodeLayout(loops, (byte,), ("byte",), (n, blocks, 2, half), out, ((0,), (1, 2, 3)), _q4_0)
-    shape = (n, blocks, LLAMA_BLOCK)
+    shape = (n, blocks, block)
     byte8 = lambda n, b, i: (n, b * size + 2 + i)  # noqa: E731
     return CodeLayout(shape, (byte8,), ("byte",), shape, identity(3), ((0,), (1, 2)), _q8_0)
 
@@ -146,7 +157,7 @@ def codes_generic(
 
     inputs = [storage] * len(lay.maps)
     maps = [*lay.maps, lay.out_map]
-    name = "steps" if steps and scheme.name == "q3p5" else "codes"  # elsewhere every step is 1
+    name = "steps" if steps and scheme.slot_steps != (1,) else "codes"  # elsewhere every step is 1
     result = generic(rewriter, inputs, out, maps, iterators, body, f"{name}_grid", lay.arg_names)
     mark_kernel(result, "unpack")
     return collapse_shape(rewriter, result, lay.collapse, (n, k), name)

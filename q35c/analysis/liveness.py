@@ -33,7 +33,7 @@ import networkx as nx
 from xdsl.dialects import func
 from xdsl.dialects.bufferization import AllocTensorOp
 from xdsl.dialects.builtin import IntegerAttr
-from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
 
 from q35c.analysis.opgraph import alias_graph, buffer_root, type_bytes
 from q35c.ir.attrs import FUSED_ATTR
@@ -52,7 +52,7 @@ class Buffer:
     bytes: int
     start: int
     end: int
-    type: str = ""
+    type: Attribute | str = ""  # the buffer's type (printed only in messages), or what a pseudo-buffer stands for
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def func_buffers(
                 assert isinstance(root, OpResult)
                 first, finish_root = start[root.op], max(finish, start[root.op])
             name = root.name_hint or (root.op.name if isinstance(root, OpResult) else f"arg{root.index}")
-            buffers.append(Buffer(name, memory_space(root), type_bytes(root.type), first, finish_root, str(root.type)))
+            buffers.append(Buffer(name, memory_space(root), type_bytes(root.type), first, finish_root, root.type))
     for op in start:
         if isinstance(op, func.CallOp) and callee_peaks is not None:
             for space, size in callee_peaks.get(op.callee.string_value(), {}).items():
@@ -207,7 +207,10 @@ def module_peaks(functions: Iterable[func.FuncOp]) -> dict[str, dict[int, Peak]]
     internal: dict[str, dict[int, int]] = {}
     result: dict[str, dict[int, Peak]] = {}
     for name in reversed(list(nx.topological_sort(calls))):
-        own = peak(func_buffers(fns[name], internal))
+        graph = alias_graph(fns[name])
+        own = peak(func_buffers(fns[name], internal, graph))
         internal[name] = {space: p.bytes for space, p in own.items()}
-        result[name] = peak(func_buffers(fns[name], internal, include_arguments=True)) if name in entries else own
+        if name in entries:
+            own = peak(func_buffers(fns[name], internal, graph, include_arguments=True))
+        result[name] = own
     return result

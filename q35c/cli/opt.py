@@ -17,10 +17,10 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass, get_pass_option_infos
-from xdsl.utils.arg_spec import parse_pipeline
+from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
 
-from q35c.driver.pipeline import make_context, module_text
+from q35c.driver.pipeline import Runner, Stage, first_line, make_context, module_text
 from q35c.universe import PASSES
 from q35c.util.errors import Location, Q35Error
 from q35c.util.output import write_atomically
@@ -70,7 +70,11 @@ def _options(cls: type[ModulePass]) -> str:
 
 
 def build_pipeline(spec: str) -> list[ModulePass]:
-    """The passes of a pipeline string; Q35Error for a syntax error, an unknown pass or an unknown option."""
+    """The passes of a pipeline string; Q35Error for a syntax error, an unknown pass, an unknown option or an
+    unknown target. `target=NAME` is expanded into the options that target gives the pass (`pass_options.expand`:
+    `tile{target=groq-lpu}` becomes its budget, tile caps and keep-int-codes)."""
+    from q35c.targets.pass_options import expand
+
     try:
         specs = list(parse_pipeline(spec))
     except ArgSpecParseError as err:
@@ -81,7 +85,11 @@ def build_pipeline(spec: str) -> list[ModulePass]:
             raise Q35Error(f"unknown pass '{pass_spec.name}' (valid passes: {_valid_passes()})")
         cls = PASSES[pass_spec.name]()
         try:
-            passes.append(cls.from_pass_spec(pass_spec))
+            options = expand(pass_spec.name, pass_spec.normalize_parameter_names().parameters)
+        except ValueError as err:
+            raise Q35Error(f"bad options for pass '{pass_spec.name}': {err}") from None
+        try:
+            passes.append(cls.from_pass_spec(ArgSpec(pass_spec.name, options)))
         except (ValueError, TypeError) as err:
             raise Q35Error(f"bad options for pass '{pass_spec.name}': {err}; {_options(cls)}") from None
     return passes
@@ -107,24 +115,14 @@ def parse_module(text: str, name: str) -> ModuleOp:
     try:
         module.verify()
     except DiagnosticException as err:
-        raise Q35Error(f"invalid IR: {_first_line(err)}", Location(name)) from None
+        raise Q35Error(f"invalid IR: {first_line(err)}", Location(name)) from None
     return module
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def run_passes(module: ModuleOp, passes: list[ModulePass], name: str) -> None:
-    """Apply the passes in order, verifying after each; a pass that rejects the input is a Q35Error."""
-    ctx = make_context()
-    for p in passes:
-        try:
-            p.apply(ctx, module)
-            module.verify()
-        except DiagnosticException as err:
-            raise Q35Error(f"pass '{p.name}' failed: {_first_line(err)}", Location(name)) from None
+    """Apply the passes in order, verifying after each (`q35c.driver.pipeline.Runner`, each pass a stage of its
+    own); a pass that rejects the input is a Q35Error `pass 'NAME' failed: ...` pointing at `name`."""
+    Runner(verify=True, source=name, unit="pass").run(module, [Stage(p.name, (p,)) for p in passes])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,122 +2,134 @@
 
 A workload is the `Workload` (`q35c.analysis.workload.extract`) of the IR a target's pipeline produces for a model
 loaded with T = seq tokens in flight after C = context cached ones, the graph IR telling what attention appends to
-the KV cache. Compiling is the slow part, so `WorkloadCache` keeps one workload per (model, scheme, seq, context,
-target family): targets of one family requested together share the compile of the first of them. Their
-pipelines differ only in tile sizes (each target's on-chip budget), which move the same main-memory bytes, MACs
-and kernels; what they change -- bytes staged on chip, and dequantization repeated per token tile in a prefill
--- is taken from the first target's IR for the others.
+the KV cache. Compiling is the slow part, so `WorkloadCache` keeps one workload per (model, scheme, seq, context)
+and pipeline: the tuple of `Stage`s the target's options produce (frozen passes with their options, so equal
+tuples run the same compile). Targets whose pipelines are equal share one compile; a target is never costed
+from IR another pipeline produced, whatever its family or name.
 
 `prepare` compiles everything a comparison needs at once: per (model, scheme, seq, context) the model is loaded
-once and the families' pipelines run as a tree, so stages they share (materializing weights, lowering the graph)
-run once; on a machine with several cores, the (model, scheme, seq, context) groups compile in parallel
-processes.
+once and the targets' pipelines run as a tree (`q35c.driver.tree`), so stages they share (materializing weights,
+lowering the graph, a tile stage with equal options) run once, and the branches -- of every (model, scheme, seq,
+context) -- run in parallel processes on a machine with several cores. Stages are not verified here (see
+`q35c.driver.pipeline.Runner`). A `Watch` has one key's compile do more on the way: the report writes its IR
+dumps so (`q35c.report.ir`), and the cost model reads that compile's workloads instead of compiling it again.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.utils.exceptions import PassFailedException
 
 from q35c.analysis.workload import Workload, extract, kv_appends
-from q35c.driver.pipeline import Stage, make_context
+from q35c.driver.tree import Pipeline, StepCallback, Tree, TreeCallback, count_nodes, run_trees
 from q35c.frontend import load_model
 from q35c.targets.target import Target
-from q35c.util.errors import Q35Error
+from q35c.util.progress import Progress
 
 Key = tuple[str, str | None, int, int]  # model, scheme, seq (T), context (C)
-Options = tuple[tuple[str, str], ...]  # pipeline options (see targets/pipelines.py), sorted
-Variant = tuple[str, Options]  # a target family and the options its pipeline runs with
-Job = tuple[Variant, tuple[Stage, ...]]
+Options = tuple[tuple[str, str], ...]  # pipeline options (see targets/pipeline.py), sorted
 
 
-def stages_for(target: Target, options: dict[str, Any] | None = None) -> tuple[Stage, ...]:
-    """The stages that compile a model for `target` (its family's pipeline)."""
-    return tuple(target.pipeline(options))
+def stages_for(target: Target, options: Mapping[str, Any] | None = None) -> Pipeline:
+    """The stages that compile a model for `target` with `options` (the cache's key for its compile)."""
+    return tuple(target.pipeline(dict(options or {})))
 
 
-def compile_key(key: Key, jobs: Sequence[Job]) -> dict[Variant, Workload]:
-    """Load the model once for `key` and run each family's pipeline, sharing leading stages; workloads by family."""
+@dataclass(frozen=True, eq=False)
+class Watch:
+    """More to do while one key compiles, for every target requested with it even if cached: `visit` after each
+    stage (the report's IR dumps: `q35c.report.ir`), and `finish` on each final IR (its results come back from
+    `WorkloadCache.prepare` by target name)."""
+
+    key: Key
+    visit: TreeCallback
+    finish: Callable[[str, ModuleOp], Any]
+
+
+def _tree(key: Key, pipelines: Mapping[str, Pipeline], watch: Watch | None = None) -> Tree[tuple[Workload, Any]]:
+    """The tree that compiles `key` with `pipelines` (by label) and extracts each one's workload (and what
+    `watch` keeps)."""
     model, scheme, seq, context = key
     loaded = load_model(model, quant=scheme, seq=seq, context=context)
     appends = kv_appends(loaded.module)
-    ctx = make_context()
-    found: dict[Variant, Workload] = {}
 
-    def run(module: ModuleOp, depth: int, group: list[Job]) -> None:
-        for family, stages in group:
-            if len(stages) == depth:
-                found[family] = extract(module, appends=appends)
-        branches: dict[Stage, list[Job]] = {}
-        for job in group:
-            if len(job[1]) > depth:
-                branches.setdefault(job[1][depth], []).append(job)
-        for index, (stage, members) in enumerate(branches.items()):
-            mine = module if index == len(branches) - 1 else module.clone()
-            try:
-                for p in stage.passes:
-                    p.apply(ctx, mine)
-            except PassFailedException as err:
-                raise Q35Error(f"{model}: stage {stage.name}: {err}") from None
-            run(mine, depth + 1, members)
+    def finish(label: str, module: ModuleOp) -> tuple[Workload, Any]:
+        kept = None if watch is None else watch.finish(label, module)
+        return extract(module, appends=appends), kept
 
-    run(loaded.module, 0, list(jobs))
-    return found
+    return Tree(loaded.module, pipelines, finish, loaded.path, None if watch is None else watch.visit)
 
 
-def _parallel() -> bool:
-    return (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+def _steps(progress: Progress) -> StepCallback:
+    def step(labels: tuple[str, ...], stage: str) -> None:
+        progress.step(labels[0] if len(labels) == 1 else f"{len(labels)} targets", stage)
+
+    return step
 
 
-def _tasks(groups: list[tuple[Key, list[Job]]], workers: int) -> list[tuple[Key, list[Job]]]:
-    """One task per key, except that keys of a last, partial round are split by family over the idle workers."""
-    whole = len(groups) - len(groups) % workers
-    tasks = groups[:whole]
-    rest = groups[whole:]
-    for key, jobs in rest:
-        parts = max(1, min(len(jobs), workers // len(rest)))
-        tasks += [(key, jobs[i::parts]) for i in range(parts)]
-    return tasks
+def compile_keys(
+    jobs: Mapping[Key, Mapping[str, Pipeline]],
+    *,
+    watch: Watch | None = None,
+    progress: Progress | None = None,
+    parallel: bool = True,
+) -> dict[Key, dict[str, tuple[Workload, Any]]]:
+    """Load the model of each key once and run its pipelines (by label: a target's name) as a tree, all keys'
+    branches in one pool of processes; per key and label, the workload and what `watch` keeps (None where it
+    does not watch). Q35Error when a stage fails, naming the first label that runs it. `progress` counts a step
+    per stage run (once for a stage several pipelines share)."""
+    keys = list(jobs)
+    if progress is not None:
+        progress.add(sum(count_nodes(jobs[key].values()) for key in keys))
+    trees = [_tree(key, jobs[key], watch if watch is not None and key == watch.key else None) for key in keys]
+    found = run_trees(trees, verify=False, on_step=None if progress is None else _steps(progress), parallel=parallel)
+    return dict(zip(keys, found, strict=True))
+
+
+def compile_key(key: Key, pipelines: Mapping[str, Pipeline]) -> dict[str, Workload]:
+    """The workloads of one key, by label (`compile_keys`)."""
+    return {label: work for label, (work, _) in compile_keys({key: pipelines})[key].items()}
 
 
 @dataclass
 class WorkloadCache:
-    """Workloads already compiled in this run, by (model, scheme, seq, context) and target family."""
+    """Workloads already compiled in this run, by (model, scheme, seq, context) and pipeline."""
 
-    found: dict[tuple[Key, Variant], Workload] = field(default_factory=dict[tuple[Key, Variant], Workload])
+    found: dict[tuple[Key, Pipeline], Workload] = field(default_factory=dict[tuple[Key, Pipeline], Workload])
 
-    def prepare(self, requests: Sequence[tuple[Key, Target]], options: Options = ()) -> None:
-        """Compile every (key, target) not cached yet; the first target of a family stands for the family."""
-        todo: dict[Key, dict[Variant, tuple[Stage, ...]]] = {}
+    def prepare(
+        self,
+        requests: Sequence[tuple[Key, Target]],
+        options: Options = (),
+        *,
+        watch: Watch | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Compile every (key, target) whose (key, pipeline) is not cached yet, each distinct one once, in one
+        run (`compile_keys`); with `watch`, every target requested with its key too. What `watch.finish`
+        returned, by target name."""
+        jobs: dict[Key, dict[str, Pipeline]] = {}
         for key, target in requests:
-            variant = (target.family, options)
-            if (key, variant) not in self.found and variant not in todo.get(key, {}):
-                todo.setdefault(key, {})[variant] = stages_for(target, dict(options))
-        groups = [(key, list(jobs.items())) for key, jobs in todo.items()]
-        workers = min(len(groups), os.cpu_count() or 1) if _parallel() else 1
-        if workers > 1:
-            tasks = _tasks(groups, workers)
-            with ProcessPoolExecutor(workers, multiprocessing.get_context("fork")) as pool:
-                results = list(pool.map(compile_key, *zip(*tasks, strict=True)))
-        else:
-            tasks = groups
-            results = [compile_key(key, jobs) for key, jobs in groups]
-        for (key, _), workloads in zip(tasks, results, strict=True):
-            for variant, workload in workloads.items():
-                self.found[(key, variant)] = workload
+            stages = stages_for(target, dict(options))
+            if (key, stages) not in self.found or (watch is not None and key == watch.key):
+                jobs.setdefault(key, {})[target.name] = stages
+        kept: dict[str, Any] = {}
+        for key, results in compile_keys(jobs, watch=watch, progress=progress).items():
+            for label, (workload, extra) in results.items():
+                self.found[(key, jobs[key][label])] = workload
+                if watch is not None and key == watch.key:
+                    kept[label] = extra
+        return kept
 
     def get(self, key: Key, target: Target, options: Options = ()) -> Workload:
-        """The workload of `key` for `target`'s family (compiled with `target`'s pipeline if not cached)."""
-        if (key, (target.family, options)) not in self.found:
+        """The workload of `key` compiled with `target`'s pipeline (compiled now if not cached)."""
+        stages = stages_for(target, dict(options))
+        if (key, stages) not in self.found:
             self.prepare([(key, target)], options)
-        return self.found[(key, (target.family, options))]
+        return self.found[(key, stages)]
 
 
 CACHE = WorkloadCache()

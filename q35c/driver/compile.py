@@ -5,29 +5,25 @@
         print(stage.line())
 
 Bad input (an unknown target, an unknown stage name, a pass that rejects the model such as a tile that cannot
-fit) raises `Q35Error`, which the command line reports with exit status 2. `IRDirectory` writes the per-stage
-dumps through a temporary sibling directory renamed into place only when the whole pipeline succeeded.
+fit) raises `Q35Error`, which the command line reports with exit status 2 (the rules of
+`q35c.driver.pipeline.Runner`, verifying after every stage). `IRDirectory` writes the per-stage dumps through a
+temporary sibling directory renamed into place only when the whole pipeline succeeded.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.utils.exceptions import DiagnosticException
 
-from q35c.driver.pipeline import GRAPH_STAGE, IRDumper, Stage, StageCallback, make_context, run_stages, stage_names
+from q35c.driver.pipeline import GRAPH_STAGE, IRDumper, Runner, Stage, StageCallback, chain, stage_names
 from q35c.frontend import Model, load_model
 from q35c.ir import attrs
 from q35c.targets.spec import HardwareSpec, load_spec, spec_names
-from q35c.util.errors import Location, Q35Error
+from q35c.util.errors import Q35Error
+from q35c.util.output import AtomicDirectory
 
 
 @dataclass(frozen=True)
@@ -102,11 +98,6 @@ def _count_ops(module: ModuleOp) -> int:
     return sum(1 for _ in module.walk())
 
 
-def _message(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def compile_model(
     model: str | Model,
     target: str,
@@ -122,63 +113,34 @@ def compile_model(
     spec = target_spec(target)
     stages = target_stages(spec, options)
     loaded = model if isinstance(model, Model) else load_model(model, quant=quant, seq=seq, context=context)
-    module = loaded.module
-    ctx = make_context()
-    reports = [StageReport(0, GRAPH_STAGE, "the model's q35 graph as imported", 0.0, _count_ops(module))]
-    if callback is not None:
-        callback(0, GRAPH_STAGE, module)
+    counts: list[int] = []
+
+    def count(index: int, stage: str, module: ModuleOp) -> None:
+        counts.append(_count_ops(module))
+
+    runner = Runner(verify=True, target=spec.name, source=loaded.path)
+    seconds = runner.run(loaded.module, stages, chain(count, callback))
+    reports = [StageReport(0, GRAPH_STAGE, "the model's q35 graph as imported", 0.0, counts[0])]
     for index, stage in enumerate(stages, start=1):
-        start = time.perf_counter()
-        try:
-            run_stages(module, (stage,), ctx)
-        except DiagnosticException as err:
-            raise Q35Error(
-                f"stage '{stage.name}' failed for {spec.name}: {_message(err)}", Location(loaded.path)
-            ) from None
-        seconds = time.perf_counter() - start
-        reports.append(StageReport(index, stage.name, stage.description, seconds, _count_ops(module)))
-        if callback is not None:
-            callback(index, stage.name, module)
-    return CompileResult(loaded, spec, module, stages, tuple(reports))
+        reports.append(StageReport(index, stage.name, stage.description, seconds[index - 1], counts[index]))
+    return CompileResult(loaded, spec, loaded.module, stages, tuple(reports))
 
 
 @dataclass
-class IRDirectory:
-    """A context manager for `--dump-ir DIR`: dumps go to a temporary sibling, renamed to DIR on success and
-    removed on failure, so a failed build leaves DIR as it was.
+class IRDirectory(AtomicDirectory):
+    """A context manager for `--dump-ir DIR`: an `AtomicDirectory` whose `dumper` writes the stages' IR into it, so
+    a failed build leaves DIR as it was.
 
         with IRDirectory(Path("ir")) as dumps:
             compile_model("tiny", "host", callback=dumps.dumper)
     """
 
-    path: Path
-    tmp: Path = field(init=False)
     dumper: IRDumper = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        super().__post_init__()
         self.dumper = IRDumper(self.tmp)
 
     def __enter__(self) -> IRDirectory:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        try:
-            self.tmp.mkdir(parents=True)
-        except OSError as err:
-            raise Q35Error(f"cannot create {self.path}: {err.strerror}", Location(str(self.path))) from None
+        super().__enter__()
         return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if error is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
-        try:
-            if self.path.exists():
-                os.replace(self.path, old)
-            os.replace(self.tmp, self.path)
-        except OSError as err:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise Q35Error(f"cannot write {self.path}: {err.strerror}", Location(str(self.path))) from None
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,16 +1,24 @@
-"""Pipelines: a target's ordered, named stages of passes, run with a callback after each stage.
+"""Pipelines: a target's ordered, named stages of passes, and the one runner that applies them.
 
-The callback is how `--print-ir-after-all`, `--print-ir-after=STAGE` and `--dump-ir DIR` work: stage 0 is the
-graph IR as imported (named `graph`), stage i the IR after the i-th stage, and the last one the final IR.
+`Runner.run` applies stages to a module in place with a callback after each stage, which is how
+`--print-ir-after-all`, `--print-ir-after=STAGE` and `--dump-ir DIR` work: stage 0 is the graph IR as imported
+(named `graph`), stage i the IR after the i-th stage, and the last one the final IR. It is the only place passes
+are applied (`q35c.driver.tree` runs several pipelines over one module through it), so every compile follows
+the same two rules:
+
+- verification: `verify=True` verifies the module after every stage, `verify=False` only runs the passes;
+- errors: a pass that rejects the module (`DiagnosticException`: `PassFailedException`, `VerifyException`)
+  becomes `Q35Error("stage 'tile' failed for h100-sxm: <first line>", Location(source))`.
 
     stages = (Stage("unpack", (UnpackBitsPass(),)), Stage("tile", (TilePass(),)))
-    run_stages(module, stages, make_context(), IRPrinter(sys.stderr, after_all=True))
+    seconds = Runner(target="host").run(module, stages, IRPrinter(sys.stderr, after_all=True))
 """
 
 from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +27,16 @@ from typing import TextIO
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
-from xdsl.passes import ModulePass
 from xdsl.printer import Printer
+from xdsl.utils.exceptions import DiagnosticException
+
+from q35c.targets.stage import Stage  # targets declare their stages; the driver runs them
+from q35c.util.errors import Location, Q35Error
 
 GRAPH_STAGE = "graph"
 
 # Called after each stage with (index, stage name, module); index 0 is the imported graph.
 StageCallback = Callable[[int, str, ModuleOp], None]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One named step of a target's pipeline: the passes it runs, in order."""
-
-    name: str
-    passes: tuple[ModulePass, ...]
-    description: str = ""
 
 
 def make_context() -> Context:
@@ -60,18 +62,68 @@ def stage_names(stages: Sequence[Stage]) -> list[str]:
     return [GRAPH_STAGE, *(stage.name for stage in stages)]
 
 
-def run_stages(
-    module: ModuleOp, stages: Sequence[Stage], ctx: Context, callback: StageCallback | None = None
-) -> ModuleOp:
-    """Run `stages` over `module` in place, verifying after each stage, and return it."""
-    if callback is not None:
-        callback(0, GRAPH_STAGE, module)
-    for index, stage in enumerate(stages, start=1):
-        for p in stage.passes:
-            p.apply(ctx, module)
-        module.verify()
+def first_line(err: Exception) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class Runner:
+    """Applies stages to a module: the one rule for verification and errors of every compile.
+
+    `verify` verifies the module after each stage. The cost model's compiles (`q35c.driver.cache`) and the
+    report's IR dumps (`q35c.report.ir`) run without it for speed: they run every target's pipeline on
+    full-size models (verifying a 70B model's IR after every stage of every target costs seconds per build),
+    and the IR they run is the IR these verified runs produce. `q35c build --target`, `q35c opt`, `q35c verify`
+    and the tests verify after every stage, so a pass that produces invalid IR fails there, at its stage.
+
+    Errors name the `unit` ("stage", or "pass" for `q35c opt`'s one-pass stages), the `target` the stages
+    compile for (when given) and point at `source` (the input file, when given).
+    """
+
+    verify: bool = True
+    target: str | None = None
+    source: str | None = None
+    unit: str = "stage"
+    ctx: Context = field(default_factory=make_context)
+
+    def apply(self, stage: Stage, module: ModuleOp, target: str | None = None) -> float:
+        """Run one stage's passes over `module` in place (then verify, if `verify`); the seconds it took.
+
+        `target` overrides the runner's in an error's message."""
+        start = time.perf_counter()
+        try:
+            for p in stage.passes:
+                p.apply(self.ctx, module)
+            if self.verify:
+                module.verify()
+        except DiagnosticException as err:
+            who = target or self.target
+            message = f"{self.unit} '{stage.name}' failed{f' for {who}' if who else ''}: {first_line(err)}"
+            raise Q35Error(message, None if self.source is None else Location(self.source)) from None
+        return time.perf_counter() - start
+
+    def run(
+        self, module: ModuleOp, stages: Sequence[Stage], callback: StageCallback | None = None
+    ) -> tuple[float, ...]:
+        """Run `stages` over `module` in place, calling `callback(index, stage, module)` first for the graph
+        (index 0) and then after every stage; the seconds of each stage (callbacks not counted)."""
         if callback is not None:
-            callback(index, stage.name, module)
+            callback(0, GRAPH_STAGE, module)
+        seconds: list[float] = []
+        for index, stage in enumerate(stages, start=1):
+            seconds.append(self.apply(stage, module))
+            if callback is not None:
+                callback(index, stage.name, module)
+        return tuple(seconds)
+
+
+def run_stages(
+    module: ModuleOp, stages: Sequence[Stage], ctx: Context | None = None, callback: StageCallback | None = None
+) -> ModuleOp:
+    """Run `stages` over `module` in place, verifying after each stage (`Runner`), and return it."""
+    Runner(ctx=ctx if ctx is not None else make_context()).run(module, stages, callback)
     return module
 
 

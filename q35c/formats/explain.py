@@ -1,7 +1,8 @@
 """Human-readable descriptions of the weight formats: the `q35c formats` table and `--explain` bit layouts.
 
 Everything shown is computed by `q35c.formats` (sizes from the scheme, worked examples by really quantizing
-and packing a few numbers), so the text cannot drift from the code it describes.
+and packing a few numbers), so the text cannot drift from the code it describes; the layouts themselves are
+specified in docs/formats.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from q35c import formats
-from q35c.formats import _llama_blocks
 from q35c.ir.schemes import Scheme, parse_scheme
 
 # The rows of `q35c formats`: every scheme with its defaults, plus common variants.
@@ -47,21 +47,22 @@ def _codes_text(scheme: Scheme) -> str:
 
 
 def _metadata_text(scheme: Scheme) -> str:
-    if scheme.name == "fp16":
+    if not scheme.is_quantized:
         return "none"
-    if scheme.name in ("q4_0", "q8_0"):
-        return "fp16 scale inside each block of 32"
+    if scheme.block_scales:
+        return f"fp16 scale inside each block of {scheme.storage_unit}"
     what = "scale" if scheme.symmetric else "scale + offset"
     per = "row" if scheme.group is None else f"{scheme.group} weights"
     return f"fp16 {what} per {per}"
 
 
 def _bits_cell(scheme: Scheme, k: int) -> str:
-    """Bits per weight, or which divisibility rule a row of k breaks (K % g, dense K % 64, int4 K % 8)."""
+    """Bits per weight, or which divisibility rule a row of k breaks (K % g, or K % the storage unit: q3p5 dense
+    64, int4 8)."""
     try:
         return f"{scheme.bits_per_weight(k):.4f}"
     except ValueError:
-        rules = [scheme.group_size(k), 64 if scheme.container == "dense" else 1, 8 if scheme.name == "int4" else 1]
+        rules = [scheme.group_size(k), scheme.storage_unit]
         return f"n/a (K % {next(m for m in rules if k % m != 0)} != 0)"
 
 
@@ -218,9 +219,9 @@ def _explain_int8(fmt: formats.Format) -> list[str]:
 
 def _explain_block(fmt: formats.Format) -> list[str]:
     q4 = fmt.scheme.name == "q4_0"
-    size = _llama_blocks.BLOCK_BYTES[fmt.scheme.name]
+    block, size = fmt.scheme.storage_ratio
     lines = [
-        f"llama.cpp block format: each block of 32 weights along K is {size} bytes, w = d * q.",
+        f"llama.cpp block format: each block of {block} weights along K is {size} bytes, w = d * q.",
         "  bytes 0..1: d, float16 little-endian",
     ]
     if q4:
@@ -233,9 +234,9 @@ def _explain_block(fmt: formats.Format) -> list[str]:
             "  bytes 2..33: q[0..31] as int8",
             "Encoder (as ggml): d = max |w| / 127; q = round(w / d), halves away from zero.",
         ]
-    w = _example_weights(32)
+    w = _example_weights(block)
     qt = fmt.quantize(w)
-    lines += ["", "Worked example: one block of 32 weights, the first 8 shown."]
+    lines += ["", f"Worked example: one block of {block} weights, the first 8 shown."]
     lines.append(f"d = {float(qt.scale[0, 0]) if qt.scale is not None else 0:.6g} (float16)")
     lines.append(_value_table(w, fmt.codes(qt), fmt.dequantize(qt), 8))
     lines.append("block bytes: " + " ".join(f"{int(b):02X}" for b in qt.packed[0]))

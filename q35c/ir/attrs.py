@@ -6,7 +6,7 @@ read them back. Nothing else in q35c spells an attribute name: import the consta
     func.func private @linear.1x64x64.q3p5_g32_dense.f16(%x: tensor<1x64xf16>,
         %codes: tensor<64x7xi32> {q35.storage = "codes"}, ...)
         attributes {q35.kernel = "linear", q35.scheme = "q3p5:g=32:container=dense", q35.tile = array<i64: 1, 64, 64>}
-    builtin.module attributes {q35.target = "h100-sxm", q35.memory_spaces = ["hbm", "l2", "smem"],
+    builtin.module attributes {q35.memory_spaces = ["hbm", "l2", "smem"],
         q35.tile_level = "smem", q35.tile_budget_bytes = 228000 : i64, q35.peak_bytes = {hbm = 93064 : i64}}
 """
 
@@ -32,7 +32,6 @@ SRC_SPACE_ATTR = "q35.src_space"  # memory space a staging copy reads from
 DST_SPACE_ATTR = "q35.dst_space"  # memory space a staging copy writes to
 
 # On the module (and, for peak bytes, on functions) (schedule-memory)
-TARGET_ATTR = "q35.target"  # the target the module was scheduled for
 SPACES_ATTR = "q35.memory_spaces"  # level names by memory space number, outermost first
 TILE_LEVEL_ATTR = "q35.tile_level"  # the memory level tiles are staged in
 TILE_BUDGET_ATTR = "q35.tile_budget_bytes"  # that level's budget per tile

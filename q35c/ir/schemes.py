@@ -3,7 +3,17 @@
 A scheme is named by a spec string `NAME[:key=value]*` (`q3p5`, `q3p5:g=64:container=byte`, `int4:g=128`,
 `int8`, `fp16`, `q4_0`, `q8_0`). `parse_scheme` turns it into a frozen `Scheme`; `str(scheme)` gives the
 canonical spec back, with every default spelled out. The numeric work (quantize, pack, unpack) lives in
-`q35c.formats`; this module only knows shapes and sizes, so the IR dialect can use it without numpy.
+`q35c.formats`; this module owns everything else a scheme implies, without numpy, so that the IR dialect and
+the passes ask a `Scheme` instead of branching on scheme names:
+
+- storage: the code array's dtype and shape (`storage_dtype`, `storage_shape`, `storage_ratio`), the float16
+  metadata arrays (`metadata_shape`, `metadata_ratio`, `block_scales`), all of them (`storage_tensors`) and
+  their size (`storage_bytes`, `bits_per_weight`);
+- K granularity: `storage_unit` (K of whole storage elements) and `k_alignment` (whole groups and whole storage
+  elements: the K slices of a weight that are again weights of the scheme);
+- decoding: `symmetric` (no offset), `slot_steps` (q3p5's odd slot has twice the step), `codes_are_storage`.
+
+The bit layouts themselves are described in docs/formats.md.
 
 Weight convention: a weight has shape [N, K] (out_features, in_features); quantization groups of `g`
 consecutive elements run along K.
@@ -11,8 +21,9 @@ consecutive elements run along K.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 SchemeName = Literal["fp16", "int8", "int4", "q3p5", "q4_0", "q8_0"]
 SCHEME_NAMES: tuple[SchemeName, ...] = ("fp16", "int8", "int4", "q3p5", "q4_0", "q8_0")
@@ -35,11 +46,49 @@ _DEFAULT_GROUP: dict[str, int | None] = {
     "q4_0": 32,
     "q8_0": 32,
 }
-# Bits of code storage per weight, before metadata.
-_CODE_BITS: dict[str, float] = {"fp16": 16.0, "int8": 8.0, "int4": 4.0, "q4_0": 4.0, "q8_0": 8.0}
 # llama.cpp block formats: bytes per block of 32 weights (fp16 scale + codes).
 LLAMA_BLOCK = 32
 LLAMA_BLOCK_BYTES: dict[str, int] = {"q4_0": 18, "q8_0": 34}
+
+_ITEMSIZE = {"float16": 2, "int8": 1, "uint8": 1, "uint32": 4}
+
+
+@dataclass(frozen=True)
+class _Storage:
+    """How a scheme (q3p5: a container) stores its codes: K inputs [0, unit) take `columns` elements of `dtype`
+    in the code array, so a row of K takes K / unit * columns; `code_bits` is bits per weight for the codes alone
+    (q4_0/q8_0: without their in-block scales); `why` explains `unit` in shape errors."""
+
+    dtype: str
+    unit: int
+    columns: int
+    code_bits: float
+    why: str = ""
+
+
+_STORAGE: dict[tuple[str, str | None], _Storage] = {
+    ("fp16", None): _Storage("float16", 1, 1, 16.0),
+    ("int8", None): _Storage("int8", 1, 1, 8.0),
+    ("int4", None): _Storage("uint32", 8, 1, 4.0, " (8 int4 codes per uint32 word)"),
+    ("q3p5", "dense"): _Storage("uint32", 64, 7, 3.5, " for the dense container (32 pairs = 7 uint32 words)"),
+    ("q3p5", "byte"): _Storage("uint8", 2, 1, 4.0),
+    ("q4_0", None): _Storage("uint8", LLAMA_BLOCK, LLAMA_BLOCK_BYTES["q4_0"], 4.0),
+    ("q8_0", None): _Storage("uint8", LLAMA_BLOCK, LLAMA_BLOCK_BYTES["q8_0"], 8.0),
+}
+# Schemes whose scales sit inside the code array's blocks (no separate metadata arrays).
+_BLOCK_SCALES = ("q4_0", "q8_0")
+# Schemes with a scale only (w = scale * q); the others that have metadata also carry an offset.
+_SYMMETRIC = ("int8", "q4_0", "q8_0")
+# Step multiplier per slot: weight k uses slot k % len(steps). q3p5's odd (3-bit) slot has twice the step.
+_SLOT_STEPS: dict[str, tuple[int, ...]] = {"q3p5": (1, 2)}
+
+
+class StorageTensor(NamedTuple):
+    """One array that stores a weight: its role (`codes`, `scale` or `offset`), shape and numpy dtype name."""
+
+    role: str
+    shape: tuple[int, int]
+    dtype: str
 
 
 @dataclass(frozen=True)
@@ -68,20 +117,79 @@ class Scheme:
         return str(self)
 
     @property
+    def _storage(self) -> _Storage:
+        return _STORAGE[(self.name, self.container)]
+
+    @property
     def symmetric(self) -> bool:
         """Symmetric schemes carry a scale only; asymmetric ones (int4, q3p5) also an offset."""
-        return self.name in ("int8", "q4_0", "q8_0")
+        return self.name in _SYMMETRIC
 
     @property
     def is_quantized(self) -> bool:
         return self.name != "fp16"
 
     @property
+    def block_scales(self) -> bool:
+        """The scales sit inside the code array, one per block of `storage_unit` weights (q4_0, q8_0)."""
+        return self.name in _BLOCK_SCALES
+
+    @property
+    def codes_are_storage(self) -> bool:
+        """The code array holds the integer codes as they are, one int8 per weight (int8)."""
+        return self.is_quantized and self.storage_dtype == "int8"
+
+    @property
+    def slot_steps(self) -> tuple[int, ...]:
+        """Step multiplier per slot, weight k in slot k % len: (1, 2) for q3p5 (w = offset + 2 scale n2 at odd
+        k), (1,) elsewhere. A code times its slot's step is what w = offset + scale * e multiplies."""
+        return _SLOT_STEPS.get(self.name, (1,))
+
+    @property
     def code_bits(self) -> float:
         """Storage bits per weight for the codes alone (q3p5 byte: 4.0, dense: 3.5)."""
-        if self.name == "q3p5":
-            return 4.0 if self.container == "byte" else 3.5
-        return _CODE_BITS[self.name]
+        return self._storage.code_bits
+
+    @property
+    def storage_dtype(self) -> str:
+        """numpy dtype name of the packed array."""
+        return self._storage.dtype
+
+    @property
+    def storage_unit(self) -> int:
+        """K must be a multiple of this for a row to fill whole storage elements: int4 8 (codes per word), q3p5
+        dense 64 (32 pairs = 7 words), q3p5 byte 2 (a pair), q4_0/q8_0 32 (a block), fp16 and int8 1."""
+        return self._storage.unit
+
+    @property
+    def storage_ratio(self) -> tuple[int, int]:
+        """(a, b): the code array's columns for inputs [0, k) are k / a * b (k a multiple of a).
+
+        >>> parse_scheme("q3p5").storage_ratio, parse_scheme("q4_0").storage_ratio, parse_scheme("int8").storage_ratio
+        ((64, 7), (32, 18), (1, 1))
+        """
+        return self._storage.unit, self._storage.columns
+
+    @property
+    def metadata_ratio(self) -> tuple[int, int] | None:
+        """(g, 1): the scale and offset columns for inputs [0, k) are k / g; None where one column serves the
+        whole row (per-channel int8) or there is no separate metadata (fp16; q4_0/q8_0 have block scales)."""
+        if self.group is None or self.block_scales:
+            return None
+        return (self.group, 1)
+
+    @property
+    def k_alignment(self) -> int:
+        """The granule of K slices: whole quantization groups and whole storage elements, so that the columns
+        [k0, k0 + size) of a weight, both multiples of it, are again a valid packed weight of the scheme.
+
+        q3p5 dense: 64 (32 pairs = 7 words) and g; q3p5 byte: g (pairs, g even); int4: 8 (codes per word) and g;
+        int8 with groups: g; q4_0/q8_0: their block of 32; fp16 and per-channel int8: 1.
+
+        >>> [parse_scheme(s).k_alignment for s in ("q3p5", "q3p5:g=32", "int4:g=32", "q4_0", "int8", "fp16")]
+        [128, 64, 32, 32, 1, 1]
+        """
+        return math.lcm(self.storage_unit, self.group or 1)
 
     def group_size(self, k: int) -> int:
         """The group size along K for a row of length k (int8 per-channel: the whole row)."""
@@ -98,12 +206,9 @@ class Scheme:
         g = self.group_size(k)
         if k % g != 0:
             raise ValueError(f"{self}: K={k} is not divisible by the group size g={g}")
-        if self.name == "int4" and k % 8 != 0:
-            raise ValueError(f"{self}: K={k} must be a multiple of 8 (8 int4 codes per uint32 word)")
-        if self.name == "q3p5" and self.container == "dense" and k % 64 != 0:
-            raise ValueError(
-                f"{self}: K={k} must be a multiple of 64 for the dense container (32 pairs = 7 uint32 words)"
-            )
+        unit = self.storage_unit
+        if k % unit != 0:
+            raise ValueError(f"{self}: K={k} must be a multiple of {unit}{self._storage.why}")
 
     def n_groups(self, k: int) -> int:
         return k // self.group_size(k)
@@ -111,45 +216,36 @@ class Scheme:
     def storage_shape(self, n: int, k: int) -> tuple[int, int]:
         """Shape of the packed code array for an [n, k] weight (its dtype is `storage_dtype`)."""
         self.check_shape(n, k)
-        if self.name in ("fp16", "int8"):
-            return (n, k)
-        if self.name == "int4":
-            return (n, k // 8)
-        if self.name == "q3p5":
-            return (n, k // 2) if self.container == "byte" else (n, 7 * k // 64)
-        return (n, k // LLAMA_BLOCK * LLAMA_BLOCK_BYTES[self.name])
-
-    @property
-    def storage_dtype(self) -> str:
-        """numpy dtype name of the packed array."""
-        return {
-            "fp16": "float16",
-            "int8": "int8",
-            "int4": "uint32",
-            "q3p5": "uint8" if self.container == "byte" else "uint32",
-            "q4_0": "uint8",
-            "q8_0": "uint8",
-        }[self.name]
+        unit, columns = self.storage_ratio
+        return (n, k // unit * columns)
 
     def metadata_shape(self, n: int, k: int) -> tuple[int, int] | None:
         """Shape of the separate float16 scale (and offset) arrays; None where there are none.
 
         llama.cpp formats keep their scale inside each block, so they have no separate metadata.
         """
-        if self.name in ("fp16", "q4_0", "q8_0"):
+        if not self.is_quantized or self.block_scales:
             return None
         return (n, self.n_groups(k))
 
-    def storage_bytes(self, n: int, k: int) -> int:
-        """Exact bytes of an [n, k] weight in this scheme: codes plus scales and offsets."""
-        sn, sk = self.storage_shape(n, k)
-        itemsize = {"float16": 2, "int8": 1, "uint8": 1, "uint32": 4}[self.storage_dtype]
-        total = sn * sk * itemsize
+    def storage_tensors(self, n: int, k: int) -> tuple[StorageTensor, ...]:
+        """The arrays that store an [n, k] weight, in order: codes, then scale and offset where the scheme has
+        them (the operands of `q35_storage.assemble`).
+
+        >>> [(t.role, t.shape, t.dtype) for t in parse_scheme("int4:g=32").storage_tensors(16, 128)]
+        [('codes', (16, 16), 'uint32'), ('scale', (16, 4), 'float16'), ('offset', (16, 4), 'float16')]
+        """
+        tensors = [StorageTensor("codes", self.storage_shape(n, k), self.storage_dtype)]
         meta = self.metadata_shape(n, k)
         if meta is not None:
-            arrays = 1 if self.symmetric else 2
-            total += arrays * meta[0] * meta[1] * 2
-        return total
+            tensors.append(StorageTensor("scale", meta, "float16"))
+            if not self.symmetric:
+                tensors.append(StorageTensor("offset", meta, "float16"))
+        return tuple(tensors)
+
+    def storage_bytes(self, n: int, k: int) -> int:
+        """Exact bytes of an [n, k] weight in this scheme: codes plus scales and offsets."""
+        return sum(t.shape[0] * t.shape[1] * _ITEMSIZE[t.dtype] for t in self.storage_tensors(n, k))
 
     def bits_per_weight(self, k: int) -> float:
         """Bits per weight including metadata, for rows of length k (q3p5 dense g=128: 3.75)."""

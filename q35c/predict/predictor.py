@@ -221,7 +221,7 @@ class Predictor:
             roofline_fraction=main.roofline_seconds / main.seconds if main.seconds else None,
             decode=decode,
             prefill=prefill,
-            notes=(target.explain_devices(need, count, sizing), *target_notes(target)),
+            notes=(target.explain_devices(need, count, sizing), *target.notes()),
         )
 
 
@@ -252,27 +252,6 @@ def describe_bottleneck(cost: Cost) -> str:
         return "nothing"
     name = cost.bottleneck
     return f"{name} ({100 * cost.limits[name] / cost.seconds:.0f}%)"
-
-
-def target_notes(target: Target) -> tuple[str, ...]:
-    """What a reader should know about a target's figures (static schedules, assumptions)."""
-    notes: list[str] = []
-    if target.family == "groq":
-        from q35c.targets.groq import GroqTarget
-
-        assert isinstance(target, GroqTarget)
-        notes.append("statically scheduled: these times are deterministic (no caches, no arbitration)")
-        notes.append(f"MXM weight install rate: {target.install_rate()[1]}")
-    if target.family == "gpu":
-        notes.append("element-wise work (unpacking) is not timed: the spec gives no non-tensor-core peak")
-    if target.family == "host" and target.spec.measured_at:
-        notes.append(f"bandwidth and FLOPS measured on this machine at {target.spec.measured_at}")
-    e = target.efficiency
-    notes.append(
-        f"efficiency: bandwidth {e.bandwidth:.3g}, compute {e.compute:.3g}, "
-        f"{e.kernel_overhead_s * 1e6:.3g} us per kernel"
-    )
-    return tuple(notes)
 
 
 def scenario_lengths(prompt: int | None, gen: int | None, limit: int | None, source: str) -> tuple[int, int]:

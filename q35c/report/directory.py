@@ -6,11 +6,12 @@
     DIR/*.png         throughput, energy, roofline, breakdown (`q35c.report.plots`)
     DIR/ir/<target>/NN-<stage>.mlir   the decode step's IR after every stage (`q35c.report.ir`)
 
-Everything is written into a temporary sibling (`.DIR.<pid>.tmp`) that is renamed to DIR at the end, so a
-build that fails (a model no target can hold, a stage that fails, an interrupt) leaves nothing behind, and
-DIR's previous contents untouched. An existing DIR is replaced only if it is an earlier report (it holds a
-`report.json`) or empty: the old one is renamed aside, the new one into place, then the old one removed. Any
-other existing path is refused (exit 2), so `-o` never deletes a directory that is not a q35c report.
+Everything is written into a temporary sibling (`.DIR.<pid>.tmp`) that is renamed to DIR at the end
+(`q35c.util.output.AtomicDirectory`), so a build that fails (a model no target can hold, a stage that fails, an
+interrupt) leaves nothing behind, and DIR's previous contents untouched. An existing DIR is replaced only if it
+is an earlier report (it holds a `report.json`) or empty (`check_destination`, this module's rule): the old one
+is renamed aside, the new one into place, then the old one removed. Any other existing path is refused (exit
+2), so `-o` never deletes a directory that is not a q35c report.
 
 The same inputs give byte-identical report.json, report.md and report.csv: they hold no dates and no paths
 outside DIR.
@@ -19,18 +20,20 @@ outside DIR.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from q35c.predict.predictor import compare, resolve_targets
-from q35c.report.build import BuildReport, collect, ir_module
-from q35c.report.ir import dump_stages
+from q35c.driver.cache import Key
+from q35c.frontend import load_graph
+from q35c.predict.predictor import Predictor, Report, Scenario, compare, resolve_targets, scenario_lengths
+from q35c.report.build import BuildReport, IRModule, collect, ir_module
+from q35c.report.ir import TargetIR, dump_stages
 from q35c.report.table import render_csv
 from q35c.util.errors import Location, Q35Error
+from q35c.util.output import AtomicDirectory
 from q35c.util.progress import Progress
 
 
@@ -60,33 +63,6 @@ def check_destination(path: Path) -> None:
     )
 
 
-def _missing_parents(path: Path) -> list[Path]:
-    """The ancestors of `path` that do not exist yet, innermost first."""
-    missing: list[Path] = []
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        missing.append(parent)
-        parent = parent.parent
-    return missing
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    """Move `tmp` into place as `path`, setting an earlier report aside first and removing it after."""
-    old = path.with_name(f".{path.name}.{os.getpid()}.old")
-    moved = False
-    try:
-        if path.exists():
-            os.replace(path, old)
-            moved = True
-        os.replace(tmp, path)
-    except OSError as err:
-        if moved and not path.exists():
-            os.replace(old, path)
-        raise Q35Error(f"cannot write {path}: {err.strerror}", Location(str(path))) from None
-    if moved:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_files(build: BuildReport, directory: Path) -> None:
     """report.json, report.md, report.csv and the plots, into an existing `directory`."""
     from q35c.report.markdown import render_markdown
@@ -98,54 +74,63 @@ def write_files(build: BuildReport, directory: Path) -> None:
     write_plots(build, directory)
 
 
+def planned_module(request: Request) -> tuple[IRModule, list[Key]] | None:
+    """The module the report will dump and every key its costs need, known before costing (the scenario
+    `compare` derives from the same request); None for a request `compare` rejects."""
+    graph = load_graph(request.model, quant=request.scheme)
+    prompt, gen = scenario_lengths(request.prompt, request.gen, graph.max_context, graph.source)
+    if request.batch < 1 or prompt + gen < 1:
+        return None
+    scenario = Scenario(request.batch, prompt, gen)
+    predictor = Predictor(request.model, request.scheme, scenario, tuple(sorted(request.options)))
+    return ir_module(Report(request.model, request.scheme, scenario)), predictor.keys()
+
+
 def build_report(request: Request, outdir: Path | str, progress: Progress | None = None) -> BuildReport:
-    """Predict, dump the IR, and write the report directory `outdir` (see the module docstring)."""
+    """Compile, dump the IR, predict, and write the report directory `outdir` (see the module docstring).
+
+    The decode step the IR dumps show is compiled once, for both the dumps and the costs: the dumps are written
+    while the cost model's compiles run (`dump_stages` with the other keys), so `compare` finds every workload
+    it needs compiled."""
     path = Path(outdir)
     check_destination(path)
     show = progress or Progress(sys.stderr, enabled=False)
     options: Mapping[str, str] = dict(request.options)
-    count = len(resolve_targets(request.targets))
-    show.note("cost model", f"compiling {request.model} (decode step and prefill) for {count} target(s)")
-    report = compare(
-        request.model,
-        request.scheme,
-        request.targets,
-        batch=request.batch,
-        prompt=request.prompt,
-        gen=request.gen,
-        devices=request.devices,
-        options=options,
-    )
-    names = [r.target for r in report.targets]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    created = _missing_parents(path)
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
-        except OSError as err:
-            raise Q35Error(f"cannot create {path}: {err.strerror}", Location(str(path))) from None
-        module = ir_module(report)
-        ir = dump_stages(
+    names = resolve_targets(request.targets)
+    plan = planned_module(request)
+    show.note("cost model", f"compiling {request.model} (decode step and prefill) for {len(names)} target(s)")
+    with AtomicDirectory(path) as out:
+
+        def dump(module: IRModule, also: Sequence[Key]) -> dict[str, TargetIR]:
+            ir_dir = out.tmp / "ir"
+            shutil.rmtree(ir_dir, ignore_errors=True)
+            return dump_stages(
+                request.model,
+                request.scheme,
+                names,
+                ir_dir,
+                seq=module.seq,
+                context=module.context,
+                options=options,
+                progress=show,
+                also=also,
+            )
+
+        ir = None if plan is None else dump(*plan)
+        report = compare(
             request.model,
             request.scheme,
-            names,
-            tmp / "ir",
-            seq=module.seq,
-            context=module.context,
+            request.targets,
+            batch=request.batch,
+            prompt=request.prompt,
+            gen=request.gen,
+            devices=request.devices,
             options=options,
-            progress=show,
         )
+        if plan is None or plan[0] != ir_module(report):
+            ir = dump(ir_module(report), ())  # the plan missed compare's scenario: dump the module it reports
+        assert ir is not None
         show.note("report", "report.json, report.md, report.csv, plots")
         build = collect(report, ir, request.options, request.devices)
-        write_files(build, tmp)
-        _replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for parent in created:
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-        raise
+        write_files(build, out.tmp)
     return build

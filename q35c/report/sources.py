@@ -3,8 +3,9 @@
 A figure is cited when the cost model read it for this result: the capacity, bandwidth and energy of the
 memory levels the passes moved bytes through (the outermost level always: it sizes the device count), the
 peak of every unit and dtype ops were charged to, TDP and static power, the system's device limit, the link
-figures when several devices work together, the per-op energies the model maps ops to, and on Groq the clock
-and MXM geometry behind the derived weight-install rate.
+figures when several devices work together, the per-op energies the model maps ops to, and the figures the
+target's family adds (`Target.cited_figures`: on Groq the clock and MXM geometry behind the derived weight-install
+rate).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from q35c.predict.predictor import TargetResult
+from q35c.targets.registry import target_for
 from q35c.targets.spec import HardwareSpec, Quantity
 from q35c.targets.target import ALU_ENERGY, MAC_ENERGY, Cost
 
 LEVEL_FIGURES = ("capacity_bytes", "capacity_per_unit_bytes", "bandwidth_bytes_per_s", "energy_pj_per_bit")
 LINK_FIGURES = ("bandwidth_bytes_per_s", "links", "link_bandwidth_bytes_per_s", "hop_latency_s")
 ENERGY_OPS = tuple(sorted({*MAC_ENERGY.values(), *ALU_ENERGY.values(), "fp32_mul"}))
-GROQ_FIGURES = ("clock_hz", "details.mxm_arrays", "details.vector_bytes", "details.mxm_install_bytes_per_s")
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,7 @@ def cited_paths(spec: HardwareSpec, result: TargetResult) -> list[str]:
         paths += [f"interconnect.{figure}" for figure in LINK_FIGURES]
     if result.error is None:
         paths += [f"energy.per_op_pj.{op}" for op in ENERGY_OPS] + ["energy.process_scale"]
-        if spec.family == "groq":
-            paths += list(GROQ_FIGURES)
+        paths += target_for(spec).cited_figures()
     return [p for p in dict.fromkeys(paths) if p in spec.quantities]
 
 

@@ -49,7 +49,7 @@ from xdsl.passes import ModulePass
 from q35c import formats
 from q35c.dialects.q35 import LinearOp, PackedType, WeightOp
 from q35c.dialects.q35_storage import UnpackOp
-from q35c.driver.pipeline import make_context
+from q35c.driver.pipeline import Runner, Stage
 from q35c.formats import QuantizedTensor
 from q35c.ir.schemes import parse_scheme
 from q35c.targets.pipeline import pipeline_for
@@ -125,8 +125,13 @@ def host_passes(keep_int_codes: bool = False) -> tuple[ModulePass, ...]:
     Weights become storage arguments, the graph ops other than linear become linalg/tensor/arith/math, linears
     become kernels over tiles that fit the host's L2, the bits are unpacked, and the tiles are staged in memory
     levels (double-buffered copies), so the program verified here is the one the host target compiles."""
+    return tuple(p for stage in host_stages(keep_int_codes) for p in stage.passes)
+
+
+def host_stages(keep_int_codes: bool = False) -> tuple[Stage, ...]:
+    """The host target's pipeline (`host_passes`, as stages)."""
     options = {"keep-int-codes": "true" if keep_int_codes else "false"}
-    return tuple(p for stage in pipeline_for(load_spec("host"), options) for p in stage.passes)
+    return pipeline_for(load_spec("host"), options)
 
 
 def foreign_ops(module: ModuleOp) -> list[str]:
@@ -135,11 +140,9 @@ def foreign_ops(module: ModuleOp) -> list[str]:
 
 
 def lower_for_host(module: ModuleOp, keep_int_codes: bool = False) -> ModuleOp:
-    """Run the host passes in place; RuntimeError if q35 ops remain (the passes could not lower them)."""
-    ctx = make_context()
-    for p in host_passes(keep_int_codes):
-        p.apply(ctx, module)
-    module.verify()
+    """Run the host target's pipeline in place, verifying after every stage (`q35c.driver.pipeline.Runner`: a
+    stage that fails is a Q35Error); RuntimeError if q35 ops remain (the passes could not lower them)."""
+    Runner(verify=True, target="host").run(module, host_stages(keep_int_codes))
     if left := foreign_ops(module):
         raise RuntimeError(f"host lowering left non-upstream ops: {', '.join(left)}")
     return module

@@ -45,7 +45,6 @@ from q35c.dialects.q35 import (
 )
 from q35c.dialects.q35_storage import UnpackOp
 from q35c.formats import QuantizedTensor
-from q35c.passes.lower_graph import rope_inv_freq
 
 F32 = NDArray[np.float32]
 Array = NDArray[Any]
@@ -115,6 +114,17 @@ def rmsnorm(x: Array, gain: F32, eps: float) -> F32:
     mean_square = _sum(xf * xf, 1) / np.float32(x.shape[1])
     inv_rms = np.float32(1) / np.sqrt(mean_square + np.float32(eps))
     return (xf * inv_rms[:, None]) * gain[None, :]
+
+
+def rope_inv_freq(head_dim: int, theta: float) -> F32:
+    """RoPE's inverse frequencies 1 / theta^(2i / head_dim) for i < head_dim / 2, as Hugging Face's Llama
+    computes them (`1 / base ** (arange(0, dim, 2) / dim)`), in float64 and rounded to float32.
+
+    Written independently of the lowering (`passes/lower_graph.py` has its own formula) so that the reference
+    checks it rather than repeating it.
+    """
+    exponents = np.arange(0, head_dim - 1, 2, dtype=np.float64) / head_dim
+    return (1.0 / np.float64(theta) ** exponents).astype(np.float32)
 
 
 def rope(x: Array, positions: Array, head_dim: int, theta: float) -> F32:

@@ -20,6 +20,8 @@ from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass
 from q35c.passes.tile_choice import LinearShape, Tile, TilePolicy, working_set_bytes
 from q35c.passes.unpack_bits import UnpackBitsPass
+from q35c.targets.pass_options import schedule_options, tile_options
+from q35c.targets.target import get_target
 from q35c.verify.linear import linear_module
 
 # --------------------------------------------------------------------------------------------------------------
@@ -167,8 +169,9 @@ def scheduled(t: int, n: int, k: int, spec: str, target: str, choose: bool = Fal
     """A linear tiled with `sizes` (and, if `choose`, the rest chosen for `target`), unpacked and scheduled."""
     module = linear_module(t, n, k, spec)
     ctx = make_context()
-    tile = TilePass(target=target if choose else "", **sizes)
-    for p in (MaterializeWeightsPass(), tile, UnpackBitsPass(), ScheduleMemoryPass(target=target)):
+    chosen = get_target(target)
+    tile = TilePass(**(tile_options(chosen) if choose else {}), **sizes)
+    for p in (MaterializeWeightsPass(), tile, UnpackBitsPass(), ScheduleMemoryPass(**schedule_options(chosen))):
         p.apply(ctx, module)
     module.verify()
     return module

@@ -151,8 +151,7 @@ def test_copies_into_a_memory_space_are_bytes_moved_and_main_memory_is_read_once
 
 
 def compiled(model: str, target: str, seq: int = 1, context: int = 0, quant: str | None = None) -> Workload:
-    t = get_target(target)
-    return compile_key((model, quant, seq, context), [(t.family, stages_for(t))])[t.family]
+    return compile_key((model, quant, seq, context), {target: stages_for(get_target(target))})[target]
 
 
 def test_weight_bytes_follow_the_storage_types_of_the_scheme() -> None:

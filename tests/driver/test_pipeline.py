@@ -1,16 +1,24 @@
-"""Named pipeline stages, the IR callbacks and the dump files."""
+"""Named pipeline stages, the runner's rules (verification, errors, timing), the IR callbacks and the dump files."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
+from xdsl.passes import ModulePass
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+from xdsl.utils.exceptions import PassFailedException, VerifyException
 
 from q35c.driver.pipeline import (
     IRDumper,
     IRPrinter,
+    Runner,
     Stage,
     chain,
     dump_header,
@@ -19,6 +27,7 @@ from q35c.driver.pipeline import (
     run_stages,
     stage_names,
 )
+from q35c.util.errors import Q35Error
 
 IR = """
 func.func @f(%x: tensor<1x128xf16>) -> tensor<1x128xf16> {
@@ -30,7 +39,7 @@ func.func @f(%x: tensor<1x128xf16>) -> tensor<1x128xf16> {
 STAGES = (Stage("dce", (DeadCodeElimination(),)), Stage("again", ()))
 
 
-def _module():
+def _module() -> ModuleOp:
     return Parser(make_context(), IR).parse_module()
 
 
@@ -63,3 +72,52 @@ def test_dump_dir_gets_one_numbered_file_per_stage(tmp_path: Path) -> None:
     # Each dump parses back.
     for path in (tmp_path / "ir").iterdir():
         Parser(make_context(), path.read_text()).parse_module().verify()
+
+
+@dataclass(frozen=True)
+class Fails(ModulePass):
+    """A pass that rejects every module."""
+
+    name = "fails"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        raise PassFailedException("no tile fits\nsecond line")
+
+
+@dataclass(frozen=True)
+class Breaks(ModulePass):
+    """A pass that leaves invalid IR: a function without its terminator."""
+
+    name = "breaks"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for inner in list(op.walk()):
+            if isinstance(inner, func.ReturnOp):
+                inner.detach()
+                inner.erase()
+
+
+def test_a_failing_stage_is_a_q35_error_naming_the_stage_and_target() -> None:
+    runner = Runner(target="h100-sxm", source="tiny.q35")
+    with pytest.raises(Q35Error) as caught:
+        runner.run(_module(), (STAGES[0], Stage("tile", (Fails(),))))
+    assert caught.value.message == "stage 'tile' failed for h100-sxm: no tile fits"
+    assert str(caught.value.location) == "tiny.q35"
+    with pytest.raises(Q35Error, match=r"^pass 'fails' failed: no tile fits$"):
+        Runner(unit="pass").apply(Stage("fails", (Fails(),)), _module())
+
+
+def test_verification_after_each_stage_is_one_flag() -> None:
+    with pytest.raises(Q35Error, match="stage 'breaks' failed for host: "):
+        Runner(target="host").run(_module(), (Stage("breaks", (Breaks(),)),))
+    module = _module()
+    Runner(verify=False).run(module, (Stage("breaks", (Breaks(),)),))  # not verified: no error
+    with pytest.raises(VerifyException):
+        module.verify()
+
+
+def test_the_runner_times_each_stage_and_calls_back_after_it() -> None:
+    seen: list[tuple[int, str]] = []
+    seconds = Runner().run(_module(), STAGES, lambda index, stage, module: seen.append((index, stage)))
+    assert len(seconds) == len(STAGES) and all(s >= 0 for s in seconds)
+    assert seen == [(0, "graph"), (1, "dce"), (2, "again")]

@@ -120,3 +120,69 @@ def test_bad_shapes(spec: str, n: int, k: int, message: str) -> None:
 
 def test_byte_container_accepts_k_not_multiple_of_64() -> None:
     assert parse_scheme("q3p5:g=32:container=byte").storage_shape(1, 96) == (1, 48)
+
+
+@pytest.mark.parametrize(
+    ("spec", "unit", "ratio", "align", "meta_ratio", "steps", "block_scales", "codes_are_storage"),
+    [
+        ("q3p5", 64, (64, 7), 128, (128, 1), (1, 2), False, False),
+        ("q3p5:g=32", 64, (64, 7), 64, (32, 1), (1, 2), False, False),
+        ("q3p5:g=256", 64, (64, 7), 256, (256, 1), (1, 2), False, False),
+        ("q3p5:g=32:container=byte", 2, (2, 1), 32, (32, 1), (1, 2), False, False),
+        ("q3p5:g=2:container=byte", 2, (2, 1), 2, (2, 1), (1, 2), False, False),
+        ("int4:g=32", 8, (8, 1), 32, (32, 1), (1,), False, False),
+        ("int4:g=4", 8, (8, 1), 8, (4, 1), (1,), False, False),
+        ("int8:g=64", 1, (1, 1), 64, (64, 1), (1,), False, True),
+        ("int8", 1, (1, 1), 1, None, (1,), False, True),
+        ("fp16", 1, (1, 1), 1, None, (1,), False, False),
+        ("q4_0", 32, (32, 18), 32, None, (1,), True, False),
+        ("q8_0", 32, (32, 34), 32, None, (1,), True, False),
+    ],
+)
+def test_storage_granularity(
+    spec: str,
+    unit: int,
+    ratio: tuple[int, int],
+    align: int,
+    meta_ratio: tuple[int, int] | None,
+    steps: tuple[int, ...],
+    block_scales: bool,
+    codes_are_storage: bool,
+) -> None:
+    scheme = parse_scheme(spec)
+    assert scheme.storage_unit == unit
+    assert scheme.storage_ratio == ratio
+    assert scheme.k_alignment == align
+    assert scheme.metadata_ratio == meta_ratio
+    assert scheme.slot_steps == steps
+    assert scheme.block_scales == block_scales
+    assert scheme.codes_are_storage == codes_are_storage
+    # The alignment is whole groups and whole storage units; a K of alignments is a weight of the scheme (the
+    # only other rule, K % g, holds by construction) whose code array has k / a * b columns.
+    assert align % unit == 0 and align % (scheme.group or 1) == 0
+    k = 3 * align * (scheme.group or 1)
+    scheme.check_shape(4, k)
+    assert scheme.storage_shape(4, k) == (4, k // ratio[0] * ratio[1])
+
+
+@pytest.mark.parametrize(
+    ("spec", "tensors"),
+    [
+        ("int4:g=32", [("codes", (16, 16), "uint32"), ("scale", (16, 4), "float16"), ("offset", (16, 4), "float16")]),
+        ("q3p5", [("codes", (16, 14), "uint32"), ("scale", (16, 1), "float16"), ("offset", (16, 1), "float16")]),
+        (
+            "q3p5:container=byte",
+            [("codes", (16, 64), "uint8"), ("scale", (16, 1), "float16"), ("offset", (16, 1), "float16")],
+        ),
+        ("int8", [("codes", (16, 128), "int8"), ("scale", (16, 1), "float16")]),
+        ("int8:g=32", [("codes", (16, 128), "int8"), ("scale", (16, 4), "float16")]),
+        ("fp16", [("codes", (16, 128), "float16")]),
+        ("q4_0", [("codes", (16, 72), "uint8")]),
+        ("q8_0", [("codes", (16, 136), "uint8")]),
+    ],
+)
+def test_storage_tensors(spec: str, tensors: list[tuple[str, tuple[int, int], str]]) -> None:
+    scheme = parse_scheme(spec)
+    assert [tuple(t) for t in scheme.storage_tensors(16, 128)] == tensors
+    sizes = {"float16": 2, "int8": 1, "uint8": 1, "uint32": 4}
+    assert scheme.storage_bytes(16, 128) == sum(r * c * sizes[d] for _, (r, c), d in tensors)

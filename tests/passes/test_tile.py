@@ -1,6 +1,7 @@
-"""Tile choice (a pure function of shape, scheme and budget), the per-family tile levels, and tiled linears run on
-real MLIR: bit-identical to the untiled kernel when only N and T are tiled, within the derived float32 bound of
-the numpy reference when K tiles add partial sums; remainder tiles included."""
+"""Tile choice (a pure function of shape, scheme and budget), the per-family tile levels and policies (from the
+targets, given to the passes as options), and tiled linears run on real MLIR: bit-identical to the untiled kernel
+when only N and T are tiled, within the derived float32 bound of the numpy reference when K tiles add partial sums;
+remainder tiles included."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass, kernel_name, storage_column_ratio
 from q35c.passes.tile_choice import (
-    APPLE_THREADGROUP_BYTES,
     LinearShape,
     Tile,
     TileError,
@@ -30,12 +30,13 @@ from q35c.passes.tile_choice import (
     k_alignment,
     k_parts,
     main_memory_bytes,
-    tile_level,
-    tile_policy,
     working_set_bytes,
 )
 from q35c.passes.unpack_bits import UnpackBitsPass
+from q35c.targets.apple import THREADGROUP_BYTES
+from q35c.targets.pass_options import schedule_options
 from q35c.targets.spec import load_spec
+from q35c.targets.target import get_target
 from q35c.verify.linear import (
     ACTIVATIONS,
     LINEAR_ENTRY,
@@ -135,8 +136,9 @@ def test_kept_integer_codes_add_their_group_sums() -> None:
     plain = working_set_bytes(s, tile, TilePolicy(1 << 30))
     kept = working_set_bytes(s, tile, TilePolicy(1 << 30, keep_int_codes=True))
     assert kept - plain == 4 * 4 * (64 + 1) * (128 // 32)
-    assert tile_policy(load_spec("groq-lpu")).keep_int_codes and not tile_policy(load_spec("h100-sxm")).keep_int_codes
-    assert tile_policy(load_spec("h100-sxm"), keep_int_codes=True).keep_int_codes
+    assert get_target("groq-lpu").tile_policy().keep_int_codes
+    assert not get_target("h100-sxm").tile_policy().keep_int_codes
+    assert get_target("h100-sxm").tile_policy(keep_int_codes=True).keep_int_codes
 
 
 def test_fixed_sizes_are_kept_and_clamped() -> None:
@@ -153,7 +155,7 @@ def test_misaligned_k_tile_and_a_budget_too_small_are_errors() -> None:
 
 
 def test_groq_tiles_are_mxm_arrays() -> None:
-    policy = tile_policy(load_spec("groq-lpu"))
+    policy = get_target("groq-lpu").tile_policy()
     assert (policy.max_n, policy.max_k, policy.weight_buffers) == (320, 320, 1)
     tile = choose_tile(shape(1, 28672, 8192, "q3p5"), policy)
     assert tile == Tile(1, 320, 256)  # 256: the widest multiple of q3p5's 128 that fits the 320-wide array
@@ -166,19 +168,19 @@ def test_groq_tiles_are_mxm_arrays() -> None:
         ("h100-sxm", "smem", 2, 228_000, False),
         ("a100-sxm", "smem", 2, 164_000, False),
         ("mi300x", "lds", 3, 65_536, False),
-        ("m2-max", "threadgroup", 1, APPLE_THREADGROUP_BYTES, True),
+        ("m2-max", "threadgroup", 1, THREADGROUP_BYTES, True),
         ("groq-lpu", "sram", 0, 230_686_720, False),
     ],
 )
 def test_tile_level_per_family(target: str, level: str, space: int, budget: int, assumed: bool) -> None:
-    found = tile_level(load_spec(target))
+    found = get_target(target).tile_level()
     assert (found.name, found.memory_space, found.budget_bytes, found.assumed) == (level, space, budget, assumed)
-    assert tile_level(load_spec(target), 4096).budget_bytes == 4096
+    assert get_target(target).tile_level(4096).budget_bytes == 4096
 
 
 def test_host_tiles_for_one_cpu_share_of_l2() -> None:
     spec = load_spec("host")
-    level = tile_level(spec)
+    level = get_target("host").tile_level()
     if any(m.name == "l2" for m in spec.memory):
         assert level.name == "l2"
         l2 = spec.memory_level("l2").capacity_bytes
@@ -225,7 +227,7 @@ def tiled(target: str, keep_int_codes: bool = False, **sizes: int) -> list[Modul
         MaterializeWeightsPass(),
         TilePass(**sizes),
         UnpackBitsPass(keep_int_codes=keep_int_codes),
-        ScheduleMemoryPass(target=target),
+        ScheduleMemoryPass(**schedule_options(get_target(target))),
     ]
 
 

@@ -21,11 +21,12 @@ from q35c.passes.tile_choice import (
     TileError,
     choose_tile,
     k_alignment,
-    tile_policy,
     working_set_bytes,
 )
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.targets.spec import load_spec, spec_names
+from q35c.targets.pass_options import schedule_options, tile_options
+from q35c.targets.spec import spec_names
+from q35c.targets.target import get_target
 from q35c.verify.linear import linear_module
 
 SCHEMES = (
@@ -56,11 +57,12 @@ def scheduled(t: int, n: int, k: int, spec: str, target: str, keep_int_codes: bo
     """One linear through tile (sizes chosen for `target`), unpack-bits and schedule-memory."""
     module = linear_module(t, n, k, spec)
     ctx = make_context()
+    chosen = get_target(target)
     passes = (
         MaterializeWeightsPass(),
-        TilePass(target=target, keep_int_codes=keep_int_codes),
+        TilePass(**tile_options(chosen, keep_int_codes=keep_int_codes)),
         UnpackBitsPass(keep_int_codes=keep_int_codes),
-        ScheduleMemoryPass(target=target),
+        ScheduleMemoryPass(**schedule_options(chosen)),
     )
     for p in passes:
         p.apply(ctx, module)
@@ -88,7 +90,7 @@ def test_a_chosen_tile_fits_what_schedule_memory_allocates(
     linear: tuple[int, int, int, str], target: str, keep_int_codes: bool
 ) -> None:
     t, n, k, spec = linear
-    policy = tile_policy(load_spec(target), keep_int_codes=keep_int_codes)
+    policy = get_target(target).tile_policy(keep_int_codes=keep_int_codes)
     shape = LinearShape(t, n, k, parse_scheme(spec))
     try:
         chosen = choose_tile(shape, policy)
@@ -110,7 +112,7 @@ def test_prefill_with_a_row_remainder_fits(target: str) -> None:
     module = scheduled(64, 64, 128, "q3p5:g=32", target, keep_int_codes=False)
     tile, peak = kernel_peak(module)
     shape = LinearShape(64, 64, 128, parse_scheme("q3p5:g=32"))
-    policy = tile_policy(load_spec(target))
+    policy = get_target(target).tile_policy()
     assert peak <= working_set_bytes(shape, tile, policy) <= policy.budget_bytes
     rings = [
         op for op in module.walk() if op.name == "bufferization.alloc_tensor" and op.results[0].name_hint == "x_ring"

@@ -3,6 +3,8 @@
 // remainders are copied once, intermediates live on chip unless they stream into their consumer (q35.fused),
 // output tiles are copied back, and the peaks per level are recorded.
 // RUN: q35c opt %s -p 'materialize-weights,tile{tile-n=64},unpack-bits,schedule-memory{target=h100-sxm}' | filecheck %s
+// target=NAME expands to the target's memory as options; given explicitly, they compile the same:
+// RUN: q35c opt %s -p 'materialize-weights,tile{tile-n=64},unpack-bits,schedule-memory{spaces=hbm,l2,smem tile-space=2 budget-bytes=228000 per=SM}' | filecheck %s
 // RUN: q35c opt %s -p 'materialize-weights,tile{tile-n=64 tile-k=64},unpack-bits,schedule-memory{target=h100-sxm}' | filecheck %s --check-prefix=KTILE
 // RUN: q35c opt %s -p 'materialize-weights,tile{target=groq-lpu},unpack-bits{keep-int-codes=true},schedule-memory{target=groq-lpu}' | filecheck %s --check-prefix=GROQ
 // Real MLIR bufferizes the memory spaces into memrefs and lowers the result to LLVM:
@@ -16,7 +18,7 @@ func.func @proj(%x: tensor<1x128xf16>) -> tensor<1x200xf16> {
 }
 
 // Memory spaces number the spec's levels; the peaks are per level (smem: per tile, i.e. per SM).
-// CHECK:       builtin.module attributes {q35.target = "h100-sxm", q35.memory_spaces = ["hbm", "l2", "smem"], q35.tile_level = "smem", q35.tile_budget_bytes = 228000 : i64, q35.peak_bytes = {hbm = {{[0-9]+}} : i64, smem = 10880 : i64}}
+// CHECK:       builtin.module attributes {q35.memory_spaces = ["hbm", "l2", "smem"], q35.tile_level = "smem", q35.tile_budget_bytes = 228000 : i64, q35.peak_bytes = {hbm = {{[0-9]+}} : i64, smem = 10880 : i64}}
 // CHECK:       func.func private @linear.1x200x128.int4_g32.f16
 // CHECK-SAME:    q35.peak_bytes = {hbm = 400 : i64, smem = 10880 : i64}
 // The activations are read whole by every tile: copied in once.
@@ -79,7 +81,7 @@ func.func @proj(%x: tensor<1x128xf16>) -> tensor<1x200xf16> {
 // KTILE:       } {q35.tile_dim = "n"}
 
 // Groq: weights are resident in SRAM (space 0, the only level); nothing is copied, the peak counts them.
-// GROQ:        builtin.module attributes {q35.target = "groq-lpu", q35.memory_spaces = ["sram"], q35.tile_level = "sram", q35.tile_budget_bytes = 230686720 : i64, q35.peak_bytes = {sram = {{[0-9]+}} : i64}}
+// GROQ:        builtin.module attributes {q35.memory_spaces = ["sram"], q35.tile_level = "sram", q35.tile_budget_bytes = 230686720 : i64, q35.peak_bytes = {sram = {{[0-9]+}} : i64}}
 // GROQ-NOT:    linalg.copy
 // GROQ-NOT:    bufferization.alloc_tensor
 // GROQ:        q35.fused

@@ -2,6 +2,8 @@
 // RUN: q35c opt %s -p 'materialize-weights,tile{tile-n=64}' | filecheck %s
 // RUN: q35c opt %s -p 'materialize-weights,tile{tile-n=64 tile-k=64 tile-t=1}' | filecheck %s --check-prefix=KTILE
 // RUN: q35c opt %s -p 'materialize-weights,tile{target=groq-lpu}' | filecheck %s --check-prefix=GROQ
+// target=NAME is a convenience of q35c opt: it expands to the options the target gives the pass.
+// RUN: q35c opt %s -p 'materialize-weights,tile{budget-bytes=230686720 align-n=1 max-n=320 max-k=320 weight-buffers=1 keep-int-codes=true}' | filecheck %s --check-prefix=GROQ
 // After unpack-bits, real MLIR reads the tiled kernels (dynamic slices, loops, partial sums):
 // RUN: q35c opt %s -p 'materialize-weights,tile{tile-n=64 tile-k=64 tile-t=1},unpack-bits' | mlir-opt > /dev/null
 

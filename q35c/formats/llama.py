@@ -1,28 +1,29 @@
-"""llama.cpp's q4_0 and q8_0 block formats in numpy, bit-exact with ggml's reference quantizer.
+"""llama.cpp's q4_0 and q8_0 block formats, bit-exact with ggml's reference quantizer.
 
 A block covers 32 consecutive weights of a row and is stored as a little-endian float16 scale d followed by
 the codes: q4_0 has 16 bytes where byte i holds element i in its low nibble and element i+16 in its high
-nibble, each nibble being code+8; q8_0 has 32 int8 codes. Decoding is w = d * code.
+nibble, each nibble being code+8; q8_0 has 32 int8 codes. Decoding is w = d * code. Block size and bytes per
+block are the Scheme's (`storage_ratio`, from `q35c.ir.schemes.LLAMA_BLOCK_BYTES`).
 
 The encoders follow ggml-quants.c (and gguf-py's port of it) operation by operation, in float32, because the
 byte-for-byte equality with llama.cpp files depends on the exact rounding: q4_0 takes d = m / -8 where m is
 the signed value of largest magnitude and rounds by truncating x/d + 8.5; q8_0 takes d = max|x| / 127 and
 rounds half away from zero. The scale is computed in float32 and only then stored as float16.
-No validation here: `q35c.formats` checks shapes, finiteness and code ranges first.
+The block functions do no validation: `LlamaBlockFormat` checks shapes, finiteness and code ranges first.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
-BLOCK = 32
-BLOCK_BYTES = {"q4_0": 2 + BLOCK // 2, "q8_0": 2 + BLOCK}
-
-F32 = NDArray[np.float32]
-F16 = NDArray[np.float16]
-I8 = NDArray[np.int8]
-U8 = NDArray[np.uint8]
+from q35c.formats.affine import to_fp16
+from q35c.formats.base import F16, F32, I8, U8, CodeRange, Format, QuantizedTensor
+from q35c.ir.schemes import LLAMA_BLOCK as BLOCK
+from q35c.ir.schemes import LLAMA_BLOCK_BYTES as BLOCK_BYTES
 
 
 def _inverse(d: F32) -> F32:
@@ -103,3 +104,41 @@ def dequantize_blocks(name: str, packed: U8) -> F32:
     d = block_scales(name, packed).astype(np.float32)
     codes = unpack_blocks(name, packed).reshape(n, d.shape[1], BLOCK)
     return (d[:, :, None] * codes.astype(np.float32)).reshape(n, -1)
+
+
+@dataclass(frozen=True)
+class LlamaBlockFormat(Format):
+    """q4_0 / q8_0: llama.cpp blocks of 32 weights, each a float16 scale and the codes, w = d * q."""
+
+    @property
+    def code_ranges(self) -> tuple[CodeRange, CodeRange]:
+        return ((-8, 7),) * 2 if self.scheme.name == "q4_0" else ((-128, 127),) * 2
+
+    def quantize(self, w: NDArray[Any]) -> QuantizedTensor:
+        a = self._weights(w)
+        encode = encode_q4_0 if self.scheme.name == "q4_0" else encode_q8_0
+        codes, d = encode(a)
+        scale = to_fp16(d.astype(np.float64), "scale", a.reshape(d.shape[0], d.shape[1], -1).min(-1))
+        packed = pack_blocks(self.scheme.name, codes, scale)
+        return QuantizedTensor(packed, scale, None, (a.shape[0], a.shape[1]), self.scheme)
+
+    def dequantize(self, qt: QuantizedTensor) -> F32:
+        self._check_tensor(qt)
+        return dequantize_blocks(self.scheme.name, qt.packed)
+
+    def pack(self, codes: NDArray[Any], scale: NDArray[Any] | None = None) -> NDArray[Any]:
+        """Codes [N, K] -> block bytes; `scale` [N, K/32] goes into the blocks (default 1.0 everywhere)."""
+        c = self._codes(codes)
+        n, k = c.shape
+        shape = (n, k // BLOCK)
+        if scale is None:
+            d = np.ones(shape, dtype=np.float16)
+        else:
+            d = np.asarray(scale)
+            if d.shape != shape or not np.issubdtype(d.dtype, np.floating):
+                raise ValueError(f"{self.name}: scale must be float of shape {shape}, got {d.dtype} {d.shape}")
+            d = d.astype(np.float16)
+        return pack_blocks(self.scheme.name, c, d)
+
+    def unpack(self, packed: NDArray[Any]) -> I8:
+        return unpack_blocks(self.scheme.name, self._packed(packed))

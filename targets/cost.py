@@ -1,0 +1,105 @@
+"""What running something costs: the value types of the cost model (`targets.target` computes them).
+
+`Cost` (time, its roofline bound, bytes per memory level, ops per unit, energy per component, the seconds each
+resource bound), `Demand` (work for one resource), `Footprint` (bytes a model keeps resident) and `DoesNotFit`
+(a model no allowed device count can hold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from q35c.analysis.workload import Counts, add_counts, scale_counts
+
+
+def _empty() -> Counts:
+    return Counts()
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What running something costs: time, the roofline bound on it, traffic, ops, kernels and energy.
+
+    `bytes` is keyed by memory level (and `link` for device links), `ops` by `<unit>.<dtype>` (a MAC counts 2),
+    `energy_j` by component (`<level>`, `<unit>`, `static`), `limits` gives the seconds each resource bound
+    (the bottleneck is the largest). Costs add, and scale by a count.
+    """
+
+    seconds: float = 0.0
+    roofline_seconds: float = 0.0
+    kernels: float = 0.0
+    bytes: Counts = field(default_factory=_empty)
+    ops: Counts = field(default_factory=_empty)
+    energy_j: Counts = field(default_factory=_empty)
+    limits: Counts = field(default_factory=_empty)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.seconds + other.seconds,
+            self.roofline_seconds + other.roofline_seconds,
+            self.kernels + other.kernels,
+            add_counts(self.bytes, other.bytes),
+            add_counts(self.ops, other.ops),
+            add_counts(self.energy_j, other.energy_j),
+            add_counts(self.limits, other.limits),
+        )
+
+    def __mul__(self, count: float) -> Cost:
+        return Cost(
+            self.seconds * count,
+            self.roofline_seconds * count,
+            self.kernels * count,
+            scale_counts(self.bytes, count),
+            scale_counts(self.ops, count),
+            scale_counts(self.energy_j, count),
+            scale_counts(self.limits, count),
+        )
+
+    __rmul__ = __mul__
+
+    @property
+    def joules(self) -> float:
+        return sum(self.energy_j.values())
+
+    @property
+    def bottleneck(self) -> str:
+        """The resource that bound the most time."""
+        return max(self.limits.items(), key=lambda kv: kv[1])[0] if self.limits else "nothing"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds,
+            "roofline_seconds": self.roofline_seconds,
+            "kernels": self.kernels,
+            "bytes": dict(self.bytes),
+            "ops": dict(self.ops),
+            "energy_j": dict(self.energy_j),
+            "limits_s": dict(self.limits),
+        }
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Work for one resource: `seconds` at its peak rate, slowed by `efficiency` in the prediction."""
+
+    resource: str
+    seconds: float
+    efficiency: float = 1.0
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes that must be resident on the devices: weights, the KV cache at full context, live activations."""
+
+    weight_bytes: float
+    kv_bytes: float
+    activation_bytes: float
+
+    @property
+    def total(self) -> float:
+        return self.weight_bytes + self.kv_bytes + self.activation_bytes
+
+
+class DoesNotFit(ValueError):
+    """The model cannot run on the devices asked for (or on any number of them)."""
