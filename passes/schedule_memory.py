@@ -39,7 +39,7 @@ Every copy between levels is a `linalg.copy` tagged `{q35.src_space = a, q35.dst
 
 With the tile level in space 0 (Groq: weights resident in SRAM) nothing streams: no copies are inserted,
 everything is in space 0.
-What a kernel stages is decided in `_staging.py`, the rings are built by `_double_buffer.py`; this module
+What a kernel stages is decided in `_build/staging.py`, the rings are built by `_build/double_buffer.py`; this module
 places, records and checks.
 
 The peak bytes live per level (`liveness.module_peaks`) are recorded on every function and the module as
