@@ -2,7 +2,7 @@
 
 Each family has three (`Efficiency`): the fraction of its memory bandwidth it achieves (`bandwidth`), the
 fraction of its compute peaks (`compute`), and a fixed overhead per kernel launch (`kernel_overhead_s`). They are
-chosen ONLY from the rows of `../shared/reference/calibration.csv` (copied here as `ROWS`), by `fit`:
+chosen ONLY from the published measurements in `ROWS` (each with its software and source), by `fit`:
 
     minimise   sum over the family's rows of  log(predicted_tok_s / measured_tok_s)^2
     subject to 0 < bandwidth <= 1,  0 < compute <= 1,  0 <= kernel_overhead_s <= 1 ms
@@ -54,7 +54,7 @@ class Row:
     source: str
 
 
-# ../shared/reference/calibration.csv: the numbers verbatim; software and source abbreviated into one field.
+# Published measurements (batch 1 unless stated), verbatim; software and source abbreviated into one field.
 ROWS: tuple[Row, ...] = (
     Row("c1", "m2-max", "llama-2-7b", "fp16", "decode", 1, 0, 128, 1, 24.65, "llama.cpp 8e672ef Metal; disc. 4167"),
     Row("c2", "m2-max", "llama-2-7b", "q8_0", "decode", 1, 0, 128, 1, 41.83, "llama.cpp 8e672ef Metal; disc. 4167"),
