@@ -1,6 +1,6 @@
 """Fidelity of the cost model: every calibration row through q35c, predicted against measured.
 
-    python benchmarks/fidelity.py [--csv PATH] [--fit]
+    python benchmarks/fidelity.py [--csv PATH] [--fit] [--loo]
 
 Each row of the calibration table (`q35c.targets.calibration.ROWS`: published measurements, each with its
 source) is compiled for its target's pipeline -- the row's model, scheme and phase --
@@ -11,6 +11,10 @@ within 8%).
 `--fit` runs the fitting procedure (`q35c.targets.calibration.fit`) again on each family's rows, prints the
 constants it finds next to the stored ones, and the table with the fitted constants: this is how the stored
 constants were chosen, and how to check that they still are the fit.
+
+`--loo` prints, per family, the leave-one-out error of every row (the constants fitted again without the row,
+the row predicted with them), which rows exercise each constant, and flags every constant that rests on a
+single row (`q35c.targets.identification` defines both).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from q35c.predict.predictor import predict_row
 from q35c.targets.calibration import FAMILY_ROWS, ROWS, Efficiency, efficiency_for, fit, rounded
+from q35c.targets.identification import identify
 from q35c.targets.target import get_target
 
 ROW_GOAL, MEDIAN_GOAL = 0.15, 0.08
@@ -83,14 +88,49 @@ def refit() -> dict[str, Efficiency]:
     return found
 
 
+def _constants(e: Efficiency) -> str:
+    return f"{e.bandwidth:9.3g} {e.compute:8.3g} {e.kernel_overhead_s * 1e6:8.3g} us"
+
+
+def loo(constants: dict[str, Efficiency]) -> list[str]:
+    """Print every family's leave-one-out table and flags; return the flags."""
+    flags: list[str] = []
+    for family, ids in FAMILY_ROWS.items():
+        rows = [r for r in ROWS if r.id in ids]
+        if not rows:
+            print(f"{family}: no calibration rows, nothing fitted\n")
+            continue
+        found = identify(family, rows, predict_row, constants.get(family, efficiency_for(family)))
+        print(f"{family}: constants {_constants(found.fitted)}  (bandwidth, compute, per kernel)")
+        print(f"{'id':4} {'scheme':10} {'phase':8} {'in-sample':>9} {'LOO':>8}   refit without the row")
+        for lo in found.left_out:
+            r = lo.row
+            print(
+                f"{r.id:4} {r.scheme:10} {r.phase:8} {100 * lo.in_sample_error:+8.1f}% {100 * lo.error:+7.1f}%"
+                f"   {_constants(lo.without)}"
+            )
+        for knob, by in found.exercised.items():
+            print(f"  {knob} exercised by: {', '.join(by) or 'no row'}")
+        for flag in found.flags:
+            print(f"  FLAG {family} {flag}")
+        flags += [f"{family} {f}" for f in found.flags]
+        print()
+    return flags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, help="a calibration table (CSV) to check the kept rows against")
     parser.add_argument("--fit", action="store_true", help="fit the efficiency constants again and use them")
+    parser.add_argument("--loo", action="store_true", help="leave-one-out errors and single-row flags per family")
     args = parser.parse_args()
     if args.csv is not None:
         check_rows(args.csv)
-    table(refit() if args.fit else {})
+    constants = refit() if args.fit else {}
+    table(constants)
+    if args.loo:
+        print()
+        loo(constants)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
+    opt_prop_def,
     prop_def,
     result_def,
     traits_def,
@@ -415,14 +416,20 @@ class RopeOp(IRDLOperation):
 
 @irdl_op_definition
 class AttentionOp(IRDLOperation):
-    """Causal grouped-query attention of T new tokens over C cached tokens plus themselves.
+    """Causal grouped-query attention of T new tokens over C cached tokens plus themselves, for B sequences.
 
-    q is [T, H*hd]; k and v are [T, Hkv*hd]; the caches are [C, Hkv*hd]. Query head h uses KV head
-    h // (H / Hkv). New token t sees all C cached tokens and new tokens 0..t.
+    With `batch` = B (default 1, then omitted from the printed IR) the rows are B sequences one after another:
+    q is [B*T, H*hd]; k and v are [B*T, Hkv*hd]; the caches are [B*C, Hkv*hd]. Query head h uses KV head
+    h // (H / Hkv). New token t of sequence b sees that sequence's C cached tokens (cache rows b*C .. b*C+C-1)
+    and its own new tokens 0..t (rows b*T .. b*T+t), nothing of the other sequences.
 
         %o = q35.attention %q, %k, %v, %kc, %vc {num_heads = 32 : i64, num_kv_heads = 8 : i64, head_dim = 128 : i64}
             : (tensor<1x4096xf16>, tensor<1x1024xf16>, tensor<1x1024xf16>, tensor<512x1024xf16>,
                tensor<512x1024xf16>) -> tensor<1x4096xf16>
+        %o = q35.attention %q, %k, %v, %kc, %vc {batch = 8 : i64, num_heads = 32 : i64, num_kv_heads = 8 : i64,
+                                                 head_dim = 128 : i64}
+            : (tensor<8x4096xf16>, tensor<8x1024xf16>, tensor<8x1024xf16>, tensor<4096x1024xf16>,
+               tensor<4096x1024xf16>) -> tensor<8x4096xf16>
     """
 
     name = "q35.attention"
@@ -435,6 +442,7 @@ class AttentionOp(IRDLOperation):
     num_heads = prop_def(IntegerAttr[IntegerType])
     num_kv_heads = prop_def(IntegerAttr[IntegerType])
     head_dim = prop_def(IntegerAttr[IntegerType])
+    batch_size = opt_prop_def(IntegerAttr[IntegerType], prop_name="batch")
     result = result_def(_ActivationT)
 
     assembly_format = (
@@ -454,26 +462,42 @@ class AttentionOp(IRDLOperation):
         num_heads: int,
         num_kv_heads: int,
         head_dim: int,
+        batch: int = 1,
     ) -> None:
-        super().__init__(
-            operands=[q, k, v, k_cache, v_cache],
-            properties={
-                "num_heads": IntegerAttr(num_heads, i64),
-                "num_kv_heads": IntegerAttr(num_kv_heads, i64),
-                "head_dim": IntegerAttr(head_dim, i64),
-            },
-            result_types=[q.type],
-        )
+        properties: dict[str, Attribute] = {
+            "num_heads": IntegerAttr(num_heads, i64),
+            "num_kv_heads": IntegerAttr(num_kv_heads, i64),
+            "head_dim": IntegerAttr(head_dim, i64),
+        }
+        if batch != 1:
+            properties["batch"] = IntegerAttr(batch, i64)
+        super().__init__(operands=[q, k, v, k_cache, v_cache], properties=properties, result_types=[q.type])
+
+    @property
+    def batch(self) -> int:
+        """B, the independent sequences (1 when the property is absent)."""
+        return 1 if self.batch_size is None else self.batch_size.value.data
+
+    @property
+    def seq_len(self) -> int:
+        """T, the new tokens of each sequence."""
+        return _shape2(self.q, "q")[0] // self.batch
 
     @property
     def cache_len(self) -> int:
-        return _shape2(self.k_cache, "k cache")[0]
+        """C, the cached tokens of each sequence."""
+        return _shape2(self.k_cache, "k cache")[0] // self.batch
 
     def verify_(self) -> None:
         h, hkv, hd = self.num_heads.value.data, self.num_kv_heads.value.data, self.head_dim.value.data
         if min(h, hkv, hd) <= 0 or h % hkv != 0:
             raise VerifyException(f"num_heads={h} must be a positive multiple of num_kv_heads={hkv}")
+        b = self.batch
+        if b <= 0:
+            raise VerifyException(f"attention batch={b} must be positive")
         t, qd = _shape2(self.q, "attention q")
+        if t % b != 0:
+            raise VerifyException(f"attention q has {t} rows, not a multiple of batch={b} (B*T rows)")
         if qd != h * hd:
             raise VerifyException(f"attention q has {qd} features, expected num_heads*head_dim = {h * hd}")
         for value, what in ((self.k, "k"), (self.v, "v")):
@@ -482,13 +506,14 @@ class AttentionOp(IRDLOperation):
         c, cd = _shape2(self.k_cache, "attention k cache")
         if cd != hkv * hd or self.v_cache.type != self.k_cache.type:
             raise VerifyException(f"attention caches must both be [C, {hkv * hd}], got {self.k_cache.type}")
+        if c % b != 0:
+            raise VerifyException(f"attention caches have {c} rows, not a multiple of batch={b} (B*C rows)")
         element = _tensor(self.q, "q").element_type
         for value in (self.k, self.v, self.k_cache, self.v_cache):
             if _tensor(value, "operand").element_type != element:
                 raise VerifyException("attention operands must share one element type")
         if self.result.type != self.q.type:
             raise VerifyException("attention result type must equal the type of q")
-        del c
 
 
 class _ElementwiseOp(IRDLOperation):

@@ -36,9 +36,14 @@ rounding) are not tagged.
       m[h, t] = max_{j valid} s,  e = exp(s - m) where j valid else 0,  l[h, t] = sum_j e
       o[t, h, :] = (sum_j e[h, t, j] V[j, h / G, :]) / l[h, t]
   where j is valid for query t iff j <= C + t. The (h, t) rows are loops of their own: q is expanded to
-  [T, H, hd] and K, V to [L, Hkv, hd], read through (.., h floordiv G, ..). The tagged op is the e.V product.
+  [T, H, hd] and K, V to [L, Hkv, hd], read through (.., h floordiv G, ..). The tagged op is the e.V product;
+  it also carries `q35.kv_append_bytes` (the bytes of k and v: what the step adds to the cache) and, for a
+  batch, `q35.batch`, so the cost model reads them from the lowered IR as from the graph.
   The KV cache is read-only here: the step's new k and v are the last T rows of K and V, and writing them to
   cache slots C..C+T-1 for the next step is the runtime's job (the graph form has no state).
+  A batch of B sequences (`batch = B`: q, k, v of B*T rows, caches of B*C) adds an outer parallel loop b to
+  every one of these generics: q becomes [B, T, H, hd], K and V [B, L, Hkv, hd] (sequence b's cache rows, then
+  its new rows), so no sequence reads another's keys. B = 1 lowers exactly as above.
 - silu: x / (1 + exp(-x)); mul, add: elementwise in f32.
 """
 
@@ -51,13 +56,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from xdsl.context import Context
-from xdsl.dialects import arith, tensor
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import (
     AnyFloat,
     DenseIntOrFPElementsAttr,
     ModuleOp,
     TensorType,
 )
+from xdsl.dialects.linalg.attrs import IteratorTypeAttr
 from xdsl.dialects.linalg.ops import IndexOp
 from xdsl.ir import BlockArgument, SSAValue
 from xdsl.passes import ModulePass
@@ -72,10 +78,12 @@ from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import AddOp, AttentionOp, EmbedOp, MulOp, RMSNormOp, RopeOp, SiluOp
 from q35c.dialects.q35_storage import CODES, OFFSET, AssembleOp, UnpackOp
+from q35c.passes._build.attention import batched_map, record_appends, split, with_cache
 from q35c.passes._build.linalg import (
     PARALLEL,
     REDUCTION,
     Body,
+    MapFn,
     Scalar,
     collapse_shape,
     element_type,
@@ -250,77 +258,77 @@ class LowerElementwise(RewritePattern):
 
 
 class LowerAttention(RewritePattern):
-    """`q35.attention` -> scores, masked row max, exponentials and their sum, e.V, normalisation."""
+    """`q35.attention` -> scores, masked row max, exponentials and their sum, e.V, normalisation.
+
+    A batch of B > 1 sequences adds an outermost parallel loop b to every generic (and a leading B dimension to
+    every tensor), so sequence b reads only its own rows; B = 1 lowers without it."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter, /) -> None:
         h, hkv, hd = op.num_heads.value.data, op.num_kv_heads.value.data, op.head_dim.value.data
         group = h // hkv
-        t, c = shape_of(op.q)[0], op.cache_len
+        b, t, c = op.batch, op.seq_len, op.cache_len
         length = c + t
-        q = expand_shape(rewriter, op.q, [[0], [1, 2]], (t, h, hd), "q_heads")
-        k = _with_cache(rewriter, op.k_cache, op.k, (length, hkv, hd), "k_all")
-        v = _with_cache(rewriter, op.v_cache, op.v, (length, hkv, hd), "v_all")
+        lead = (b,) if b > 1 else ()
+        at = len(lead)  # the loop index of the first per-sequence loop
+
+        def loops(*kinds: IteratorTypeAttr) -> tuple[IteratorTypeAttr, ...]:
+            return (PARALLEL,) * at + kinds
+
+        def per_seq(fn: MapFn | int) -> MapFn:
+            return batched_map(fn, at)
+
+        q = expand_shape(rewriter, op.q, split(at), (*lead, t, h, hd), "q_heads")
+        k = with_cache(rewriter, op.k_cache, op.k, (*lead, length, hkv, hd), "k_all")
+        v = with_cache(rewriter, op.v_cache, op.v, (*lead, length, hkv, hd), "v_all")
         scale = 1.0 / math.sqrt(hd)
 
         def valid(s: Scalar, t_dim: int, j_dim: int) -> SSAValue:
             """Query t sees the cache and the new tokens up to itself: j <= C + t."""
-            return s.cmpi(s.index(j_dim), s.addi(s.index(t_dim), c), "sle")
+            return s.cmpi(s.index(at + j_dim), s.addi(s.index(at + t_dim), c), "sle")
 
         def dot(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
             return s.addf(a[2], s.mulf(s.to_f32(a[0]), s.to_f32(a[1])))
 
         # s[h, t, j] over loops (h, t, j, d)
         maps = [lambda h, t, j, d: (t, h, d), lambda h, t, j, d: (j, h // group, d), lambda h, t, j, d: (h, t, j)]
-        loops = (PARALLEL, PARALLEL, PARALLEL, REDUCTION)
-        dots = generic(rewriter, [q, k], zeros(rewriter, (h, t, length), "scores"), maps, loops, dot, "dots")
+        dot_loops = loops(PARALLEL, PARALLEL, PARALLEL, REDUCTION)
+        scores_init = zeros(rewriter, (*lead, h, t, length), "scores")
+        dots = generic(rewriter, [q, k], scores_init, [per_seq(m) for m in maps], dot_loops, dot, "dots")
         scores = _map_all(rewriter, [dots], dots, lambda s, a: s.mulf(a[0], scale), "scores")
 
         def row_max(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
             return s.maximumf(a[1], s.select(valid(s, 1, 2), a[0], s.fconst(NEG_INF)))
 
-        row_maps = [identity(3), lambda h, t, j: (h, t)]
-        row_loops = (PARALLEL, PARALLEL, REDUCTION)
-        m_init = fill(rewriter, NEG_INF, f32, (h, t), "max")
+        row_maps = [per_seq(3), per_seq(lambda h, t, j: (h, t))]
+        row_loops = loops(PARALLEL, PARALLEL, REDUCTION)
+        m_init = fill(rewriter, NEG_INF, f32, (*lead, h, t), "max")
         m = generic(rewriter, [scores], m_init, row_maps, row_loops, row_max, "max", ("s", "max"))
 
         def exponent(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
             return s.select(valid(s, 1, 2), s.exp(s.subf(a[0], a[1])), s.fconst(0.0))
 
-        e_init = empty(rewriter, f32, (h, t, length), "e_init")
-        e_maps = [identity(3), lambda h, t, j: (h, t), identity(3)]
-        e = generic(rewriter, [scores, m], e_init, e_maps, (PARALLEL,) * 3, exponent, "e", ("s", "max", "out"))
+        e_init = empty(rewriter, f32, (*lead, h, t, length), "e_init")
+        e_maps = [per_seq(3), per_seq(lambda h, t, j: (h, t)), per_seq(3)]
+        e = generic(rewriter, [scores, m], e_init, e_maps, loops(*(PARALLEL,) * 3), exponent, "e", ("s", "max", "out"))
         total = lambda s, a: s.addf(a[1], a[0])  # noqa: E731
-        denominators = generic(rewriter, [e], zeros(rewriter, (h, t), "sum"), row_maps, row_loops, total, "sum")
+        sums = zeros(rewriter, (*lead, h, t), "sum")
+        denominators = generic(rewriter, [e], sums, row_maps, row_loops, total, "sum")
 
         # o[t, h, d] over loops (t, h, d, j)
         pv_maps = [lambda t, h, d, j: (h, t, j), lambda t, h, d, j: (j, h // group, d), lambda t, h, d, j: (t, h, d)]
-        pv_init = zeros(rewriter, (t, h, hd), "o")
-        o = generic(rewriter, [e, v], pv_init, pv_maps, loops, dot, "o", ("e", "v", "o"))
+        pv_init = zeros(rewriter, (*lead, t, h, hd), "o")
+        o = generic(rewriter, [e, v], pv_init, [per_seq(m) for m in pv_maps], dot_loops, dot, "o", ("e", "v", "o"))
         mark_kernel(o, "attention")
+        record_appends(o, op)
 
         out = _result_float(op.result)
-        norm_maps = [identity(3), lambda t, h, d: (h, t), identity(3)]
-        norm_init = empty(rewriter, out, (t, h, hd), "attn_init")
+        norm_maps = [per_seq(3), per_seq(lambda t, h, d: (h, t)), per_seq(3)]
+        norm_init = empty(rewriter, out, (*lead, t, h, hd), "attn_init")
         normalize = lambda s, a: s.truncf(s.divf(a[0], a[1]), out)  # noqa: E731
-        attn = generic(rewriter, [o, denominators], norm_init, norm_maps, (PARALLEL,) * 3, normalize, "attn")
-        rewriter.replace(op, [], [collapse_shape(rewriter, attn, [[0], [1, 2]], (t, h * hd), "attn_out")])
-
-
-def _with_cache(
-    rewriter: PatternRewriter, cache: SSAValue, new: SSAValue, shape: tuple[int, int, int], name: str
-) -> SSAValue:
-    """[cache; new] as [L, Hkv, hd]: both inserted into one [L, Hkv*hd] tensor (just `new` when C = 0)."""
-    c, width = shape_of(cache)
-    t = shape_of(new)[0]
-    joined = new
-    if c > 0:
-        joined = empty(rewriter, element_type(new), (c + t, width), f"{name}_init")
-        for source, offset, rows in ((cache, 0, c), (new, c, t)):
-            insert = tensor.InsertSliceOp.from_static_parameters(source, joined, [offset, 0], [rows, width])
-            joined = rewriter.insert(insert).result
-        joined.name_hint = f"{name}_rows"
-    return expand_shape(rewriter, joined, [[0], [1, 2]], shape, name)
+        attn = generic(rewriter, [o, denominators], norm_init, norm_maps, loops(*(PARALLEL,) * 3), normalize, "attn")
+        collapsed = [[0, 1], [2, 3]] if lead else [[0], [1, 2]]
+        rewriter.replace(op, [], [collapse_shape(rewriter, attn, collapsed, (b * t, h * hd), "attn_out")])
 
 
 # --------------------------------------------------------------------------------------------------------------

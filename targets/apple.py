@@ -25,9 +25,11 @@ is a whole-system reading (see the spec), so the cap is loose.
 
 Efficiency constants (eta_bw, eta_c, t_launch): `targets.calibration`, fitted on rows c1-c6 (M2 Max).
 
-Compiling: the specs have no on-chip level, so tiles are sized for an assumed threadgroup memory of
-`THREADGROUP_BYTES` per threadgroup, numbered as the memory space after the spec's levels (1), and staged there in
-double-buffered copies from unified memory.
+Compiling: the specs' only on-chip level is the system-level cache (SLC), shared by the chip, so tiles are sized
+for an assumed threadgroup memory of `THREADGROUP_BYTES` per threadgroup, numbered as the memory space after the
+spec's levels (2), and staged there in double-buffered copies from unified memory. The SLC serves the re-reads
+whose working set it holds (`targets.levels.serving_level`): their energy, no time (the specs give no SLC
+bandwidth).
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ class AppleTarget(Target):
 
     def tile_level(self, budget_bytes: int = 0) -> OnChipLevel:
         """An assumed threadgroup memory of THREADGROUP_BYTES (`budget_bytes` overrides it), the memory space after
-        the spec's levels; a spec that gives an on-chip level gets the default rule instead."""
-        if any(level.on_chip for level in self.spec.memory):
+        the spec's levels. The system-level cache is shared by the whole chip and managed by hardware, not a place
+        for tiles; a spec that gives an on-chip level split per unit (`capacity_per_unit_bytes`) gets the default
+        rule instead."""
+        if any(level.on_chip and level.capacity_per_unit is not None for level in self.spec.memory):
             return super().tile_level(budget_bytes)
         budget = budget_bytes or THREADGROUP_BYTES
         return OnChipLevel("threadgroup", len(self.spec.memory), budget, "threadgroup", assumed=True)

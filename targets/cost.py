@@ -7,6 +7,7 @@ resource bound), `Demand` (work for one resource), `Footprint` (bytes a model ke
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,11 +82,13 @@ class Cost:
 
 @dataclass(frozen=True)
 class Demand:
-    """Work for one resource: `seconds` at its peak rate, slowed by `efficiency` in the prediction."""
+    """Work for one resource: `seconds` at its peak rate, slowed by `efficiency` in the prediction. `parts` splits
+    the seconds by what the resource does (`<unit> <what>`), when several kinds of work add on it."""
 
     resource: str
     seconds: float
     efficiency: float = 1.0
+    parts: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,19 @@
 Per kernel call on each of the n devices (the shared engine of `targets.target`):
 
     t_mem    = (activations + (weights + KV read + KV written) / n) / (eta_bw * B_hbm)
-    t_tensor = 2 * MACs / n / (eta_c * peak_tensor[dtype])
-    t_kernel = max(t_mem, t_tensor) + t_launch
+    t_tensor = 2 * MACs / n / peak_tensor[dtype]
+    t_vector = sum over op classes of ALU ops / n / (peak_vector[dtype] / 2)
+               (integer unpacking at INT32, f16 dequantization at packed FP16, f32 work at FP32)
+    t_kernel = max(t_mem, (t_tensor + t_vector) / eta_c) + t_launch
 
-Decode (T = 1) streams every weight once per token and is bound by t_mem; prefill (T = P) does P MACs per weight
-loaded and is bound by t_tensor. Element-wise work (unpacking, norms) is not timed: the specs give no
-non-tensor-core peak, and a fused dequantizing kernel overlaps it with the weight stream; its energy counts.
+The overlap rule (`units_overlap = False`): the HBM stream overlaps the SM's work, because the schedule stage
+stages every weight tile in double-buffered copies (the next tile loads while this one is computed), but the
+tensor-core and vector work of a tile add: one SM's warp schedulers issue both, and in the IR the dequantized
+tile is an operand of the contraction in the same tile step (unpack -> dequantize -> contract, no buffer
+between them). Decode (T = 1) streams every weight once per token: bound by t_mem, or by t_vector where the
+unpacking ops per weight outrun the bytes per weight (q3p5 on an H100 at batch 1); unpacking is weight-side, so
+batching amortises it. Prefill (T = P) does P MACs per weight loaded and is bound by t_tensor + t_vector (the
+weights are dequantized once per token tile).
 
 Devices: the fewest n, a power of two (tensor parallelism splits the heads evenly), with
 (weights + KV cache) / n + activations <= HBM capacity. With n > 1, each decoder block does two all-reduces of
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from q35c.analysis.workload import Counts, Workload
 from q35c.targets.levels import OnChipLevel, on_chip_levels
@@ -38,6 +46,9 @@ from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, ring_allred
 @dataclass(frozen=True)
 class GpuTarget(Target):
     """A discrete GPU with HBM; several of them run one model tensor-parallel."""
+
+    units_overlap: ClassVar[bool] = False
+    """Tensor cores and vector ALUs share the SM's issue: their times add (see the module docstring)."""
 
     def tile_level(self, budget_bytes: int = 0) -> OnChipLevel:
         """The innermost on-chip level with a per-unit capacity (shared memory per SM, LDS per CU), one thread
@@ -51,7 +62,8 @@ class GpuTarget(Target):
         return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
 
     def notes(self) -> tuple[str, ...]:
-        return ("element-wise work (unpacking) is not timed: the spec gives no non-tensor-core peak", *super().notes())
+        own = "tensor-core and vector (unpacking, dequantization) time add per SM; HBM traffic overlaps both"
+        return (own, *super().notes())
 
     def devices_needed(self, need: Footprint) -> int:
         room = self.device_bytes() - need.activation_bytes

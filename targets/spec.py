@@ -7,6 +7,8 @@ table that carries its own provenance:
 
 - `confidence` is `sourced` (a published figure), `derived` (arithmetic on sourced figures; `note` gives the
   derivation) or `uncertain` (an estimate, an assumption or a figure from outside the reference; `note` says why).
+- An `uncertain` number also carries `low` and `high` (`low <= value <= high`, each bound justified in the
+  note): predictions are recomputed at them to give their ranges (`q35c.predict.ranges`). Other numbers may not.
 - Instead of `value`, the host spec may say `from = "probe:<key>"` or `from = "os:<key>"`: the number is then
   measured on this machine (`q35c.targets.host_probe`) and gets the confidence `measured`.
 - `family` names the `Target` subclass that models the target (`q35c.targets.registry`).
@@ -28,7 +30,7 @@ from typing import Any
 
 SPEC_DIR = Path(__file__).parent / "specs"
 CONFIDENCES = ("sourced", "derived", "uncertain", "measured")
-DTYPES = ("int8", "fp8", "fp16", "bf16", "fp32", "fp64", "elementwise")
+DTYPES = ("int8", "int32", "fp8", "fp16", "bf16", "fp32", "fp64", "elementwise")
 UNIT_KINDS = ("matrix", "vector")
 
 
@@ -40,14 +42,26 @@ class Quantity:
     source: str
     confidence: str
     note: str = ""
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """(low, high) of an uncertain number, None for any other."""
+        return None if self.low is None or self.high is None else (self.low, self.high)
 
     def cite(self) -> str:
-        """`source [confidence]: note`, the text a report prints next to the number."""
-        text = f"{self.source} [{self.confidence}]"
+        """`source [confidence, low-high]: note`, the text a report prints next to the number."""
+        spread = "" if self.bounds is None else f", {self.low:.4g}-{self.high:.4g}"
+        text = f"{self.source} [{self.confidence}{spread}]"
         return f"{text}: {self.note}" if self.note else text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "source": self.source, "confidence": self.confidence, "note": self.note}
+        data: dict[str, Any] = {"value": self.value, "source": self.source, "confidence": self.confidence}
+        data["note"] = self.note
+        if self.bounds is not None:
+            data["low"], data["high"] = self.bounds
+        return data
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Reading and validating one hardware spec file (`targets/specs/<name>.toml`) into a `HardwareSpec`.
 
 `read_spec(path, name)` walks the file, checks every key (unknown or missing keys, types, non-negative finite
-values, a source for every number, a note for every derived or uncertain one, capacities that add up, static
-power below TDP) and collects each quantity under its dotted path. Errors are ValueErrors naming the file and
+values, a source for every number, a note for every derived or uncertain one, `low <= value <= high` bounds on
+every uncertain number and on no other, capacities that add up, static power below TDP even at their bounds)
+and collects each quantity under its dotted path. Errors are ValueErrors naming the file and
 the key. The host spec's `from = "probe:..."`/`"os:..."` quantities are measured here (`host_probe`). The file
 format is described in `q35c.targets.spec`.
 """
@@ -90,7 +91,7 @@ class _Reader:
             if optional:
                 return None
             self.fail(path, "missing")
-        q = self.table(raw[key], path, (), ("value", "from", "source", "confidence", "note"))
+        q = self.table(raw[key], path, (), ("value", "from", "source", "confidence", "note", "low", "high"))
         note = q.get("note", "")
         if not isinstance(note, str):
             self.fail(path, "note must be a string")
@@ -114,12 +115,33 @@ class _Reader:
             self.fail(path, f"confidence must be sourced, derived or uncertain, got {confidence!r}")
         if confidence in ("derived", "uncertain") and not note.strip():
             self.fail(path, f"a {confidence} value needs a note (its derivation, or why it is uncertain)")
-        return Quantity(value, source, confidence, note)
+        low, high = self.bounds(q, path, value, confidence)
+        return Quantity(value, source, confidence, note, low, high)
+
+    def bounds(self, q: dict[str, Any], path: str, value: float, confidence: str) -> tuple[float | None, float | None]:
+        """(low, high): required of an uncertain number, with low <= value <= high; rejected on any other."""
+        given = [k for k in ("low", "high") if k in q]
+        if confidence != "uncertain":
+            if given:
+                self.fail(path, f"`{given[0]}` is only for uncertain numbers (this one is {confidence})")
+            return None, None
+        missing = [k for k in ("low", "high") if k not in q]
+        if missing:
+            self.fail(path, f"an uncertain value needs `low` and `high` (justified in the note); no `{missing[0]}`")
+        low, high = q["low"], q["high"]
+        for k, bound in (("low", low), ("high", high)):
+            if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound):
+                self.fail(path, f"{k} must be a finite number, got {bound!r}")
+            if bound < 0:
+                self.fail(path, f"{k} is negative ({bound})")
+        if not low <= value <= high:
+            self.fail(path, f"needs low <= value <= high, got low {low}, value {value}, high {high}")
+        return float(low), float(high)
 
     def runtime_quantity(self, q: dict[str, Any], path: str, note: str) -> Quantity:
         from q35c.targets import host_probe  # only the host spec measures anything
 
-        if "value" in q or "source" in q or "confidence" in q:
+        if any(k in q for k in ("value", "source", "confidence", "low", "high")):
             self.fail(path, "a `from` quantity takes its value, source and confidence from the measurement")
         if self.runtime is None:
             measurement = host_probe.measurement()
@@ -288,6 +310,10 @@ class _Reader:
         for q, key in ((power.static, "static_w"), (power.typical, "typical_w")):
             if q is not None and q.value > power.tdp.value:
                 self.fail(f"power.{key}", f"{q.value} W exceeds the TDP ({power.tdp.value} W)")
+        lowest_tdp = power.tdp.value if power.tdp.low is None else power.tdp.low
+        highest_static = power.static.value if power.static.high is None else power.static.high
+        if highest_static >= lowest_tdp:
+            self.fail("power.static_w", f"at its high ({highest_static} W) reaches the lowest TDP ({lowest_tdp} W)")
         return power
 
     def system(self, raw: object) -> System:

@@ -12,7 +12,7 @@ target is:
   (`targets.pass_options`), never by importing `targets`;
 - reporting: `notes()` (what a reader should know about the figures), `cited_figures()` (family-specific spec
   figures a result rests on);
-- costing: the devices a model needs (`devices_needed`) and `estimate(workload, batch=, devices=) -> Cost` for
+- costing: the devices a model needs (`devices_needed`) and `estimate(workload, devices=) -> Cost` for
   one forward pass.
 
 Every family shares one engine, kernel by kernel (`Workload.kernels`, each run `calls` times):
@@ -29,16 +29,25 @@ and the pass costs sum_k calls_k * Cost_k plus the family's communication, plus 
 P_static * devices * t. The per-kernel power cap keeps the average power of every device at or below its TDP:
 each device's dynamic power never exceeds TDP - P_static while it works, and it draws P_static when idle.
 
-MACs go to the matrix unit when the spec has one, element-wise ALU ops to the vector unit; a unit that gets
-both (Apple's and the host's single unit) adds their times. A unit without a figure for a dtype runs it at the
-nearest rate it has (`FALLBACK`). Peaks count a MAC as 2 ops, so an element-wise op, which takes the issue slot
-of one MAC, runs at half the peak -- except where the spec gives an `elementwise` rate (Groq's VXM: one op per
-ALU per cycle). Element-wise work with no vector unit in the spec (the GPUs: the hardware
-reference gives no non-tensor-core peak) is not timed -- it is assumed hidden behind the memory stream of the
-fused kernel -- but its energy is counted.
+MACs go to the matrix unit when the spec has one, element-wise ALU ops to the vector unit, each op class at the
+rate of its dtype (`ALU_DTYPE`: integer ops -- the shifts and masks of unpacking -- at `int32`, f16 ops at the
+packed `fp16` rate, f32 ops at `fp32`). A unit without a figure for a dtype runs it at the nearest rate it has
+(`FALLBACK`). Peaks count a MAC (FMA) as 2 ops, so an element-wise op, which takes the issue slot of one MAC,
+runs at half the peak -- except where the spec gives an `elementwise` rate (Groq's VXM: one op per ALU per
+cycle). Every op is timed on the unit it runs on: no kind of work is left untimed.
 
-Energy per op: MACs at `<dtype>_mac`; ALU ops at `fp16_add`, `fp16_mul`, `fp32_mul`; f32 adds at `fp16_add` and
-integer ops at `int8_add`, the nearest entries of the reference table (so both are lower bounds). Bytes staged
+Overlap (`units_overlap`): memory traffic always overlaps compute (max), since every pipeline stages weight
+tiles in double-buffered copies (the `schedule` stage) and untiled kernels stream. Whether the compute units
+overlap each other is a family fact: where they are separate, statically scheduled pipelines (Groq's MXM and
+VXM) their times are a max; where one issue engine feeds both (a GPU SM issues the tensor-core and the vector
+instructions; Apple's and the host's single unit) their times add -- the IR's dequantized tile is an operand of
+the contraction in the same tile step, with no buffer between them. A summed demand keeps its parts, so
+`limits` shows, e.g., the unpacking and the matmul seconds of a binding SM.
+
+MACs run, and cost energy, in the dtype the unit runs them at (`unit_rate`: the kernel's MAC dtype, or the
+nearest the unit has), the same for time and energy. Energy per op: MACs at `<dtype>_mac`; ALU ops at
+`fp16_add`, `fp16_mul`, `fp32_mul`; f32 adds at `fp16_add` and integer ops at `int8_add`, the nearest entries
+of the reference table (so both are lower bounds). Bytes staged
 into an on-chip level cost that level's pJ/bit; a level the spec lacks (Apple's assumed threadgroup memory) and
 device links have no energy figure and cost time only.
 """
@@ -55,7 +64,7 @@ from q35c.analysis.workload import Counts, KernelWork, Workload
 from q35c.passes.tile_choice import TilePolicy
 from q35c.targets.calibration import Efficiency
 from q35c.targets.cost import Cost, Demand, DoesNotFit, Footprint
-from q35c.targets.levels import OnChipLevel, cache_share, space_names
+from q35c.targets.levels import OnChipLevel, cache_share, serve_rereads, space_names
 from q35c.targets.spec import ComputeUnit, HardwareSpec, Interconnect
 
 if TYPE_CHECKING:
@@ -77,11 +86,12 @@ FALLBACK: dict[str, tuple[str, ...]] = {
     "bf16": ("bf16", "fp16", "fp32"),
     "fp32": ("fp32", "fp16", "bf16"),
     "int8": ("int8", "fp16", "fp32"),
+    "int32": ("int32", "elementwise", "fp32", "fp16"),
     "elementwise": ("elementwise", "fp32", "fp16"),
 }
-ALU_DTYPE = {"int": "elementwise", "fp16.add": "fp16", "fp16.mul": "fp16", "fp32.add": "fp32", "fp32.mul": "fp32"}
+ALU_DTYPE = {"int": "int32", "fp16.add": "fp16", "fp16.mul": "fp16", "fp32.add": "fp32", "fp32.mul": "fp32"}
 ALU_ENERGY = {"int": "int8_add", "fp16.add": "fp16_add", "fp16.mul": "fp16_mul", "fp32.add": "fp16_add"}
-MAC_ENERGY = {"int8": "int8_mac", "fp16": "fp16_mac", "bf16": "fp16_mac", "fp32": "fp32_mac"}
+MAC_ENERGY = {"int8": "int8_mac", "fp8": "int8_mac", "fp16": "fp16_mac", "bf16": "fp16_mac", "fp32": "fp32_mac"}
 OVERHEAD = "kernel launch overhead"
 POWER = "power (TDP)"
 
@@ -94,6 +104,10 @@ class Target:
 
     spec: HardwareSpec
     efficiency: Efficiency = field(default_factory=Efficiency)
+
+    units_overlap: ClassVar[bool] = True
+    """Whether the compute units run concurrently (kernel time = max over units) or share one issue engine (their
+    times add). Memory traffic overlaps compute either way (double-buffered tiles)."""
 
     keeps_int_codes: ClassVar[bool] = False
     """Whether linears keep integer codes and scale per group (`unpack-bits{keep-int-codes}`): a matrix unit
@@ -201,9 +215,9 @@ class Target:
 
     # -- the engine -----------------------------------------------------------------------------------------
 
-    def estimate(self, workload: Workload, *, batch: int = 1, devices: int = 1) -> Cost:
-        """The cost of one forward pass of `workload` for `batch` sequences on `devices` devices."""
-        work = workload.batched(batch)
+    def estimate(self, workload: Workload, *, devices: int = 1) -> Cost:
+        """The cost of one forward pass of `workload` (as compiled: its batch is in its IR) on `devices` devices."""
+        work = workload
         total = Cost()
         for kernel in work.kernels:
             total = total + self.kernel_cost(kernel, work, devices) * kernel.calls
@@ -223,7 +237,9 @@ class Target:
         binding = max(times.items(), key=lambda kv: kv[1])[0] if times else OVERHEAD
         overhead = self.efficiency.kernel_overhead_s
         seconds = busy + overhead
-        limits = {binding: busy, OVERHEAD: overhead}
+        parts = next((d.parts for d in demands if d.resource == binding and d.parts), {binding: busy})
+        scale = busy / sum(parts.values()) if sum(parts.values()) > 0 else 0.0
+        limits = {**{k: v * scale for k, v in parts.items()}, OVERHEAD: overhead}
         headroom = active * (self.spec.power.tdp.value - self.spec.power.static.value)
         dynamic = sum(energy.values())
         if headroom > 0 and dynamic > headroom * seconds:
@@ -252,11 +268,18 @@ class Target:
         main = self.spec.main_memory
         traffic = kernel.activation_read + kernel.activation_written
         traffic += share * (kernel.weight_bytes + kernel.kv_read + kernel.kv_written)
+        served = serve_rereads(self.spec, kernel.rereads, share)  # re-reads a level does not hold: main memory
+        traffic += served.pop(main.name, 0.0)
         bandwidth = main.bandwidth_bytes_per_s
         demands: list[Demand] = []
         if bandwidth:
             demands.append(Demand(f"{main.name} bandwidth", traffic / bandwidth, self.efficiency.bandwidth))
         bytes_moved = {main.name: traffic}
+        for level_name, amount in served.items():  # on-chip levels: time only where the spec gives a bandwidth
+            bytes_moved[level_name] = bytes_moved.get(level_name, 0.0) + amount
+            rate = self.spec.memory_level(level_name).bandwidth_bytes_per_s
+            if rate:
+                demands.append(Demand(f"{level_name} bandwidth", amount / rate, self.efficiency.bandwidth))
         for space, amount in kernel.moved.items():
             level = self._level(space)
             bytes_moved[level] = bytes_moved.get(level, 0.0) + amount * share
@@ -275,19 +298,34 @@ class Target:
             if unit is not None:
                 rate_dtype, rate = unit_rate(unit, dtype)
                 charge(unit, "matmul", f"{unit.name}.{rate_dtype}", 2 * macs * share, 2 * macs * share / rate)
+        alu_unit = vector or matrix
         for side, counts in (("unpacking", kernel.weight_alu), ("element-wise", kernel.token_alu)):
             for op_class, count in counts.items():
-                if vector is None:
-                    ops["untimed.elementwise"] = ops.get("untimed.elementwise", 0.0) + count * share
-                    continue
-                rate_dtype, rate = unit_rate(vector, ALU_DTYPE[op_class])
+                if alu_unit is None:
+                    raise ValueError(f"{self.name}: no compute unit to run {op_class} ops on")
+                rate_dtype, rate = unit_rate(alu_unit, ALU_DTYPE[op_class])
                 if rate_dtype != "elementwise":
                     rate /= 2  # the peak counts a MAC as 2 ops; an element-wise op takes a whole MAC slot
-                charge(vector, side, f"{vector.name}.{rate_dtype}", count * share, count * share / rate)
-        for name, parts in work.items():
-            what = max(parts.items(), key=lambda kv: kv[1])[0]
-            demands.append(Demand(f"{name} {what}", sum(parts.values()), self.efficiency.compute))
+                charge(alu_unit, side, f"{alu_unit.name}.{rate_dtype}", count * share, count * share / rate)
+        demands += self.compute_demands(work)
         return demands, bytes_moved, ops
+
+    def compute_demands(self, work: Mapping[str, Mapping[str, float]]) -> list[Demand]:
+        """The compute demands of one kernel call from the seconds at peak of each unit, by what it does there:
+        one per unit where the units overlap (`units_overlap`), else one for all of them, summed, with its
+        parts (`<unit> <what>`) kept for `limits`."""
+        named = {f"{unit} {what}": s for unit, parts in work.items() for what, s in parts.items() if s > 0}
+        if not named:
+            return []
+        if not self.units_overlap:
+            binding = max(named.items(), key=lambda kv: kv[1])[0]
+            return [Demand(binding, sum(named.values()), self.efficiency.compute, named)]
+        demands = []
+        for unit, parts in work.items():
+            what = max(parts.items(), key=lambda kv: kv[1])[0]
+            own = {f"{unit} {w}": s for w, s in parts.items() if s > 0}
+            demands.append(Demand(f"{unit} {what}", sum(parts.values()), self.efficiency.compute, own))
+        return demands
 
     def energy(
         self, bytes_moved: Mapping[str, float], kernel: KernelWork, share: float, active: float
@@ -299,7 +337,9 @@ class Target:
         for level_name, amount in bytes_moved.items():
             if level_name in levels:  # an assumed level (Apple's threadgroup memory) has no energy figure
                 joules[level_name] = 8 * amount * levels[level_name].energy_pj_per_bit * 1e-12 * active
-        compute = sum(macs * scale.op_pj(MAC_ENERGY.get(dtype, "fp32_mac")) for dtype, macs in kernel.macs.items())
+        compute = sum(
+            macs * scale.op_pj(MAC_ENERGY.get(self.mac_dtype(dtype), "fp32_mac")) for dtype, macs in kernel.macs.items()
+        )
         for op_class, count in (*kernel.weight_alu.items(), *kernel.token_alu.items()):
             compute += count * scale.op_pj(ALU_ENERGY.get(op_class, "fp32_mul"))
         joules["compute"] = compute * 1e-12 * share * active
@@ -310,6 +350,11 @@ class Target:
         return Cost()
 
     # -- helpers --------------------------------------------------------------------------------------------
+
+    def mac_dtype(self, dtype: str) -> str:
+        """The dtype a MAC of `dtype` runs at, on the unit that runs MACs (the same for its time and its energy)."""
+        unit = self.matrix_unit() or self.vector_unit()
+        return dtype if unit is None else unit_rate(unit, dtype)[0]
 
     def matrix_unit(self) -> ComputeUnit | None:
         return next((u for u in self.spec.compute if u.kind == "matrix"), None)

@@ -136,7 +136,6 @@ def arg_attrs(fn: func.FuncOp) -> list[DictionaryAttr]:
     return list(fn.arg_attrs.data)
 
 
-
 def alu_class(op: Operation) -> str:
     """The ALU class of an arith/math op, from its result type: `int`, or `fp16.add`, `fp32.mul`, ..."""
     typ = op.results[0].type if op.results else None
@@ -481,13 +480,29 @@ def contraction(op: Operation) -> set[Operation]:
 
 def mac_dtype(op: Operation) -> str:
     """A contraction's dtype: its narrowest float input (activations; weights are dequantized or converted on
-    the way in), else its narrowest integer input."""
-    types = [v.type.element_type for v in op.operands[:-1] if isinstance(v.type, TensorType)]
+    the way in), else its narrowest integer input. An input that a generic only widened (`arith.extf` of each
+    element: the f32 copy of an f16 activation tile that a K-tiled kernel accumulates in f32) counts in the dtype
+    it was widened from, the dtype the multiplier needs: fp16 after dequantization, f32 accumulation."""
+    types = [_unwidened(v) for v in op.operands[:-1] if isinstance(v.type, TensorType)]
     floats = [t for t in types if isinstance(t, AnyFloat)]
     pool = floats or [t for t in types if isinstance(t, IntegerType)]
     if not pool:
         return "fp32"
     return dtype_name(min(pool, key=lambda t: element_bytes(t)))
+
+
+def _unwidened(value: SSAValue) -> Attribute:
+    """The element type of a tensor `value`, or, when a generic produced it by only widening its one input
+    (`arith.extf`), that input's (followed back)."""
+    assert isinstance(value.type, TensorType)
+    owner = value.owner if isinstance(value, OpResult) else None
+    if isinstance(owner, LinalgStructuredOperation) and len(owner.operands) == 2 and owner.regions:
+        body = owner.regions[0].blocks.first
+        ops = [] if body is None else [o.name for o in body.ops]
+        source = owner.operands[0]
+        if ops == ["arith.extf", "linalg.yield"] and isinstance(source.type, TensorType):
+            return _unwidened(source)
+    return value.type.element_type
 
 
 @dataclass(frozen=True)

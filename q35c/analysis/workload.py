@@ -21,8 +21,10 @@ computed from the IR alone (never from a parameter count), so that a change to a
   weights shows up: a q3p5 dense code costs more shifts than an int4 one, an int8 code none
   (`ops_per_weight` sums it per weight).
 - Traffic per kernel call: bytes read of weights, of the KV cache (non-weight function arguments an attention
-  kernel reads) and of other activations, each source at most once per call: re-reads inside a call (a weight
-  tile for each token tile) are served on chip; a `tensor.extract` gather reads one element per iteration.
+  kernel reads) and of other activations, first reads (each source at most once per call) apart from re-reads:
+  what the tile loops read again (a weight tile for each token tile), with the working set between two reads
+  of the same bytes, by the rule of `q35c.analysis.reuse` (the cost model decides which memory level serves
+  them); a `tensor.extract` gather reads one element per iteration.
   Bytes written: results another kernel, a call or the return uses. And the weight elements its contractions
   consume (what a matrix unit must load). The analysis itself is in `q35c.analysis.kernels`.
 - KV-cache bytes written: T new tokens x the KV width, from each `q35.attention`'s k and v operands in the
@@ -64,6 +66,7 @@ from q35c.analysis.kernels import (
     trip_count,
     whole_bytes,
 )
+from q35c.analysis.reuse import LoopDependence, Reread, Site, enclosing_loops, root, split
 from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
 from q35c.ir import attrs
 from q35c.ir.attrs import KERNEL_ATTR, PARAM_ATTR, STORAGE_ATTR, string_attr
@@ -125,13 +128,16 @@ class KernelWork:
     """One kernel of one function: its work per call, and `calls`, how often it runs per forward pass.
 
     `weight_*` quantities do not depend on the tokens in flight (a batch shares them); token ALU ops, MACs,
-    activation and KV traffic grow with the batch. ALU maps are keyed by op class (`int`, `fp16.add`,
+    activation and KV traffic grow with the rows in flight (a batch of B sequences is compiled with B*T rows).
+    ALU maps are keyed by op class (`int`, `fp16.add`,
     `fp16.mul`, `fp32.add`, `fp32.mul`; divisions and transcendentals count as `mul`); MACs by dtype; `moved`
     is bytes copied into each memory space; `weight_elements` counts the weights contractions consume, by the
     dtype they consume them in (what a matrix unit must load); `unpack_alu` is the part of the ALU ops done by
     fused `unpack` generics (extracting codes from packed storage; weight-side); `index_ops` is the address
     arithmetic of its bodies, which unrolling and constant folding remove: not costed, kept for reports (as
-    compiled, not scaled by the batch).
+    compiled). `weight_bytes`, `activation_read` and `kv_read` are first reads (each source at most its size);
+    `rereads` are the bytes the tile loops read again, each with the working set a memory level must hold to
+    serve them (`q35c.analysis.reuse`).
     """
 
     name: str
@@ -149,6 +155,7 @@ class KernelWork:
     moved: Counts = field(default_factory=_empty)
     unpack_alu: float = 0.0
     index_ops: float = 0.0
+    rereads: tuple[Reread, ...] = ()
 
     @property
     def alu_ops(self) -> float:
@@ -163,46 +170,6 @@ class KernelWork:
         """Bytes this kernel moves to and from the memory the weights live in, per call."""
         return self.weight_bytes + self.activation_read + self.activation_written + self.kv_read + self.kv_written
 
-    def batched(self, batch: int) -> KernelWork:
-        """The kernel for `batch` independent sequences: token-side work and traffic x batch, weights once."""
-        if batch == 1:
-            return self
-        return replace(
-            self,
-            macs=scale_counts(self.macs, batch),
-            token_alu=scale_counts(self.token_alu, batch),
-            activation_read=self.activation_read * batch,
-            activation_written=self.activation_written * batch,
-            kv_read=self.kv_read * batch,
-            kv_written=self.kv_written * batch,
-        )
-
-    def mixed(self, other: KernelWork, weight: float) -> KernelWork:
-        """(1 - weight) * self + weight * other, field by field: the same kernel at another context length."""
-        a = 1.0 - weight
-
-        def mix(x: float, y: float) -> float:
-            return a * x + weight * y
-
-        def mix_counts(x: Counts, y: Counts) -> Counts:
-            return add_counts(scale_counts(x, a), y, weight)
-
-        return replace(
-            self,
-            macs=mix_counts(self.macs, other.macs),
-            weight_alu=mix_counts(self.weight_alu, other.weight_alu),
-            token_alu=mix_counts(self.token_alu, other.token_alu),
-            weight_bytes=mix(self.weight_bytes, other.weight_bytes),
-            weight_elements=mix_counts(self.weight_elements, other.weight_elements),
-            activation_read=mix(self.activation_read, other.activation_read),
-            activation_written=mix(self.activation_written, other.activation_written),
-            kv_read=mix(self.kv_read, other.kv_read),
-            kv_written=mix(self.kv_written, other.kv_written),
-            moved=mix_counts(self.moved, other.moved),
-            unpack_alu=mix(self.unpack_alu, other.unpack_alu),
-            index_ops=mix(self.index_ops, other.index_ops),
-        )
-
 
 @dataclass(frozen=True)
 class BlockCalls:
@@ -215,8 +182,9 @@ class BlockCalls:
 
 @dataclass(frozen=True)
 class Workload:
-    """Everything the cost models need from one compiled module: one forward pass of T tokens after C cached
-    (of `batch` independent sequences once `batched`)."""
+    """Everything the cost models need from one compiled module: one forward pass of `batch` independent
+    sequences, each of T tokens after C cached; `tokens` counts the rows in flight (B*T), `context` is C per
+    sequence. Every count is the compiled module's: nothing is scaled after compilation."""
 
     tokens: int
     context: float
@@ -257,25 +225,6 @@ class Workload:
     def peak_activation_bytes(self) -> float:
         """The largest activation traffic of one kernel call: a bound on the activations live at once."""
         return max((k.activation_read + k.activation_written for k in self.kernels), default=0.0)
-
-    def batched(self, batch: int) -> Workload:
-        """The pass for `batch` independent sequences: token-side work, activations, KV and block outputs x batch."""
-        if batch == 1:
-            return self
-        return replace(
-            self,
-            batch=self.batch * batch,
-            kernels=tuple(k.batched(batch) for k in self.kernels),
-            blocks=tuple(replace(b, output_bytes=b.output_bytes * batch) for b in self.blocks),
-        )
-
-    def mixed(self, other: Workload, weight: float) -> Workload:
-        """Interpolate kernel by kernel toward `other`, the same model compiled at another context length."""
-        if [(k.name, k.calls) for k in self.kernels] != [(k.name, k.calls) for k in other.kernels]:
-            raise ValueError("workloads of different structure cannot be interpolated")
-        kernels = tuple(a.mixed(b, weight) for a, b in zip(self.kernels, other.kernels, strict=True))
-        context = (1 - weight) * self.context + weight * other.context
-        return replace(self, kernels=kernels, context=context)
 
 
 @dataclass(frozen=True)
@@ -319,7 +268,9 @@ def _kernel_work(
     mine = {n.op for n in members}
     macs: dict[str, float] = {}
     alu: dict[str, dict[str, float]] = {"weight": {}, "token": {}}
-    reads: dict[SSAValue, float] = {}
+    op_sites: dict[SSAValue, Site] = {}
+    sites: list[Site] = []
+    loops_of = LoopDependence()
     weight_elements: dict[str, float] = {}
     index_ops = unpack_alu = 0.0
     for node in members:
@@ -349,21 +300,41 @@ def _kernel_work(
             for source in fa.sources(value):
                 if isinstance(source, OpResult) and source.owner in mine:
                     continue
-                reads[source] = max(reads.get(source, 0.0), read_bytes(fa, op, value, source, node.trips))
+                site = Site(
+                    source,
+                    read_bytes(fa, op, value, source, 1),
+                    enclosing_loops(op, fa.fn),
+                    loops_of.of_slice(value, source),
+                )
+                if source not in op_sites or site.total > op_sites[source].total:
+                    op_sites[source] = site
     moved: dict[str, float] = {}
     for copy in fa.copies:
         if not (whole or consumer_kernel(fa, copy.op) == index):
             continue
         if copy.dst != "0":
             moved[copy.dst] = moved.get(copy.dst, 0.0) + copy.amount
+        loops = enclosing_loops(copy.op, fa.fn)
         if copy.src == "0" and copy.dst != "0":  # staged in from main memory
             origins = list(fa.sources(copy.source))
             for origin in origins:
-                reads[origin] = reads.get(origin, 0.0) + copy.amount / len(origins)
-    # Each source is read from main memory at most once per call: re-reads (a weight tile for each token tile,
-    # an activation tile for each row tile) are served on chip.
-    reads = {source: min(amount, tensor_bytes(source.type)) for source, amount in reads.items()}
-    caches = {s for s in reads if name == "attention" and isinstance(s, BlockArgument) and not fa.is_weight(s)}
+                each = tensor_bytes(copy.source.type) / len(origins)
+                sites.append(Site(origin, each, loops, loops_of.of_slice(copy.source, origin)))
+        elif copy.dst == "0" and copy.src != "0":  # a tile written back: part of the working set
+            target = copy.op.operands[-1]
+            moving = loops_of.of_slice(target, root(target))
+            sites.append(Site(root(target), tensor_bytes(target.type), loops, moving, written=True))
+    sites.extend(op_sites.values())
+
+    def kind(source: SSAValue) -> str:
+        if fa.is_weight(source):
+            return "weight"
+        cache = name == "attention" and isinstance(source, BlockArgument)
+        return "kv" if cache else "activation"
+
+    traffic = split(sites, kind)
+    reads = traffic.first
+    caches = {s for s in reads if kind(s) == "kv"}
     weight_bytes = sum(v for s, v in reads.items() if fa.is_weight(s))
     kv_read = sum(v for s, v in reads.items() if s in caches)
     activation_read = sum(v for s, v in reads.items() if not fa.is_weight(s) and s not in caches)
@@ -388,6 +359,7 @@ def _kernel_work(
         moved=_frozen(moved),
         unpack_alu=unpack_alu,
         index_ops=index_ops,
+        rereads=traffic.rereads,
     )
     return kernel, caches
 
@@ -470,13 +442,26 @@ def weight_tensors(module: ModuleOp) -> tuple[WeightTensor, ...]:
 
 
 def kv_appends(graph: ModuleOp) -> dict[str, list[float]]:
-    """Per function, the KV-cache bytes each `q35.attention` appends per call: bytes of its k and v operands."""
+    """Per function, the KV-cache bytes each attention appends per call: bytes of the k and v operands of a
+    `q35.attention` (graph IR), or the `q35.kv_append_bytes` lower-graph put on its attention kernel."""
     found: dict[str, list[float]] = {}
     for fn in _functions(graph).values():
         for op in fn.walk():
             if isinstance(op, AttentionOp):
                 found.setdefault(fn.sym_name.data, []).append(tensor_bytes(op.k.type) + tensor_bytes(op.v.type))
+            elif (appended := attrs.int_attr(op, attrs.KV_APPEND_ATTR)) is not None:
+                found.setdefault(fn.sym_name.data, []).append(float(appended))
     return found
+
+
+def batch_of(module: ModuleOp) -> int:
+    """B, the sequences the module runs together: the `batch` of its attention (graph op or lowered kernel)."""
+    for op in module.walk():
+        if isinstance(op, AttentionOp):
+            return op.batch
+        if attrs.kernel_kind(op) == "attention" and (batch := attrs.int_attr(op, attrs.BATCH_ATTR)) is not None:
+            return batch
+    return 1
 
 
 def _name_spaces(moved: Counts, names: list[str]) -> Counts:
@@ -497,11 +482,14 @@ def is_kernel_function(fn: func.FuncOp) -> bool:
 
 
 def extract(
-    module: ModuleOp, graph: ModuleOp | None = None, appends: Mapping[str, list[float]] | None = None
+    module: ModuleOp,
+    graph: ModuleOp | None = None,
+    appends: Mapping[str, list[float]] | None = None,
+    batch: int | None = None,
 ) -> Workload:
     """The workload of `module`. What attention appends to the KV cache comes from `appends` (`kv_appends` of
-    the graph IR it was compiled from), else from `graph`, else from `module` itself (where `q35.attention` ops
-    are still there)."""
+    the graph IR it was compiled from), else from `graph`, else from `module` itself (its `q35.attention` ops,
+    or the attention kernels lower-graph tagged); the batch likewise (`batch_of`) unless given."""
     functions = _functions(module)
     if not functions:
         raise ValueError("the module has no function to cost")
@@ -510,6 +498,8 @@ def extract(
     order, calls = _call_order(functions, entry)
     if appends is None:
         appends = kv_appends(graph if graph is not None else module)
+    if batch is None:
+        batch = batch_of(graph if graph is not None else module)
     weight_positions: dict[str, set[int]] = {}
     kernels: list[KernelWork] = []
     context = 0.0
@@ -547,9 +537,10 @@ def extract(
     )
     return Workload(
         tokens=_tokens(functions, entry),
-        context=context,
+        context=context / batch,
         weights=weight_tensors(module),
         kernels=tuple(kernels),
         blocks=blocks,
         peak_bytes=_frozen({k: float(v) for k, v in attrs.peak_bytes(module).items()}),
+        batch=batch,
     )

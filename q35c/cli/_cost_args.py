@@ -90,7 +90,7 @@ def run_report(args: argparse.Namespace) -> int:
             f"{', '.join(given)} and -o DIR do not combine: the report directory holds the IR after every stage "
             "of every target (DIR/ir/<target>/)"
         )
-    if getattr(args, "seq", 1) != 1 or getattr(args, "context", 0) != 0:
+    if getattr(args, "seq", None) is not None or getattr(args, "context", None) is not None:
         raise Q35Error(
             "--seq and --context do not apply to a report (-o DIR): it compiles the decode step and the prefill "
             "of the scenario (--batch, --prompt, --gen)"

@@ -1,8 +1,12 @@
 """`q35c build MODEL`: import a model and print its q35 graph IR (`--emit graph`), or compile it for a target.
 
-With `--target T` the target's pipeline runs stage by stage (see `q35c.driver.compile`) and one line per stage is
-printed; `--print-ir-after-all`, `--print-ir-after=STAGE` (stderr, MLIR-style headers) and `--dump-ir DIR`
-(`NN-<stage>.mlir`, 00 the imported graph) show the IR between stages. Without `--target`, `-o FILE` writes
+With `--target T` the target's pipeline compiles the modules the cost model costs for the scenario (`--batch`,
+`--prompt`, `--gen`): the decode step (B sequences x 1 token after C cached tokens each) and the prefill (B x P
+tokens, empty cache), stage by stage (see `q35c.driver.compile`), one line per stage printed;
+`--print-ir-after-all`, `--print-ir-after=STAGE` (stderr, MLIR-style headers) and `--dump-ir DIR`
+(`DIR/decode/NN-<stage>.mlir`, `DIR/prefill/...`, 00 the imported graph) show the IR between stages, and the
+costs printed after are those of exactly these modules. `--seq`/`--context` apply to `--emit graph` only.
+Without `--target`, `-o FILE` writes
 the graph IR to FILE; with `--target` (one, several or all), `-o DIR` writes a report directory
 (`q35c.report.directory`: report.json, report.md, report.csv, plots, the IR of every stage for every target) and
 prints the comparison table.
@@ -19,8 +23,10 @@ from typing import Any
 
 from q35c.cli._args import MODEL_HELP, QUANT_HELP, count_at_least, key_values
 from q35c.cli._cost_args import add_cost_arguments, comparison_only, run_cost, run_report
-from q35c.driver.pipeline import IRPrinter, StageCallback, chain, module_text
-from q35c.frontend import load_model
+from q35c.driver.compile import IRDirectory
+from q35c.driver.pipeline import IRDumper, IRPrinter, StageCallback, chain, module_text
+from q35c.frontend import load_graph, load_model
+from q35c.predict.predictor import Predictor, Scenario, scenario_lengths
 from q35c.util.errors import Q35Error
 from q35c.util.output import write_atomically
 from q35c.util.progress import Progress
@@ -31,10 +37,14 @@ EPILOG = """\
 examples:
   q35c build tiny --emit graph                      the q35 graph IR of the bundled tiny model
   q35c build llama-3-8b --quant int4 -o l3.mlir     written to a file
-  q35c build examples/hf/llama-2-7b.json --seq 16 --context 512
-  q35c build llama-2-70b --target h100-sxm          compile: one line per pipeline stage
+  q35c build examples/hf/llama-2-7b.json --seq 16 --context 512      graph IR only
+  q35c build llama-2-70b --target h100-sxm          compile the decode step and the prefill: a line per stage
   q35c build tiny --target host --print-ir-after=tile
-  q35c build tiny --target groq-lpu --dump-ir ir/   ir/00-graph.mlir ... ir/05-schedule.mlir
+  q35c build tiny --target groq-lpu --dump-ir ir/   ir/decode/00-graph.mlir ... ir/prefill/05-schedule.mlir
+  q35c build tiny --target h100-sxm --batch 8 --dump-ir ir/
+                                                    the costed modules: 8 rows per decode step
+  q35c cost ir/decode/05-schedule.mlir --target h100-sxm
+                                                    the workload and cost of a dumped module
   q35c build tiny --target m2-max --option budget-bytes=16384
   q35c build llama-2-70b --quant q3p5 --target all  tokens/s, latency, energy and devices on every target
   q35c build llama-2-70b --target h100-sxm,groq-lpu --batch 8 --format json
@@ -48,16 +58,25 @@ def add_parser(subparsers: Any) -> None:
         "build",
         help="compile a model: its q35 graph IR, or --target T to run T's pipeline",
         description="Import a model (.q35, config.json, .gguf or a bundled example) and emit its graph IR, or "
-        "compile it for a target with the target's pipeline of named stages.",
+        "compile it for a target with the target's pipeline of named stages: with --target, the modules the cost "
+        "model costs for the scenario (--batch, --prompt, --gen), the decode step (B sequences x 1 token after "
+        "C = P + floor(G/2) cached tokens each: the mean context, halves rounded up) and the prefill (B x P "
+        "tokens); --dump-ir DIR writes DIR/decode/ and DIR/prefill/, and `q35c cost` re-costs a dumped module.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument("--emit", choices=EMITS, default="graph", help="what to emit (default: graph, the q35 IR)")
     parser.add_argument("--quant", metavar="SPEC", help=QUANT_HELP)
-    parser.add_argument("--seq", type=count_at_least(1), default=1, metavar="T", help="tokens in flight (default 1)")
     parser.add_argument(
-        "--context", type=count_at_least(0), default=0, metavar="C", help="tokens already in the KV cache (default 0)"
+        "--seq", type=count_at_least(1), metavar="T", help="--emit graph only: tokens in flight (default 1)"
+    )
+    parser.add_argument(
+        "--context",
+        type=count_at_least(0),
+        metavar="C",
+        help="--emit graph only: tokens already in the KV cache (default 0); with --target the scenario "
+        "(--batch, --prompt, --gen) fixes the modules",
     )
     parser.add_argument(
         "-o",
@@ -87,42 +106,76 @@ def add_parser(subparsers: Any) -> None:
         metavar="STAGE",
         help="print the IR after STAGE to stderr (repeatable, or comma-separated)",
     )
-    ir.add_argument("--dump-ir", metavar="DIR", help="write NN-<stage>.mlir files into DIR")
+    ir.add_argument("--dump-ir", metavar="DIR", help="write DIR/decode/NN-<stage>.mlir and DIR/prefill/NN-<stage>.mlir")
     add_cost_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def compile_for_target(args: argparse.Namespace) -> int:
-    from q35c.driver.compile import IRDirectory, check_stage_names, compile_model, target_spec, target_stages
+    """Compile the scenario's phase modules for one target, printing each stage (and any IR asked for)."""
+    from q35c.driver.compile import CompileResult, check_stage_names, compile_phases, target_spec, target_stages
 
     spec = target_spec(args.target)
     options = key_values(args.option)
     after = [name.strip() for item in args.print_ir_after for name in item.split(",") if name.strip()]
-    check_stage_names(after, target_stages(spec, options))
-    printer: StageCallback | None = None
-    if args.print_ir_after_all or after:
-        printer = IRPrinter(sys.stderr, after_all=args.print_ir_after_all, after=frozenset(after))
-    model = load_model(args.model, quant=args.quant, seq=args.seq, context=args.context)
+    stages = target_stages(spec, options)
+    check_stage_names(after, stages)
+    scenario = scenario_for(args)
+    keys = Predictor(args.model, args.quant, scenario, tuple(sorted(options.items()))).phase_keys()
+    printing = args.print_ir_after_all or bool(after)
     # The progress line shares stderr with printed IR, so it stays off when IR is printed.
-    progress = Progress.for_stream(sys.stderr, total=len(target_stages(spec, options)) + 1)
-    progress.enabled = progress.enabled and printer is None
+    progress = Progress.for_stream(sys.stderr, total=(len(stages) + 1) * len(keys))
+    progress.enabled = progress.enabled and not printing
+    dumps = IRDirectory(Path(args.dump_ir)) if args.dump_ir else None
+
+    def callback(phase: str) -> StageCallback:
+        printer = None
+        if printing:
+            sys.stderr.write(f"// q35c: the {describe_phase(phase, keys[phase])}\n")
+            printer = IRPrinter(sys.stderr, after_all=args.print_ir_after_all, after=frozenset(after))
+        dumper = None if dumps is None else IRDumper(dumps.tmp / phase)
+        return chain(printer, progress.stage_callback(f"{spec.name} {phase}"), dumper)
+
+    def show(phase: str, result: CompileResult) -> None:
+        print(f"{result.model.name} for {spec.name} ({spec.family}), the {describe_phase(phase, keys[phase])}:")
+        for report in result.reports:
+            print(report.line())
+        for line in result.peak_lines():
+            print(line)
+
     with progress:
-        callback = chain(printer, progress.stage_callback(spec.name))
-        if args.dump_ir:
-            with IRDirectory(Path(args.dump_ir)) as dumps:
-                result = compile_model(model, spec.name, options, chain(callback, dumps.dumper))
+        if dumps is not None:
+            with dumps:
+                compile_phases(keys, spec.name, options, callback, show)
         else:
-            result = compile_model(model, spec.name, options, callback)
-    print(f"{result.model.name} for {spec.name} ({spec.family}):")
-    for report in result.reports:
-        print(report.line())
-    for line in result.peak_lines():
-        print(line)
+            compile_phases(keys, spec.name, options, callback, show)
     return 0
+
+
+def describe_phase(phase: str, key: tuple[str, str | None, int, int, int]) -> str:
+    """`decode step: batch 8 x 1 token after 576 cached` for a phase's compile key."""
+    _, _, seq, context, batch = key
+    if phase == "decode":
+        return f"decode step: batch {batch} x {seq} token after {context} cached tokens each"
+    return f"prefill: batch {batch} x {seq} tokens, empty cache"
+
+
+def scenario_for(args: argparse.Namespace) -> Scenario:
+    """The scenario of `--batch/--prompt/--gen` for the model (the defaults fitted to its context length)."""
+    graph = load_graph(args.model, quant=args.quant)
+    prompt, gen = scenario_lengths(args.prompt, args.gen, graph.max_context, graph.source)
+    if prompt + gen < 1:
+        raise Q35Error("prompt + gen must be at least 1")
+    return Scenario(args.batch, prompt, gen)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.target is not None:
+        if args.seq is not None or args.context is not None:
+            raise Q35Error(
+                "--seq and --context apply to --emit graph only: with --target the scenario (--batch, --prompt, "
+                "--gen) fixes the modules compiled (the decode step and the prefill)"
+            )
         if args.output:
             return run_report(args)
         if comparison_only(args):
@@ -132,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         return run_cost(args)
     if args.print_ir_after_all or args.print_ir_after or args.dump_ir or args.option:
         raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir and --option need --target")
-    model = load_model(args.model, quant=args.quant, seq=args.seq, context=args.context)
+    model = load_model(args.model, quant=args.quant, seq=args.seq or 1, context=args.context or 0)
     text = module_text(model.module) + "\n"
     if args.output:
         write_atomically(args.output, text)

@@ -16,7 +16,7 @@ from q35c import __version__
 from q35c.util.errors import Q35Error
 
 # Command modules under q35c.cli, in the order `q35c --help` lists them.
-COMMANDS = ("formats", "info", "build", "compare", "opt", "verify", "targets")
+COMMANDS = ("formats", "info", "build", "cost", "compare", "opt", "verify", "targets")
 
 
 def build_parser() -> argparse.ArgumentParser:

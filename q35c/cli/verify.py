@@ -2,7 +2,7 @@
 
 Two forms:
 
-    q35c verify MODEL_OR_IR --target host [--quant SPEC] [--seed S] [--seq T] [--context C]
+    q35c verify MODEL_OR_IR --target host [--quant SPEC] [--seed S] [--seq T] [--context C] [--batch B]
     q35c verify --linear TxNxK --quant SPEC [--keep-int-codes] [--activations f16|f32]
 
 The first runs a whole model (a bundled example such as `tiny`, a .q35/.json/.gguf file, or an `.mlir` file of
@@ -31,6 +31,7 @@ EPILOG = """\
 examples:
   q35c verify tiny --target host
   q35c verify tiny --target host --quant int4:g=32 --seq 3 --context 5
+  q35c verify tiny --target host --batch 2 --seq 2 --context 3  two sequences, each over its own cache
   q35c verify graph.mlir --target host
   q35c verify tiny --flip-weight norm,0,3,15                    must report a mismatch (exit 1)
   q35c verify --linear 2x32x128 --quant q3p5
@@ -60,6 +61,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--context", type=count_at_least(0), default=0, metavar="C", help="model: tokens in the KV cache"
+    )
+    parser.add_argument(
+        "--batch", type=count_at_least(1), default=1, metavar="B", help="model: independent sequences (default 1)"
     )
     parser.add_argument(
         "--flip-weight",
@@ -113,7 +117,7 @@ def _linear_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
 def _model_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
     if args.flip_bit is not None or args.keep_int_codes:
         raise Q35Error("--flip-bit and --keep-int-codes apply to --linear; for a model use --flip-weight")
-    case = ModelCase(args.model, args.quant, args.seed, args.seq, args.context)
+    case = ModelCase(args.model, args.quant, args.seed, args.seq, args.context, args.batch)
     report = verify_model(case, fault=_flip_weight(args.flip_weight))
     return report.ok, report.lines()
 

@@ -1,9 +1,11 @@
 """Compiling models for targets and extracting their workloads, cached for one run.
 
 A workload is the `Workload` (`q35c.analysis.workload.extract`) of the IR a target's pipeline produces for a model
-loaded with T = seq tokens in flight after C = context cached ones, the graph IR telling what attention appends to
-the KV cache. Compiling is the slow part, so `WorkloadCache` keeps one workload per (model, scheme, seq, context)
-and pipeline: the tuple of `Stage`s the target's options produce (frozen passes with their options, so equal
+loaded with B = batch sequences, each of T = seq tokens in flight after C = context cached ones (B*T activation
+rows, B*C cache rows: the batch is in the IR, nothing is scaled afterwards), the graph IR telling what attention
+appends to the KV cache. Compiling is the slow part, so `WorkloadCache` keeps one workload per (model, scheme,
+seq, context, batch) and pipeline: the tuple of `Stage`s the target's options produce (frozen passes with
+their options, so equal
 tuples run the same compile). Targets whose pipelines are equal share one compile; a target is never costed
 from IR another pipeline produced, whatever its family or name.
 
@@ -11,8 +13,9 @@ from IR another pipeline produced, whatever its family or name.
 once and the targets' pipelines run as a tree (`q35c.driver.tree`), so stages they share (materializing weights,
 lowering the graph, a tile stage with equal options) run once, and the branches -- of every (model, scheme, seq,
 context) -- run in parallel processes on a machine with several cores. Stages are not verified here (see
-`q35c.driver.pipeline.Runner`). A `Watch` has one key's compile do more on the way: the report writes its IR
-dumps so (`q35c.report.ir`), and the cost model reads that compile's workloads instead of compiling it again.
+`q35c.driver.pipeline.Runner`). A `Watch` has one key's compile do more on the way (a run may watch several
+keys: the decode step and the prefill): the IR dumps are written so (`q35c.report.ir`), and the cost model reads
+that compile's workloads instead of compiling it again.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from q35c.frontend import load_model
 from q35c.targets.target import Target
 from q35c.util.progress import Progress
 
-Key = tuple[str, str | None, int, int]  # model, scheme, seq (T), context (C)
+Key = tuple[str, str | None, int, int, int]  # model, scheme, seq (T), context (C), batch (B)
 Options = tuple[tuple[str, str], ...]  # pipeline options (see targets/pipeline.py), sorted
 
 
@@ -52,13 +55,13 @@ class Watch:
 def _tree(key: Key, pipelines: Mapping[str, Pipeline], watch: Watch | None = None) -> Tree[tuple[Workload, Any]]:
     """The tree that compiles `key` with `pipelines` (by label) and extracts each one's workload (and what
     `watch` keeps)."""
-    model, scheme, seq, context = key
-    loaded = load_model(model, quant=scheme, seq=seq, context=context)
+    model, scheme, seq, context, batch = key
+    loaded = load_model(model, quant=scheme, seq=seq, context=context, batch=batch)
     appends = kv_appends(loaded.module)
 
     def finish(label: str, module: ModuleOp) -> tuple[Workload, Any]:
         kept = None if watch is None else watch.finish(label, module)
-        return extract(module, appends=appends), kept
+        return extract(module, appends=appends, batch=batch), kept
 
     return Tree(loaded.module, pipelines, finish, loaded.path, None if watch is None else watch.visit)
 
@@ -73,18 +76,19 @@ def _steps(progress: Progress) -> StepCallback:
 def compile_keys(
     jobs: Mapping[Key, Mapping[str, Pipeline]],
     *,
-    watch: Watch | None = None,
+    watches: Sequence[Watch] = (),
     progress: Progress | None = None,
     parallel: bool = True,
 ) -> dict[Key, dict[str, tuple[Workload, Any]]]:
     """Load the model of each key once and run its pipelines (by label: a target's name) as a tree, all keys'
-    branches in one pool of processes; per key and label, the workload and what `watch` keeps (None where it
-    does not watch). Q35Error when a stage fails, naming the first label that runs it. `progress` counts a step
+    branches in one pool of processes; per key and label, the workload and what the key's watch keeps (None
+    where none watches it). Q35Error when a stage fails, naming the first label that runs it. `progress` counts a step
     per stage run (once for a stage several pipelines share)."""
     keys = list(jobs)
     if progress is not None:
         progress.add(sum(count_nodes(jobs[key].values()) for key in keys))
-    trees = [_tree(key, jobs[key], watch if watch is not None and key == watch.key else None) for key in keys]
+    watched = {w.key: w for w in watches}
+    trees = [_tree(key, jobs[key], watched.get(key)) for key in keys]
     found = run_trees(trees, verify=False, on_step=None if progress is None else _steps(progress), parallel=parallel)
     return dict(zip(keys, found, strict=True))
 
@@ -96,7 +100,7 @@ def compile_key(key: Key, pipelines: Mapping[str, Pipeline]) -> dict[str, Worklo
 
 @dataclass
 class WorkloadCache:
-    """Workloads already compiled in this run, by (model, scheme, seq, context) and pipeline."""
+    """Workloads already compiled in this run, by (model, scheme, seq, context, batch) and pipeline."""
 
     found: dict[tuple[Key, Pipeline], Workload] = field(default_factory=dict[tuple[Key, Pipeline], Workload])
 
@@ -105,23 +109,24 @@ class WorkloadCache:
         requests: Sequence[tuple[Key, Target]],
         options: Options = (),
         *,
-        watch: Watch | None = None,
+        watches: Sequence[Watch] = (),
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[Key, dict[str, Any]]:
         """Compile every (key, target) whose (key, pipeline) is not cached yet, each distinct one once, in one
-        run (`compile_keys`); with `watch`, every target requested with its key too. What `watch.finish`
-        returned, by target name."""
+        run (`compile_keys`); for a key a watch watches, every target requested with it too. What each watch's
+        `finish` returned, by key and target name."""
+        watched = {w.key for w in watches}
         jobs: dict[Key, dict[str, Pipeline]] = {}
         for key, target in requests:
             stages = stages_for(target, dict(options))
-            if (key, stages) not in self.found or (watch is not None and key == watch.key):
+            if (key, stages) not in self.found or key in watched:
                 jobs.setdefault(key, {})[target.name] = stages
-        kept: dict[str, Any] = {}
-        for key, results in compile_keys(jobs, watch=watch, progress=progress).items():
+        kept: dict[Key, dict[str, Any]] = {}
+        for key, results in compile_keys(jobs, watches=watches, progress=progress).items():
             for label, (workload, extra) in results.items():
                 self.found[(key, jobs[key][label])] = workload
-                if watch is not None and key == watch.key:
-                    kept[label] = extra
+                if key in watched:
+                    kept.setdefault(key, {})[label] = extra
         return kept
 
     def get(self, key: Key, target: Target, options: Options = ()) -> Workload:

@@ -12,7 +12,7 @@ temporary sibling directory renamed into place only when the whole pipeline succ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,3 +144,29 @@ class IRDirectory(AtomicDirectory):
     def __enter__(self) -> IRDirectory:
         super().__enter__()
         return self
+
+
+def compile_phases(
+    keys: Mapping[str, tuple[str, str | None, int, int, int]],
+    target: str,
+    options: Mapping[str, Any] | None = None,
+    callback: Callable[[str], StageCallback | None] | None = None,
+    on_phase: Callable[[str, CompileResult], None] | None = None,
+) -> dict[str, CompileResult]:
+    """Compile the module of each phase (by name: `decode`, `prefill`; a cache key (model, scheme, T, C, B)
+    each) for `target`, verified after every stage, with `callback(phase)` after each stage; and keep each
+    final module's workload in the cost model's cache (`q35c.driver.cache.CACHE`), so costing the same phases
+    compiles nothing again. `on_phase` is called with each phase's result as soon as it is compiled."""
+    from q35c.analysis.workload import extract
+    from q35c.driver.cache import CACHE
+
+    results: dict[str, CompileResult] = {}
+    for phase, key in keys.items():
+        model, scheme, seq, context, batch = key
+        loaded = load_model(model, quant=scheme, seq=seq, context=context, batch=batch)
+        result = compile_model(loaded, target, options, None if callback is None else callback(phase))
+        CACHE.found[(key, result.stages)] = extract(result.module, batch=batch)
+        results[phase] = result
+        if on_phase is not None:
+            on_phase(phase, result)
+    return results

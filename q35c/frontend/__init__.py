@@ -4,7 +4,10 @@
 `example_names()`); `quant` replaces the default scheme (for .q35 files their explicit overrides still apply;
 for GGUF files it replaces every matrix's stored type); `seq` is T, the tokens in flight, and `context` is C,
 the tokens already in the KV cache. C defaults to 0 (the first forward pass: an empty cache); T + C may not
-exceed the context length the model declares.
+exceed the context length the model declares. `batch` is B, independent sequences run together: activations
+have B*T rows (sequence after sequence), the KV caches B*C rows, and every `q35.attention` gets `batch = B`, so
+each sequence attends to its own cache and tokens only. The model language's `T` and `C` are these row counts
+(B*T, B*C); B = 1 by default.
 
 >>> model = load_model("tiny")
 >>> model.name, [f.sym_name.data for f in model.module.ops]
@@ -13,7 +16,7 @@ exceed the context length the model declares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp
@@ -37,8 +40,10 @@ class Model:
     module: ModuleOp
 
 
-def load_graph(model: str, *, quant: str | None = None, seq: int = 1, context: int = 0) -> Graph:
+def load_graph(model: str, *, quant: str | None = None, seq: int = 1, context: int = 0, batch: int = 1) -> Graph:
     """The plain-Python graph of `model` (see load_model); no IR is built."""
+    if batch < 1:
+        raise Q35Error(f"batch (independent sequences) must be at least 1, got {batch}")
     if seq < 1:
         raise Q35Error(f"seq (tokens in flight) must be at least 1, got {seq}")
     if context < 0:
@@ -57,15 +62,17 @@ def load_graph(model: str, *, quant: str | None = None, seq: int = 1, context: i
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise Q35Error(f"cannot read {path}: {err}", Location(path)) from None
-        graph = load_text(text, path, quant=quant, seq=seq, context=context)
+        graph = load_text(text, path, quant=quant, seq=batch * seq, context=batch * context)
     elif suffix == ".json":
         from q35c.frontend.hf_config import load_config
 
-        graph = load_config(path, quant=quant, seq=seq, context=context)
+        graph = load_config(path, quant=quant, seq=batch * seq, context=batch * context)
     else:
         from q35c.frontend.gguf_file import load_gguf
 
-        graph = load_gguf(path, quant=quant, seq=seq, context=context)
+        graph = load_gguf(path, quant=quant, seq=batch * seq, context=batch * context)
+    if batch != 1:
+        graph = replace(graph, seq=seq, context=context, batch=batch)
     if graph.max_context is not None and seq + context > graph.max_context:
         raise Q35Error(
             f"seq {seq} + context {context} exceeds the model's context length {graph.max_context}", Location(path)
@@ -73,10 +80,10 @@ def load_graph(model: str, *, quant: str | None = None, seq: int = 1, context: i
     return graph
 
 
-def load_model(model: str, *, quant: str | None = None, seq: int = 1, context: int = 0) -> Model:
+def load_model(model: str, *, quant: str | None = None, seq: int = 1, context: int = 0, batch: int = 1) -> Model:
     """Load `model` (a .q35, .json or .gguf path, or a bundled example's name) as a verified q35 module.
 
     Bad input raises Q35Error, located in the file where possible.
     """
-    graph = load_graph(model, quant=quant, seq=seq, context=context)
+    graph = load_graph(model, quant=quant, seq=seq, context=context, batch=batch)
     return Model(graph.name, graph.source, graph, to_module(graph))

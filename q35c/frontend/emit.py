@@ -40,7 +40,7 @@ def tensor_type(t: TensorType) -> Attribute:
     return MlirTensorType(_ELEMENT[t.dtype], t.shape)
 
 
-def _node_op(node: Node, args: Sequence[SSAValue], result: Attribute) -> Operation:
+def _node_op(node: Node, args: Sequence[SSAValue], result: Attribute, batch: int = 1) -> Operation:
     a = dict(node.attrs)
     match node.op:
         case "linear":
@@ -53,7 +53,7 @@ def _node_op(node: Node, args: Sequence[SSAValue], result: Attribute) -> Operati
             return q35.RopeOp(args[0], args[1], int(a["head_dim"]), float(a["theta"]))
         case "attention":
             heads, kv_heads, head_dim = (int(a[k]) for k in ("num_heads", "num_kv_heads", "head_dim"))
-            return q35.AttentionOp(*args, num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim)
+            return q35.AttentionOp(*args, num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, batch=batch)
         case "silu":
             return q35.SiluOp(args[0])
         case "mul":
@@ -98,7 +98,7 @@ class _Emitter:
                 continue
             args = [weight(v) if isinstance(v.type, WeightType) else env[v.id] for v in step.operands]
             expected = tensor_type(step.result.type)  # type: ignore[arg-type]
-            op = _node_op(step, args, expected)
+            op = _node_op(step, args, expected, self.graph.batch)
             assert op.results[0].type == expected, f"{step.op}: {op.results[0].type} != {expected}"
             block.add_op(op)
             env[step.result.id] = _named(op.results[0], step.result.name)

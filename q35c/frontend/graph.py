@@ -127,8 +127,9 @@ class WeightDesc:
 class Graph:
     """A whole model: main, its blocks, every weight instance with its scheme, and build parameters.
 
-    `seq` is T (tokens in flight), `context` is C (tokens already in the KV cache); `max_context` is the
-    context length the model declares, if any.
+    `seq` is T (tokens in flight), `context` is C (tokens already in the KV cache), each per sequence; `batch`
+    is B, the sequences run together (tensors have B*T and B*C rows); `max_context` is the context length the
+    model declares, if any.
     """
 
     name: str
@@ -141,6 +142,7 @@ class Graph:
     context: int
     max_context: int | None = None
     notes: tuple[str, ...] = ()
+    batch: int = 1
 
     def block(self, name: str) -> Block:
         return next(b for b in self.blocks if b.name == name)

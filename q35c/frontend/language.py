@@ -28,7 +28,10 @@ from q35c.ir.schemes import Scheme, parse_scheme
 from q35c.util.errors import Location, Q35Error
 
 Number = int | float
-BUILTIN_DIMS = {"T": "the number of tokens in flight (seq)", "C": "the number of cached tokens (context)"}
+BUILTIN_DIMS = {
+    "T": "the number of token rows in flight (batch x seq)",
+    "C": "the number of cached token rows (batch x context)",
+}
 _TENSOR_OPS = ("add", "mul")  # `a + b` and `a * b`
 
 

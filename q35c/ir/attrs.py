@@ -25,7 +25,9 @@ KERNEL_ATTR = "q35.kernel"  # what a kernel function or op computes: "linear", "
 SCHEME_ATTR = "q35.scheme"  # the weight's scheme spec on a linear kernel function
 TILE_ATTR = "q35.tile"  # array<i64: tt, tn, tk> on a linear kernel function
 
-# On ops (tile, schedule-memory)
+# On ops (lower-graph, tile, schedule-memory)
+KV_APPEND_ATTR = "q35.kv_append_bytes"  # on an attention kernel op: bytes of the k and v rows it adds to the cache
+BATCH_ATTR = "q35.batch"  # on an attention kernel op of B > 1 sequences: B
 TILE_DIM_ATTR = "q35.tile_dim"  # "t", "n" or "k" on a tile loop
 FUSED_ATTR = "q35.fused"  # unit: the op's result stays in registers (fused into its consumer)
 SRC_SPACE_ATTR = "q35.src_space"  # memory space a staging copy reads from
@@ -109,3 +111,9 @@ def first_callers(module: ModuleOp) -> dict[str, func.CallOp]:
         if isinstance(op, func.CallOp):
             found.setdefault(op.callee.string_value(), op)
     return found
+
+
+def int_attr(op: Operation, key: str) -> int | None:
+    """An integer attribute of an op, or None."""
+    value = op.attributes.get(key)
+    return value.value.data if isinstance(value, IntegerAttr) else None

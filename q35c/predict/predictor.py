@@ -1,34 +1,39 @@
 """What a model would do on each target: tokens/s, latency, energy per token, devices, and what limits it.
 
-`compare(model, scheme, targets, batch=, prompt=, gen=, devices=)` compiles the model for each target's
-pipeline twice -- a decode step and the prefill -- and runs the target's cost model on the workloads the IR
-gives (`q35c.driver.cache`):
+`compare(model, scheme, targets, batch=, prompt=, gen=, devices=)` compiles one module per phase for each
+target's pipeline -- the decode step and the prefill, both with the batch in the IR -- and runs the target's
+cost model on the workloads those modules give (`q35c.driver.cache`). These are the modules `q35c build
+--dump-ir` and report directories show (`Scenario.phases`); no count is scaled after compilation.
 
-- Decode: T = 1 token at the mean context of generation. Generating G tokens after a P-token prompt runs steps
-  at contexts P, P+1, ..., P+G-1; a step's cost is linear in its context (only KV-cache traffic and attention
-  work grow with it), so the mean of the G step times is exactly the step time at the mean context
-  P + (G-1)/2. When that mean is not an integer, the workloads compiled at the two neighbouring contexts are
-  averaged half and half, which is again exact. decode_tok_s = batch / step time; ms_per_token = step time.
+- Decode: one step of B sequences, T = 1 new token each (B activation rows), every sequence with C cached
+  tokens (B*C cache rows). Generating G tokens after a P-token prompt runs steps at contexts P, P+1, ...,
+  P+G-1; a step's cost is linear in its context (only KV-cache traffic and attention work grow with it), so
+  the mean of the G step times is the step time at the mean context P + (G-1)/2. The step is compiled at the
+  integer nearest that mean, halves rounded up: C = P + floor(G/2) (off the mean by half a token when G is
+  even). decode_tok_s = batch / step time; ms_per_token = step time.
 - Prompt and gen default to 512 and 128 tokens, the prompt shortened for a model whose context is shorter.
-- Prefill: T = P tokens with an empty cache. ttft_ms = its time; prefill_tok_s = batch * P / TTFT.
-- Batch B multiplies token-side work, activations and KV traffic, not weight reads (`Workload.batched`).
+- Prefill: B sequences of T = P tokens (B*P rows) with an empty cache. ttft_ms = its time;
+  prefill_tok_s = batch * P / TTFT.
 - Devices: the fewest that hold weights + KV cache at P + G tokens (x B) + live activations, or `devices`.
   A target that cannot hold the model (too few devices asked for, or more than it can use) gets a result
   with the reason and no figures; when no target can, `compare` raises Q35Error saying what each needs.
 - Energy: joules_per_token = decode step energy / B; avg_power_w = the average power of one device during
   decode (never above its TDP); system_power_w = that times the devices.
+- Ranges: decode_tok_s, ms_per_token, prefill_tok_s and joules_per_token each get `<figure>_low` and
+  `<figure>_high`, the same workloads costed with the spec's uncertain numbers at their bounds, the device count
+  held (`q35c.predict.ranges` gives the rule).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from q35c.analysis.workload import Workload
-from q35c.driver.cache import CACHE, Options, WorkloadCache
+from q35c.driver.cache import CACHE, Key, Options, WorkloadCache
 from q35c.frontend import load_graph
+from q35c.predict import ranges
 from q35c.targets.calibration import Efficiency, Row
 from q35c.targets.spec import spec_names
 from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, get_target
@@ -46,11 +51,33 @@ class Scenario:
     prompt: int = DEFAULT_PROMPT
     gen: int = DEFAULT_GEN
 
-    def decode_contexts(self) -> tuple[int, int, float]:
-        """(lower context, upper context, weight of the upper): the mean context P + (G-1)/2 as a mix."""
-        mean = self.prompt + (self.gen - 1) / 2
-        low = math.floor(mean)
-        return low, math.ceil(mean), mean - low
+    def decode_context(self) -> int:
+        """C of the decode step: the mean context P + (G-1)/2 of the G steps, rounded to the nearest integer,
+        halves up (= P + floor(G/2))."""
+        return self.prompt + self.gen // 2
+
+    def phases(self) -> dict[str, tuple[int, int]]:
+        """The modules compiled and costed, by phase: (T tokens per sequence, C cached tokens per sequence), each
+        for `batch` sequences; `decode` when G > 0, `prefill` when P > 0."""
+        found: dict[str, tuple[int, int]] = {}
+        if self.gen > 0:
+            found["decode"] = (1, self.decode_context())
+        if self.prompt > 0:
+            found["prefill"] = (self.prompt, 0)
+        return found
+
+    def note(self) -> str:
+        """What was compiled, for a result's notes."""
+        parts = []
+        if self.gen > 0:
+            mean = self.prompt + (self.gen - 1) / 2
+            parts.append(
+                f"decode: one step of {self.batch} sequence(s) x 1 token, each after C = {self.decode_context()} "
+                f"cached tokens (the mean context P + (G-1)/2 = {mean:g}, rounded to the nearest integer, halves up)"
+            )
+        if self.prompt > 0:
+            parts.append(f"prefill: {self.batch} sequence(s) x {self.prompt} tokens, empty cache")
+        return "compiled and costed as is, the batch in the IR: " + "; ".join(parts)
 
 
 # The per-target figures of report.json / --format json, in the order they are written.
@@ -59,10 +86,18 @@ RESULT_KEYS = (
     "family",
     "devices",
     "decode_tok_s",
+    "decode_tok_s_low",
+    "decode_tok_s_high",
     "ms_per_token",
+    "ms_per_token_low",
+    "ms_per_token_high",
     "prefill_tok_s",
+    "prefill_tok_s_low",
+    "prefill_tok_s_high",
     "ttft_ms",
     "joules_per_token",
+    "joules_per_token_low",
+    "joules_per_token_high",
     "avg_power_w",
     "system_power_w",
     "weight_bytes",
@@ -90,6 +125,14 @@ class TargetResult:
     kv_bytes: float
     bottleneck: str
     roofline_fraction: float | None
+    decode_tok_s_low: float | None = None
+    decode_tok_s_high: float | None = None
+    ms_per_token_low: float | None = None
+    ms_per_token_high: float | None = None
+    prefill_tok_s_low: float | None = None
+    prefill_tok_s_high: float | None = None
+    joules_per_token_low: float | None = None
+    joules_per_token_high: float | None = None
     decode: Cost | None = None
     prefill: Cost | None = None
     notes: tuple[str, ...] = ()
@@ -146,7 +189,7 @@ def footprint(decode: Workload, scenario: Scenario) -> Footprint:
     return Footprint(
         weight_bytes=float(decode.weight_bytes),
         kv_bytes=decode.kv_bytes_per_token * (scenario.prompt + scenario.gen) * scenario.batch,
-        activation_bytes=decode.batched(scenario.batch).peak_activation_bytes,
+        activation_bytes=decode.peak_activation_bytes,
     )
 
 
@@ -160,35 +203,32 @@ class Predictor:
     options: Options = ()
     cache: WorkloadCache = field(default_factory=lambda: CACHE)
 
-    def keys(self) -> list[tuple[str, str | None, int, int]]:
-        s = self.scenario
-        keys: list[tuple[str, str | None, int, int]] = []
-        if s.gen > 0:
-            low, high, _ = s.decode_contexts()
-            keys += [(self.model, self.scheme, 1, low), (self.model, self.scheme, 1, high)]
-        if s.prompt > 0:
-            keys.append((self.model, self.scheme, s.prompt, 0))
-        return list(dict.fromkeys(keys))
+    def phase_keys(self) -> dict[str, Key]:
+        """The compile key of each phase's module (`Scenario.phases`)."""
+        b = self.scenario.batch
+        return {phase: (self.model, self.scheme, t, c, b) for phase, (t, c) in self.scenario.phases().items()}
+
+    def keys(self) -> list[Key]:
+        return list(dict.fromkeys(self.phase_keys().values()))
 
     def prepare(self, targets: Sequence[Target]) -> None:
         """Compile everything the targets need at once (see `q35c.driver.cache`)."""
         self.cache.prepare([(key, t) for key in self.keys() for t in targets], self.options)
 
+    def workload(self, phase: str, target: Target) -> Workload | None:
+        """The workload of `phase`'s module compiled for `target` (None when the scenario has no such phase)."""
+        key = self.phase_keys().get(phase)
+        return None if key is None else self.cache.get(key, target, self.options)
+
     def decode_workload(self, target: Target) -> Workload | None:
-        if self.scenario.gen <= 0:
-            return None
-        low, high, weight = self.scenario.decode_contexts()
-        first = self.cache.get((self.model, self.scheme, 1, low), target, self.options)
-        if weight == 0:
-            return first
-        return first.mixed(self.cache.get((self.model, self.scheme, 1, high), target, self.options), weight)
+        return self.workload("decode", target)
 
     def prefill_workload(self, target: Target) -> Workload | None:
-        if self.scenario.prompt <= 0:
-            return None
-        return self.cache.get((self.model, self.scheme, self.scenario.prompt, 0), target, self.options)
+        return self.workload("prefill", target)
 
-    def predict(self, target: Target, devices: int | None = None) -> TargetResult:
+    def predict(self, target: Target, devices: int | None = None, *, with_ranges: bool = True) -> TargetResult:
+        """The prediction on `target` (with `devices`, else the fewest that hold the model); `with_ranges`
+        also costs the spec's uncertain numbers at their bounds (`q35c.predict.ranges`)."""
         s = self.scenario
         decode_w, prefill_w = self.decode_workload(target), self.prefill_workload(target)
         sizing = decode_w if decode_w is not None else prefill_w
@@ -200,29 +240,44 @@ class Predictor:
                 target.check_devices(devices, need)
         except DoesNotFit as err:
             return unfit(target, need, str(err))
-        decode = None if decode_w is None else target.estimate(decode_w, batch=s.batch, devices=count)
-        prefill = None if prefill_w is None else target.estimate(prefill_w, batch=s.batch, devices=count)
+
+        def costs(t: Target) -> tuple[Cost | None, Cost | None]:
+            decode = None if decode_w is None else t.estimate(decode_w, devices=count)
+            prefill = None if prefill_w is None else t.estimate(prefill_w, devices=count)
+            return decode, prefill
+
+        decode, prefill = costs(target)
         main = decode if decode is not None else prefill
         assert main is not None
+        values = figures(decode, prefill, s, count)
+        spans = ranges.spread(target, lambda t: figures(*costs(t), s, count), values) if with_ranges else {}
         return TargetResult(
             target=target.name,
             family=target.family,
             devices=count,
-            decode_tok_s=None if decode is None else s.batch / decode.seconds,
-            ms_per_token=None if decode is None else decode.seconds * 1e3,
-            prefill_tok_s=None if prefill is None else s.batch * s.prompt / prefill.seconds,
-            ttft_ms=None if prefill is None else prefill.seconds * 1e3,
-            joules_per_token=None if decode is None else decode.joules / s.batch,
-            avg_power_w=None if decode is None else decode.joules / decode.seconds / count,
-            system_power_w=None if decode is None else decode.joules / decode.seconds,
+            **values,  # type: ignore[arg-type]
+            **{f"{name}_{side}": span[i] for name, span in spans.items() for i, side in enumerate(("low", "high"))},
             weight_bytes=need.weight_bytes,
             kv_bytes=need.kv_bytes,
             bottleneck=describe_bottleneck(main),
             roofline_fraction=main.roofline_seconds / main.seconds if main.seconds else None,
             decode=decode,
             prefill=prefill,
-            notes=(target.explain_devices(need, count, sizing), *target.notes()),
+            notes=(target.explain_devices(need, count, sizing), s.note(), *target.notes()),
         )
+
+
+def figures(decode: Cost | None, prefill: Cost | None, s: Scenario, devices: int) -> dict[str, float | None]:
+    """The figures of a result from the costs of its phases (None for a phase the scenario does not run)."""
+    return {
+        "decode_tok_s": None if decode is None else s.batch / decode.seconds,
+        "ms_per_token": None if decode is None else decode.seconds * 1e3,
+        "prefill_tok_s": None if prefill is None else s.batch * s.prompt / prefill.seconds,
+        "ttft_ms": None if prefill is None else prefill.seconds * 1e3,
+        "joules_per_token": None if decode is None else decode.joules / s.batch,
+        "avg_power_w": None if decode is None else decode.joules / decode.seconds / devices,
+        "system_power_w": None if decode is None else decode.joules / decode.seconds,
+    }
 
 
 def unfit(target: Target, need: Footprint, reason: str) -> TargetResult:
@@ -308,7 +363,7 @@ def predict_row(row: Row, efficiency: Efficiency | None = None) -> float:
     if efficiency is not None:
         target = replace(target, efficiency=efficiency)
     predictor = Predictor(row.model, row.scheme, Scenario(row.batch, row.prompt, row.gen))
-    result = predictor.predict(target, row.devices)
+    result = predictor.predict(target, row.devices, with_ranges=False)
     value = result.decode_tok_s if row.phase == "decode" else result.prefill_tok_s
     if value is None:
         raise ValueError(f"row {row.id}: no {row.phase} phase in prompt {row.prompt}, gen {row.gen}")

@@ -139,13 +139,12 @@ def breakdown(
     workload: Workload,
     phase: str,
     *,
-    batch: int,
     devices: int,
     callers: Mapping[str, tuple[str, ...]],
 ) -> Breakdown:
-    """The pass `workload` on `devices` devices of `target` for `batch` sequences, kernel by kernel, priced by
-    the target's own `kernel_cost` and `communication` exactly as `Target.estimate` prices the whole."""
-    work = workload.batched(batch)
+    """The pass `workload` (as compiled, its batch included) on `devices` devices of `target`, kernel by kernel,
+    priced by the target's own `kernel_cost` and `communication` exactly as `Target.estimate` prices the whole."""
+    work = workload
     parts: list[Part] = []
     for kernel in work.kernels:
         kind, label = classify(kernel, callers)

@@ -3,7 +3,7 @@ breakdown of each pass, its roofline points, the hardware figures it used with t
 constants and the calibration rows behind them, and the IR files written for it.
 
     report = compare("llama-2-70b", "q3p5", "all")
-    ir = dump_stages("llama-2-70b", "q3p5", [r.target for r in report.targets], Path("ir"), context=575)
+    ir = dump_stages("llama-2-70b", "q3p5", [r.target for r in report.targets], Path("ir"), ir_module(report).keys())
     build = collect(report, ir)
     json.dumps(build.to_json())
 
@@ -64,18 +64,26 @@ class TargetDetail:
 
 @dataclass(frozen=True)
 class IRModule:
-    """Which module the IR dumps show: T tokens in flight after C cached ones."""
+    """Which modules the IR dumps show, one per phase: (phase, T tokens, C cached tokens, B sequences) -- the
+    modules the figures were costed from."""
 
-    seq: int
-    context: int
+    phases: tuple[tuple[str, int, int, int], ...]
 
-    def describe(self, report: Report) -> str:
-        s = report.scenario
-        if s.gen > 0:
-            low, high, weight = s.decode_contexts()
-            mix = f"; the decode figures average it with the step at C = {high}" if weight else ""
-            return f"the decode step: T = 1 token after C = {low} cached tokens{mix}"
-        return f"the prefill: T = {self.seq} prompt tokens, empty cache"
+    def keys(self) -> dict[str, tuple[int, int, int]]:
+        """(T, C, B) by phase, as `dump_stages` takes them."""
+        return {phase: (t, c, b) for phase, t, c, b in self.phases}
+
+    def describe(self, phase: str) -> str:
+        t, c, b = self.keys()[phase]
+        if phase == "decode":
+            return f"the decode step: {b} sequence(s) x T = {t} token after C = {c} cached tokens each"
+        return f"the prefill: {b} sequence(s) x T = {t} prompt tokens, empty cache"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            phase: {"seq": t, "context": c, "batch": b, "description": self.describe(phase)}
+            for phase, t, c, b in self.phases
+        }
 
 
 @dataclass(frozen=True)
@@ -112,23 +120,16 @@ class BuildReport:
         data["options"] = dict(self.options)
         data["devices_asked"] = self.devices
         data["command"] = self.command()
-        data["ir_module"] = {
-            "seq": self.module.seq,
-            "context": self.module.context,
-            "description": self.module.describe(self.report),
-        }
+        data["ir_modules"] = self.module.to_json()
         for entry, detail in zip(data["targets"], self.details, strict=True):
             entry.update(detail.to_json())
         return data
 
 
 def ir_module(report: Report) -> IRModule:
-    """The module a report dumps: the decode step at the lower of the two contexts the decode figures average,
-    or the prefill when nothing is generated."""
+    """The modules a report dumps: those its figures are costed from (`Scenario.phases`)."""
     s = report.scenario
-    if s.gen > 0:
-        return IRModule(1, s.decode_contexts()[0])
-    return IRModule(s.prompt, 0)
+    return IRModule(tuple((phase, t, c, s.batch) for phase, (t, c) in s.phases().items()))
 
 
 def _detail(report: Report, result: TargetResult, options: Options, ir: TargetIR | None) -> TargetDetail:
@@ -140,11 +141,10 @@ def _detail(report: Report, result: TargetResult, options: Options, ir: TargetIR
     if result.error is not None:
         return TargetDetail(result.target, None, None, (), cited, target.efficiency, rows, files)
     predictor = Predictor(report.model, report.scheme, report.scenario, options)
-    s = report.scenario
     parts: dict[str, Breakdown] = {}
     for phase, work in (("decode", predictor.decode_workload(target)), ("prefill", predictor.prefill_workload(target))):
         if work is not None:
-            parts[phase] = breakdown(target, work, phase, batch=s.batch, devices=result.devices, callers=callers)
+            parts[phase] = breakdown(target, work, phase, devices=result.devices, callers=callers)
     points = [
         roofline_point(target.spec, phase, cost)
         for phase, cost in (("decode", result.decode), ("prefill", result.prefill))

@@ -4,7 +4,8 @@
     DIR/report.md     the comparison, per-layer breakdown, roofline, assumptions, sources, IR (`q35c.report.markdown`)
     DIR/report.csv    one row per target
     DIR/*.png         throughput, energy, roofline, breakdown (`q35c.report.plots`)
-    DIR/ir/<target>/NN-<stage>.mlir   the decode step's IR after every stage (`q35c.report.ir`)
+    DIR/ir/<target>/decode/NN-<stage>.mlir    the decode step's IR after every stage (`q35c.report.ir`)
+    DIR/ir/<target>/prefill/NN-<stage>.mlir   the prefill's: the two modules the figures are costed from
 
 Everything is written into a temporary sibling (`.DIR.<pid>.tmp`) that is renamed to DIR at the end
 (`q35c.util.output.AtomicDirectory`), so a build that fails (a model no target can hold, a stage that fails, an
@@ -22,13 +23,12 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from q35c.driver.cache import Key
 from q35c.frontend import load_graph
-from q35c.predict.predictor import Predictor, Report, Scenario, compare, resolve_targets, scenario_lengths
+from q35c.predict.predictor import Report, Scenario, compare, resolve_targets, scenario_lengths
 from q35c.report.build import BuildReport, IRModule, collect, ir_module
 from q35c.report.ir import TargetIR, dump_stages
 from q35c.report.table import render_csv
@@ -74,24 +74,22 @@ def write_files(build: BuildReport, directory: Path) -> None:
     write_plots(build, directory)
 
 
-def planned_module(request: Request) -> tuple[IRModule, list[Key]] | None:
-    """The module the report will dump and every key its costs need, known before costing (the scenario
+def planned_module(request: Request) -> IRModule | None:
+    """The modules the report will dump, which are those its costs need, known before costing (the scenario
     `compare` derives from the same request); None for a request `compare` rejects."""
     graph = load_graph(request.model, quant=request.scheme)
     prompt, gen = scenario_lengths(request.prompt, request.gen, graph.max_context, graph.source)
     if request.batch < 1 or prompt + gen < 1:
         return None
-    scenario = Scenario(request.batch, prompt, gen)
-    predictor = Predictor(request.model, request.scheme, scenario, tuple(sorted(request.options)))
-    return ir_module(Report(request.model, request.scheme, scenario)), predictor.keys()
+    return ir_module(Report(request.model, request.scheme, Scenario(request.batch, prompt, gen)))
 
 
 def build_report(request: Request, outdir: Path | str, progress: Progress | None = None) -> BuildReport:
     """Compile, dump the IR, predict, and write the report directory `outdir` (see the module docstring).
 
-    The decode step the IR dumps show is compiled once, for both the dumps and the costs: the dumps are written
-    while the cost model's compiles run (`dump_stages` with the other keys), so `compare` finds every workload
-    it needs compiled."""
+    Each phase module the IR dumps show is compiled once, for both the dumps and the costs: the dumps are
+    written while the cost model's compiles run (`dump_stages`), so `compare` finds every workload it needs
+    compiled."""
     path = Path(outdir)
     check_destination(path)
     show = progress or Progress(sys.stderr, enabled=False)
@@ -101,22 +99,14 @@ def build_report(request: Request, outdir: Path | str, progress: Progress | None
     show.note("cost model", f"compiling {request.model} (decode step and prefill) for {len(names)} target(s)")
     with AtomicDirectory(path) as out:
 
-        def dump(module: IRModule, also: Sequence[Key]) -> dict[str, TargetIR]:
+        def dump(module: IRModule) -> dict[str, TargetIR]:
             ir_dir = out.tmp / "ir"
             shutil.rmtree(ir_dir, ignore_errors=True)
             return dump_stages(
-                request.model,
-                request.scheme,
-                names,
-                ir_dir,
-                seq=module.seq,
-                context=module.context,
-                options=options,
-                progress=show,
-                also=also,
+                request.model, request.scheme, names, ir_dir, module.keys(), options=options, progress=show
             )
 
-        ir = None if plan is None else dump(*plan)
+        ir = None if plan is None else dump(plan)
         report = compare(
             request.model,
             request.scheme,
@@ -127,8 +117,8 @@ def build_report(request: Request, outdir: Path | str, progress: Progress | None
             devices=request.devices,
             options=options,
         )
-        if plan is None or plan[0] != ir_module(report):
-            ir = dump(ir_module(report), ())  # the plan missed compare's scenario: dump the module it reports
+        if plan is None or plan != ir_module(report):
+            ir = dump(ir_module(report))  # the plan missed compare's scenario: dump the modules it reports
         assert ir is not None
         show.note("report", "report.json, report.md, report.csv, plots")
         build = collect(report, ir, request.options, request.devices)

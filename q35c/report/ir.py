@@ -1,13 +1,15 @@
-"""The IR of every pipeline stage for every target, written as `ir/<target>/NN-<stage>.mlir` in a report.
+"""The IR of every pipeline stage for every target and phase, written as `ir/<target>/<phase>/NN-<stage>.mlir`
+in a report (`decode/`: the decode step, `prefill/`: the prefill).
 
-`dump_stages(model, scheme, targets, directory, context=C)` loads the model once as a decode step (T = 1 token
-after C cached ones) and runs the targets' pipelines as a tree: stages that targets share (materializing
-weights, lowering the graph) run once and their IR is printed once, then written into each target's folder.
-`00-graph.mlir` is the imported q35 graph, the highest number the final IR the target's cost model reads.
+`dump_stages(model, scheme, targets, directory, phases)` loads the model once per phase module (a compile key:
+T tokens after C cached ones, for B sequences) and runs the targets' pipelines as a tree: stages that targets
+share (materializing weights, lowering the graph) run once and their IR is printed once, then written into each
+target's folder. `00-graph.mlir` is the imported q35 graph, the highest number the final IR the target's cost
+model reads (`q35c cost FILE --target T` costs it again).
 
-The compile is the cost model's own (`q35c.driver.cache`, a `Watch` on one key), so the workloads of the dumped
-IR are the ones the report's figures come from and that key is compiled once per build; a report compiles its
-other keys (the other decode step, the prefill) in the same run. It runs as `q35c.driver.tree`'s tree: where
+The compiles are the cost model's own (`q35c.driver.cache`, a `Watch` on each phase's key), so the workloads
+of the dumped IR are the ones the report's figures come from, and each module is compiled once per build.
+It runs as `q35c.driver.tree`'s tree: where
 the pipelines part (each target's tile sizes), the branches run in parallel forked processes on a machine with
 several cores, and stages are not verified (the tests and `q35c build --target` verify them). It also returns,
 per target, which weights each kernel function of the final IR is called with (`callers`), which is how a report
@@ -17,7 +19,7 @@ tells the attention projections from the MLP's in the per-layer breakdown.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,20 +85,18 @@ def dump_stages(
     scheme: str | None,
     targets: Sequence[str],
     directory: Path,
+    phases: Mapping[str, tuple[int, int, int]],
     *,
-    seq: int = 1,
-    context: int = 0,
     options: Mapping[str, str] | None = None,
     progress: Progress | None = None,
-    also: Sequence[Key] = (),
     cache: WorkloadCache | None = None,
 ) -> dict[str, TargetIR]:
-    """Compile `model` with T = `seq` tokens after C = `context` cached ones (a decode step by default) for each
-    target and write `directory/<target>/NN-<stage>.mlir`.
+    """Compile `model` for each phase (by name; (T, C, B) each: T tokens after C cached ones for B sequences)
+    for each target and write `directory/<target>/<phase>/NN-<stage>.mlir`.
 
-    The compile is the cost model's (`cache`, `q35c.driver.cache.CACHE` by default, which keeps its workloads),
-    run together with those of the keys `also` that are not cached yet (a report's other decode step and its
-    prefill), so one pool of processes compiles everything a report needs. Stages all targets share run once;
+    The compiles are the cost model's (`cache`, `q35c.driver.cache.CACHE` by default, which keeps their
+    workloads), all phases in one run, so one pool of processes compiles everything a report needs.
+    Stages all targets share run once;
     where the pipelines part, the branches run in parallel processes when the machine has several cores.
     Q35Error when a stage fails (a tile that cannot fit). `progress` counts a step per stage compiled (once for
     a stage the targets share: `[2/39] 12 targets: materialize`).
@@ -104,28 +104,38 @@ def dump_stages(
     names = list(dict.fromkeys(targets))
     chosen = [get_target(name) for name in names]
     opts: Options = tuple(sorted((options or {}).items()))
-    key: Key = (model, scheme, seq, context)
+    keys: dict[str, Key] = {phase: (model, scheme, t, c, b) for phase, (t, c, b) in phases.items()}
     for name in names:
-        (directory / name).mkdir(parents=True, exist_ok=True)
+        for phase in keys:
+            (directory / name / phase).mkdir(parents=True, exist_ok=True)
 
-    def write(index: int, stage: str, labels: tuple[str, ...], module: ModuleOp) -> None:
-        text = module_text(module) + "\n"
-        for name in labels:
-            (directory / _file(name, index, stage)).write_text(text, encoding="utf-8")
+    def writer(phase: str) -> Callable[[int, str, tuple[str, ...], ModuleOp], None]:
+        def write(index: int, stage: str, labels: tuple[str, ...], module: ModuleOp) -> None:
+            text = module_text(module) + "\n"
+            for name in labels:
+                (directory / _file(name, phase, index, stage)).write_text(text, encoding="utf-8")
 
-    watch = Watch(key, write, lambda name, module: kernel_callers(module))
-    requests = [(k, target) for k in dict.fromkeys((key, *also)) for target in chosen]
-    callers = (cache or CACHE).prepare(requests, opts, watch=watch, progress=progress)
-    return {
-        target.name: TargetIR(target.name, _files(target.name, stages_for(target, dict(opts))), callers[target.name])
-        for target in chosen
-    }
+        return write
+
+    watches = [Watch(key, writer(phase), lambda name, module: kernel_callers(module)) for phase, key in keys.items()]
+    requests = [(k, target) for k in dict.fromkeys(keys.values()) for target in chosen]
+    kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress)
+    result: dict[str, TargetIR] = {}
+    for target in chosen:
+        stages = stages_for(target, dict(opts))
+        files = tuple(f for phase in keys for f in _files(target.name, phase, stages))
+        callers: dict[str, tuple[str, ...]] = {}
+        for key in keys.values():
+            for function, weights in kept.get(key, {}).get(target.name, {}).items():
+                callers[function] = tuple(dict.fromkeys((*callers.get(function, ()), *weights)))
+        result[target.name] = TargetIR(target.name, files, callers)
+    return result
 
 
-def _files(target: str, stages: Sequence[Stage]) -> tuple[str, ...]:
-    return tuple(_file(target, index, stage) for index, stage in enumerate(stage_names(stages)))
+def _files(target: str, phase: str, stages: Sequence[Stage]) -> tuple[str, ...]:
+    return tuple(_file(target, phase, index, stage) for index, stage in enumerate(stage_names(stages)))
 
 
-def _file(target: str, index: int, stage: str) -> str:
-    """Where the IR of `target` after stage `index` goes, relative to the dump directory."""
-    return f"{target}/{index:02d}-{stage}.mlir"
+def _file(target: str, phase: str, index: int, stage: str) -> str:
+    """Where the IR of `target`'s `phase` module after stage `index` goes, relative to the dump directory."""
+    return f"{target}/{phase}/{index:02d}-{stage}.mlir"

@@ -58,9 +58,12 @@ def comparison(report: Report) -> list[str]:
     lines = ["## Comparison", ""]
     lines.append(
         f"{report.model}, {scheme_text(report)}: batch {s.batch}, a {s.prompt}-token prompt, {s.gen} generated "
-        "tokens. Decode figures are one step at the mean context of generation (exact: a step's cost is linear "
-        "in its context); prefill tok/s = batch x prompt / TTFT; J/token and W/device during decode (W never "
-        "above TDP); roofline: the fraction of the per-kernel roofline bound the predicted time reaches."
+        "tokens. Decode figures are one compiled step of the batch at the mean context of generation, rounded "
+        "halves up (a step's cost is linear in its context); prefill tok/s = batch x prompt / TTFT; J/token and "
+        "W/device during decode (W never above TDP); roofline: the fraction of the per-kernel roofline bound the "
+        "predicted time reaches. "
+        "`value (low-high)`: the range of a figure with the specs' uncertain numbers at their bounds, the "
+        "device count held (worst-case corners; see What is uncertain)."
     )
     lines.append("")
     headers = [name for name, _ in COLUMNS]
@@ -187,8 +190,10 @@ def _uncertain(build: BuildReport) -> list[str]:
     found: dict[str, list[str]] = {}
     for d in build.details:
         for c in d.citations:
-            if c.quantity.confidence == "uncertain":
-                found.setdefault(f"`{c.path}` = {figure(c.quantity.value)}: {c.quantity.note}", []).append(d.target)
+            q = c.quantity
+            if q.confidence == "uncertain":
+                spread = "" if q.bounds is None else f" ({figure(q.bounds[0])}-{figure(q.bounds[1])})"
+                found.setdefault(f"`{c.path}` = {figure(q.value)}{spread}: {q.note}", []).append(d.target)
     return [f"- {', '.join(names)}: {text}" for text, names in found.items()]
 
 
@@ -200,12 +205,13 @@ def assumptions(build: BuildReport) -> list[str]:
         + (f", {build.devices} device(s) asked for" if build.devices else ", the fewest devices that hold the model")
         + (f"; pipeline options {', '.join(f'{k}={v}' for k, v in build.options)}" if build.options else "")
         + ".",
-        f"Decode: one step with T = 1 at the mean context of generation, P + (G - 1) / 2 = "
-        f"{s.prompt + (s.gen - 1) / 2:g} tokens; a step's cost is linear in its context, so this is exactly the "
-        "mean over the generated tokens. A fractional mean averages the workloads compiled at its two neighbours.",
-        f"Prefill: T = {s.prompt} tokens with an empty cache; TTFT is its time.",
-        "Batch multiplies token-side work, activation and KV-cache traffic and all-reduce payloads, not weight "
-        "reads or weight-side unpacking.",
+        f"Decode: one step of {s.batch} sequence(s) x T = 1 token, compiled at C = {s.decode_context()} cached "
+        f"tokens each: the mean context of generation, P + (G - 1) / 2 = {s.prompt + (s.gen - 1) / 2:g}, rounded "
+        "to the nearest integer, halves up; a step's cost is linear in its context, so this is the mean over the "
+        "generated tokens (half a token above it for an even G).",
+        f"Prefill: {s.batch} sequence(s) x T = {s.prompt} tokens with an empty cache; TTFT is its time.",
+        "The batch is compiled into both modules (B*T activation rows, B*C KV-cache rows); no count is scaled "
+        "after compilation.",
         "Devices: the fewest that hold weights, the KV cache at prompt + generated tokens for the whole batch, "
         "and a decode step's live activations (GPUs: a power of two, tensor parallel; Groq: chips in a pipeline "
         "of tensor-parallel groups).",
@@ -226,7 +232,10 @@ def assumptions(build: BuildReport) -> list[str]:
     lines += ["", "### What is uncertain", ""]
     lines.append(
         "Hardware figures this report used that their spec marks uncertain (an estimate or an assumption; each "
-        "spec's note says why):"
+        "spec's note says why), with the low and high each spec gives. The ranges in the comparison cost the same "
+        "compiled workloads with these numbers at their bounds, first one at a time, then all at once at the "
+        "corner that moves each figure furthest either way; the range holds the value, the corner and every "
+        "one-at-a-time result. Numbers that set the device count (main-memory capacity, system limits) are held:"
     )
     lines += ["", *(_uncertain(build) or ["- none"]), ""]
     lines.append(
@@ -261,10 +270,12 @@ def sources(build: BuildReport) -> list[str]:
 def ir_section(build: BuildReport) -> list[str]:
     lines = ["## IR", ""]
     lines.append(
-        f"`ir/<target>/NN-<stage>.mlir` holds the IR after every stage of each target's pipeline for "
-        f"{build.module.describe(build.report)}. `00-graph.mlir` is the q35 graph as imported; the highest number "
-        "is the final IR, the one the target's cost model read. Stages the targets share are compiled once "
-        "(identical files)."
+        "`ir/<target>/<phase>/NN-<stage>.mlir` holds the IR after every stage of each target's pipeline for "
+        "the modules the figures were costed from: "
+        + "; ".join(f"`{phase}/`, {build.module.describe(phase)}" for phase, _, _, _ in build.module.phases)
+        + ". `00-graph.mlir` is the q35 graph as imported; the highest number is the final IR, the one the "
+        "target's cost model read (`q35c cost FILE --target T` prints its workload and cost again). Stages the "
+        "targets share are compiled once (identical files)."
     )
     lines.append("")
     body = [[d.target, ", ".join(f.split("/", 1)[1].removesuffix(".mlir") for f in d.ir_files)]
@@ -278,7 +289,7 @@ def files_section() -> list[str]:
     lines = ["## Files", ""]
     lines += [f"- `{name}`: {what}" for name, what in REPORT_FILES]
     lines += [f"- `{name}.png`: {what}" for name, what in PLOTS.items()]
-    lines += ["- `ir/`: the IR of every stage for every target (above)", ""]
+    lines += ["- `ir/`: the IR of every stage of each phase (decode/, prefill/) for every target (above)", ""]
     return lines
 
 

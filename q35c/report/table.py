@@ -2,11 +2,15 @@
 
 The table has one row per target:
 
-    llama-2-70b, q3p5: batch 1, prompt 512, generate 128
-    target     devices  decode tok/s  ms/token  prefill tok/s  TTFT ms  J/token  W/device  weights GB  KV GB  bottleneck
-    h100-sxm         1         103.4      9.67         4210.2    121.6     2.31     239.1       32.85   0.17  hbm ...
+   llama-2-7b, q3p5: batch 1, prompt 512, generate 128
+   target     devices  decode tok/s            ms/token              prefill tok/s              ...  J/token
+   groq-lpu        16         170.2 (167-171)      5.87 (5.86-5.98)        9,547.6 (2,900-9,600)  ...  7.12 (3.5-15)
+   h100-sxm         1         126.8                7.89                   10,345.8 (10,328-10,346)  ...  1.26 (0.61-2.5)
 
-followed by notes: where each family's figures come from and what a reader should keep in mind. JSON keeps
+Decode and prefill tok/s, ms/token and J/token show their range, `value (low-high)`: the figure with the spec's
+uncertain numbers at their bounds (`q35c.predict.ranges`); a figure they do not move shows its value alone. The
+bounds are rounded outward to two significant digits, more where that would widen the range by half. The table
+is followed by notes: where each family's figures come from and what a reader should keep in mind. JSON keeps
 every number unrounded, plus each phase's full cost (time, traffic per memory level, ops per unit, energy per
 component, and the seconds each resource bound). CSV has one row per target, the JSON's scalar keys as
 columns (numbers unrounded, empty where there is none).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -36,14 +41,41 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _bound(value: float, significant: int, up: bool) -> tuple[float, str]:
+    """`value` rounded outward (down for a low bound, up for a high one) to `significant` digits, and as text
+    (`21`, `0.61`, `9,600`)."""
+    if value == 0:
+        return 0.0, "0"
+    step = 10.0 ** (math.floor(math.log10(abs(value))) - significant + 1)
+    rounded = (math.ceil(value / step - 1e-9) if up else math.floor(value / step + 1e-9)) * step
+    return rounded, f"{rounded:,.{max(0, -round(math.log10(step)))}f}"
+
+
+def ranged(value: float | None, low: float | None, high: float | None, digits: int = 1) -> str:
+    """`value (low-high)`, the bounds rounded outward to two significant digits, or more where that would
+    widen the range by half; the value alone when it has no range or the range is a point."""
+    text = _num(value, digits)
+    if value is None or low is None or high is None or low == high:
+        return text
+    for significant in range(2, 7):
+        (lo, lo_text), (hi, hi_text) = _bound(low, significant, False), _bound(high, significant, True)
+        if hi - lo <= 1.5 * (high - low):
+            break
+    return f"{text} ({lo_text}-{hi_text})"
+
+
+def _figure(name: str, digits: int) -> Callable[[TargetResult], str]:
+    return lambda r: ranged(getattr(r, name), getattr(r, f"{name}_low"), getattr(r, f"{name}_high"), digits)
+
+
 COLUMNS: tuple[Column, ...] = (
     ("target", lambda r: r.target),
     ("devices", lambda r: str(r.devices) if r.devices else "-"),
-    ("decode tok/s", lambda r: _num(r.decode_tok_s)),
-    ("ms/token", lambda r: _num(r.ms_per_token, 2)),
-    ("prefill tok/s", lambda r: _num(r.prefill_tok_s)),
+    ("decode tok/s", _figure("decode_tok_s", 1)),
+    ("ms/token", _figure("ms_per_token", 2)),
+    ("prefill tok/s", _figure("prefill_tok_s", 1)),
     ("TTFT ms", lambda r: _num(r.ttft_ms)),
-    ("J/token", lambda r: _num(r.joules_per_token, 2)),
+    ("J/token", _figure("joules_per_token", 2)),
     ("W/device", lambda r: _num(r.avg_power_w)),
     ("weights GB", lambda r: _num(r.weight_bytes / 1e9, 2)),
     ("KV GB", lambda r: _num(r.kv_bytes / 1e9, 2)),
@@ -51,6 +83,8 @@ COLUMNS: tuple[Column, ...] = (
     ("bottleneck", lambda r: r.bottleneck),
 )
 LEFT = ("target", "bottleneck")
+RANGED = ("decode tok/s", "ms/token", "prefill tok/s", "J/token")
+"""Columns of `value (low-high)` cells: the values right-aligned, their ranges after them."""
 
 
 def time_unit(seconds: float) -> tuple[str, float]:
@@ -67,15 +101,20 @@ def render_table(report: Report) -> str:
     scheme = report.scheme or "the model's own schemes"
     lines = [f"{report.model}, {scheme}: batch {s.batch}, prompt {s.prompt}, generate {s.gen}"]
     rows = [[name for name, _ in COLUMNS]] + [[cell(r) for _, cell in COLUMNS] for r in report.targets]
+    for i, (name, _) in enumerate(COLUMNS):
+        if name in RANGED:
+            _align_ranges(rows, i)
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     for row in rows:
         cells = [
-            c.ljust(w) if name in LEFT else c.rjust(w) for c, w, (name, _) in zip(row, widths, COLUMNS, strict=True)
+            c.ljust(w) if name in LEFT or name in RANGED else c.rjust(w)
+            for c, w, (name, _) in zip(row, widths, COLUMNS, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
     lines.append("")
-    lines.append("decode: one step at the mean context of generation (exact: step cost is linear in context);")
+    lines.append("decode: one compiled step of the batch at the mean context of generation, rounded halves up;")
     lines.append("prefill tok/s = batch x prompt / TTFT; J/token and W/device during decode (W never above TDP).")
+    lines.append("value (low-high): the range over the specs' uncertain numbers at their bounds, device count held.")
     notes: dict[str, list[str]] = {}
     for r in report.targets:
         for note in r.notes:
@@ -86,6 +125,15 @@ def render_table(report: Report) -> str:
         if r.error is not None:
             lines.append(f"  {r.target}: {r.error}")
     return "\n".join(lines)
+
+
+def _align_ranges(rows: list[list[str]], column: int) -> None:
+    """Right-align the values of a ranged column (the header with them), leaving each range after its value."""
+    parts = [row[column].partition(" (") for row in rows[1:]]
+    width = max([len(rows[0][column])] + [len(value) for value, _, _ in parts])
+    rows[0][column] = rows[0][column].rjust(width)
+    for row, (value, sep, spread) in zip(rows[1:], parts, strict=True):
+        row[column] = value.rjust(width) + (f" ({spread}" if sep else "")
 
 
 def render_json(report: Report) -> str:

@@ -7,7 +7,8 @@ numpy reference (`q35c.verify.reference`) of the same graph.
 Data, all from `case.seed`: every `q35.weight` gets random values quantized with `q35c.formats` in its own
 scheme, N(0, 1/sqrt(K)) for [N, K] matrices (embedding tables included) and 1 + N(0, 0.1^2) for vector
 gains, so that activations stay O(1) and far from float16's range; token ids are uniform in [0, vocab);
-positions are C..C+T-1 (C from the attention ops' caches); KV caches (and any other float input) are N(0, 1).
+positions are C..C+T-1 for each sequence of a batch (C from the attention ops' caches); KV caches (and any
+other float input) are N(0, 1).
 The graph is lowered with `q35c.verify.linear.host_passes()` (the host target's pipeline), run by
 mlir-opt + mlir-runner, and its first result (the logits) compared with the reference.
 
@@ -70,6 +71,7 @@ class ModelCase:
     seed: int = 0
     seq: int = 1
     context: int = 0
+    batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def load_graph_module(case: ModelCase) -> tuple[str, ModuleOp]:
     if not case.model.endswith(".mlir"):
         from q35c.frontend import load_model
 
-        model = load_model(case.model, quant=case.quant, seq=case.seq, context=case.context)
+        model = load_model(case.model, quant=case.quant, seq=case.seq, context=case.context, batch=case.batch)
         return model.name, model.module
     if case.quant is not None:
         raise Q35Error("--quant applies to model files, not to .mlir graph IR (its weight types fix the schemes)")
@@ -142,15 +144,20 @@ def _embed_fed(value: SSAValue) -> EmbedOp | None:
 
 
 def cache_length(module: ModuleOp) -> int:
-    """C, the tokens in the KV caches of the graph's attention ops (0 without attention)."""
+    """C, the tokens in each sequence's KV caches of the graph's attention ops (0 without attention)."""
     return next((op.cache_len for op in module.walk() if isinstance(op, AttentionOp)), 0)
 
 
+def batch_size(module: ModuleOp) -> int:
+    """B, the sequences the graph's attention ops run together (1 without attention)."""
+    return next((op.batch for op in module.walk() if isinstance(op, AttentionOp)), 1)
+
+
 def model_inputs(module: ModuleOp, rng: np.random.Generator) -> list[NDArray[Any]]:
-    """Data for the entry's arguments: token ids (they feed an embed), positions C..C+T-1 (other integer
-    inputs), and N(0, 1) float16 for float inputs (the KV caches)."""
+    """Data for the entry's arguments: token ids (they feed an embed), positions C..C+T-1 of each sequence
+    (other integer inputs), and N(0, 1) float16 for float inputs (the KV caches)."""
     inputs: list[NDArray[Any]] = []
-    c = cache_length(module)
+    c, batch = cache_length(module), batch_size(module)
     for arg in _entry(module).args:
         typ = arg.type
         assert isinstance(typ, TensorType)
@@ -162,7 +169,8 @@ def model_inputs(module: ModuleOp, rng: np.random.Generator) -> list[NDArray[Any
                 assert isinstance(table, PackedType)
                 inputs.append(rng.integers(0, table.get_shape()[0], shape).astype(np.int32))
             else:
-                inputs.append((c + np.arange(int(np.prod(shape)))).reshape(shape).astype(np.int32))
+                rows = int(np.prod(shape))
+                inputs.append((c + np.arange(rows) % max(1, rows // batch)).reshape(shape).astype(np.int32))
         else:
             dtype = np.float16 if str(typ.element_type) == "f16" else np.float32
             inputs.append(rng.standard_normal(shape).astype(dtype))
@@ -229,8 +237,9 @@ class ModelReport:
         quant = f", --quant {c.quant}" if c.quant else ""
         shape = "x".join(str(d) for d in self.shape)
         verdict = "match" if self.ok else "MISMATCH"
+        batch = f"batch {c.batch}, " if c.batch != 1 else ""
         out = [
-            f"model {self.name}{quant}: seq {self.shape[0]}, context {self.context}, seed {c.seed}",
+            f"model {self.name}{quant}: {batch}seq {self.shape[0] // c.batch}, context {self.context}, seed {c.seed}",
             f"weights: {self.schemes}",
             f"logits [{shape}]: max error {self.max_error:.3e}, tolerance {self.tolerance:.3e} "
             f"({self.depth} roundings x 2^-10 x max|logit| {self.scale:.4g})",

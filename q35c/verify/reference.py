@@ -139,9 +139,36 @@ def rope(x: Array, positions: Array, head_dim: int, theta: float) -> F32:
 
 
 def attention(
-    q: Array, k: Array, v: Array, k_cache: Array, v_cache: Array, num_heads: int, num_kv_heads: int, head_dim: int
+    q: Array,
+    k: Array,
+    v: Array,
+    k_cache: Array,
+    v_cache: Array,
+    num_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    batch: int = 1,
 ) -> F32:
-    """Causal GQA: query t sees the C cached tokens and new tokens 0..t; query head h uses KV head h // G."""
+    """Causal GQA: query t sees the C cached tokens and new tokens 0..t; query head h uses KV head h // G. With
+    `batch` = B the rows are B sequences one after another (B*T new rows, B*C cache rows), each attending to
+    its own rows only."""
+    if batch > 1:
+        t, c = q.shape[0] // batch, k_cache.shape[0] // batch
+        return np.concatenate(
+            [
+                attention(
+                    q[i * t : (i + 1) * t],
+                    k[i * t : (i + 1) * t],
+                    v[i * t : (i + 1) * t],
+                    k_cache[i * c : (i + 1) * c],
+                    v_cache[i * c : (i + 1) * c],
+                    num_heads,
+                    num_kv_heads,
+                    head_dim,
+                )
+                for i in range(batch)
+            ]
+        )
     t, c = q.shape[0], k_cache.shape[0]
     group = num_heads // num_kv_heads
     qh = _f32(q).reshape(t, num_heads, head_dim)
@@ -231,7 +258,7 @@ class _Interpreter:
         elif isinstance(op, AttentionOp):
             q, k, v, kc, vc = (array(x) for x in (op.q, op.k, op.v, op.k_cache, op.v_cache))
             sizes = (op.num_heads.value.data, op.num_kv_heads.value.data, op.head_dim.value.data)
-            result = attention(q, k, v, kc, vc, *sizes)
+            result = attention(q, k, v, kc, vc, *sizes, batch=op.batch)
         elif isinstance(op, SiluOp):
             result = silu(array(op.x))
         elif isinstance(op, MulOp):

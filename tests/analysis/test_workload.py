@@ -150,8 +150,10 @@ def test_copies_into_a_memory_space_are_bytes_moved_and_main_memory_is_read_once
     assert kernel.weight_bytes == 64  # re-reads of the same weight are served on chip
 
 
-def compiled(model: str, target: str, seq: int = 1, context: int = 0, quant: str | None = None) -> Workload:
-    return compile_key((model, quant, seq, context), {target: stages_for(get_target(target))})[target]
+def compiled(
+    model: str, target: str, seq: int = 1, context: int = 0, quant: str | None = None, batch: int = 1
+) -> Workload:
+    return compile_key((model, quant, seq, context, batch), {target: stages_for(get_target(target))})[target]
 
 
 def test_weight_bytes_follow_the_storage_types_of_the_scheme() -> None:
@@ -192,11 +194,23 @@ def test_kv_appends_come_from_the_graph_attention_ops() -> None:
     assert kv_appends(graph) == {"decoder": [2 * 3 * 32 * 2]}
 
 
-def test_interpolated_workload_is_the_mean_of_its_neighbours() -> None:
-    low, high = compiled("tiny", "h100-sxm", context=8), compiled("tiny", "h100-sxm", context=9)
-    mid = low.mixed(high, 0.5)
-    assert mid.total("kv_read") == pytest.approx((low.total("kv_read") + high.total("kv_read")) / 2)
-    assert mid.context == 8.5
+def test_a_batch_is_compiled_not_scaled() -> None:
+    """B sequences: B*T rows of token-side work and KV traffic, the weights read once, the context per sequence."""
+    one, four = compiled("tiny", "h100-sxm", context=8), compiled("tiny", "h100-sxm", context=8, batch=4)
+    assert (four.batch, four.tokens, four.context) == (4, 4, 8)
+    assert four.total("kv_read") == 4 * one.total("kv_read") and four.total("kv_written") == 4 * one.total("kv_written")
+    assert four.kv_bytes_per_token == one.kv_bytes_per_token
+    assert four.total_macs == pytest.approx(4 * one.total_macs)
+    assert four.weight_bytes == one.weight_bytes  # the weights stored once, whatever the batch
+
+
+def test_lowered_attention_keeps_its_appends_and_batch() -> None:
+    """The final IR alone gives the KV appends and the batch (`q35c cost` reads only it)."""
+    from q35c.driver.compile import compile_model
+
+    result = compile_model(load_model("tiny", seq=1, context=5, batch=3), "h100-sxm")
+    assert kv_appends(result.module) == {"decoder": [3 * 2 * 32 * 2]}
+    assert extract(result.module) == compiled("tiny", "h100-sxm", context=5, batch=3)
 
 
 def test_graph_ir_is_costed_by_op_type_before_lowering() -> None:

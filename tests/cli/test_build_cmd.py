@@ -60,7 +60,10 @@ def test_all_prints_a_row_per_target(capsys: pytest.CaptureFixture[str]) -> None
 def test_one_target_prints_its_stages_then_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = build(capsys, "tiny", "--target", "m2-max", *SMALL)
     assert code == 0
-    assert out.startswith("tiny for m2-max (apple):") and "\ntiny, the model's own schemes: batch 1" in out
+    assert (
+        out.startswith("tiny for m2-max (apple), the decode step: batch 1 x 1 token after")
+        and "\ntiny, the model's own schemes: batch 1" in out
+    )
 
 
 def test_unknown_target_exits_2_listing_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:

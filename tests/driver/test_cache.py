@@ -15,7 +15,7 @@ from q35c.driver.cache import CACHE, WorkloadCache, compile_key, stages_for
 from q35c.driver.pipeline import Stage
 from q35c.targets.target import Target, get_target
 
-TINY = ("tiny", "q3p5:g=32", 1, 4)
+TINY = ("tiny", "q3p5:g=32", 1, 4, 1)
 SMALL = ["--prompt", "16", "--gen", "8"]
 
 

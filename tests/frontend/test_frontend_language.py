@@ -231,7 +231,7 @@ def test_dense_container_needs_k_multiple_of_64() -> None:
     ("text", "message"),
     [
         ("dim d = 64 / 3\n", "m.q35:1:9: 64 / 3 is not a whole number"),
-        ("dim T = 4\n", "m.q35:1:5: 'T' is built in: the number of tokens in flight (seq)"),
+        ("dim T = 4\n", "m.q35:1:5: 'T' is built in: the number of token rows in flight (batch x seq)"),
         ("dim d = 4\ndim d = 5\n", "m.q35:2:5: 'd' is already defined"),
         ("dim d = 0\n", "m.q35:1:9: dim d must be a positive integer, got 0"),
         ("dim d = e\n", "m.q35:1:9: undefined name 'e'"),

@@ -168,7 +168,7 @@ def test_groq_tiles_are_mxm_arrays() -> None:
         ("h100-sxm", "smem", 2, 228_000, False),
         ("a100-sxm", "smem", 2, 164_000, False),
         ("mi300x", "lds", 3, 65_536, False),
-        ("m2-max", "threadgroup", 1, THREADGROUP_BYTES, True),
+        ("m2-max", "threadgroup", 2, THREADGROUP_BYTES, True),
         ("groq-lpu", "sram", 0, 230_686_720, False),
     ],
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from q35c.predict.predictor import compare
-from q35c.report.build import BuildReport, collect
+from q35c.report.build import BuildReport, collect, ir_module
 from q35c.report.ir import dump_stages, kernel_key
 
 TARGETS = ["h100-sxm", "groq-lpu", "m2-max"]
@@ -20,7 +20,7 @@ TARGETS = ["h100-sxm", "groq-lpu", "m2-max"]
 def build() -> BuildReport:
     report = compare("tiny", "q3p5:g=32", TARGETS, prompt=16, gen=8)
     with tempfile.TemporaryDirectory() as tmp:
-        ir = dump_stages("tiny", "q3p5:g=32", TARGETS, Path(tmp), context=19)
+        ir = dump_stages("tiny", "q3p5:g=32", TARGETS, Path(tmp), ir_module(report).keys())
     return collect(report, ir)
 
 

@@ -58,7 +58,8 @@ def test_report_json_extends_the_format_json_schema(report_dir: Path, capsys: py
             assert entry[key] == value, key  # everything --format json prints, unchanged
         assert set(entry["breakdown"]) == {"decode", "prefill"}
         assert entry["sources"] and all(s["source"] for s in entry["sources"])
-        assert entry["ir_files"][0] == f"ir/{entry['target']}/00-graph.mlir"
+        assert entry["ir_files"][0] == f"ir/{entry['target']}/decode/00-graph.mlir"
+        assert f"ir/{entry['target']}/prefill/05-schedule.mlir" in entry["ir_files"]
     assert data["command"].startswith("q35c build tiny --quant q3p5:g=32 --target h100-sxm,groq-lpu,m2-max")
 
 
@@ -74,16 +75,21 @@ def test_report_csv_has_a_row_per_target_with_the_json_keys(report_dir: Path) ->
 
 def test_ir_of_every_stage_for_every_target(report_dir: Path) -> None:
     for target in TARGETS.split(","):
-        files = sorted(p.name for p in (report_dir / "ir" / target).iterdir())
-        assert files == [
-            "00-graph.mlir", "01-materialize.mlir", "02-lower-graph.mlir", "03-tile.mlir", "04-unpack.mlir",
-            "05-schedule.mlir",
-        ]  # fmt: skip
-        graph = (report_dir / "ir" / target / "00-graph.mlir").read_text()
+        assert sorted(p.name for p in (report_dir / "ir" / target).iterdir()) == ["decode", "prefill"]
+        for phase in ("decode", "prefill"):
+            files = sorted(p.name for p in (report_dir / "ir" / target / phase).iterdir())
+            assert files == [
+                "00-graph.mlir", "01-materialize.mlir", "02-lower-graph.mlir", "03-tile.mlir", "04-unpack.mlir",
+                "05-schedule.mlir",
+            ]  # fmt: skip
+        graph = (report_dir / "ir" / target / "decode" / "00-graph.mlir").read_text()
         assert "q35.linear" in graph and "tensor<1x64xf16>" in graph  # the decode step: T = 1
+        assert "tensor<20x32xf16>" in graph  # C = 16 + 8 // 2 cached tokens
+        prefill = (report_dir / "ir" / target / "prefill" / "00-graph.mlir").read_text()
+        assert "tensor<16x64xf16>" in prefill  # the prefill: T = 16
     # a shared stage is identical for every target; the tiled ones differ (each target's tile sizes)
-    lowered = {(report_dir / "ir" / t / "02-lower-graph.mlir").read_text() for t in TARGETS.split(",")}
-    final = {(report_dir / "ir" / t / "05-schedule.mlir").read_text() for t in TARGETS.split(",")}
+    lowered = {(report_dir / "ir" / t / "decode" / "02-lower-graph.mlir").read_text() for t in TARGETS.split(",")}
+    final = {(report_dir / "ir" / t / "decode" / "05-schedule.mlir").read_text() for t in TARGETS.split(",")}
     assert len(lowered) == 1 and len(final) == 3
 
 
@@ -98,8 +104,8 @@ def test_report_md_has_every_section(report_dir: Path) -> None:
     assert "attention projections" in text and "MLP projections" in text and "lm_head" in text
     assert "`memory.hbm.bandwidth_bytes_per_s`" in text and "`memory.sram.bandwidth_bytes_per_s`" in text
     assert "c7, c8, c9, c10, c11" in text  # the GPU family's calibration rows
-    assert "T = 1 token after C = 19 cached tokens" in text  # prompt 16 + (8 - 1) / 2 = 19.5
-    assert "ir/<target>/NN-<stage>.mlir" in text
+    assert "T = 1 token after C = 20 cached tokens" in text  # prompt 16 + (8 - 1) / 2 = 19.5, halves up
+    assert "ir/<target>/<phase>/NN-<stage>.mlir" in text
 
 
 def test_the_report_has_no_absolute_paths_or_dates(report_dir: Path) -> None:
@@ -180,9 +186,9 @@ def test_ir_flags_do_not_combine_with_a_report(tmp_path: Path, capsys: pytest.Ca
 def test_the_ir_module_is_the_decode_step_or_else_the_prefill() -> None:
     from q35c.predict.predictor import Report, Scenario
 
-    assert ir_module(Report("m", None, Scenario(1, 512, 128))).context == 575
-    prefill = ir_module(Report("m", None, Scenario(1, 64, 0)))
-    assert (prefill.seq, prefill.context) == (64, 0)
+    assert ir_module(Report("m", None, Scenario(1, 512, 128))).phases == (("decode", 1, 576, 1), ("prefill", 512, 0, 1))
+    assert ir_module(Report("m", None, Scenario(8, 512, 1))).phases == (("decode", 1, 512, 8), ("prefill", 512, 0, 8))
+    assert ir_module(Report("m", None, Scenario(1, 64, 0))).phases == (("prefill", 64, 0, 1),)
 
 
 def test_the_dumped_ir_parses_and_verifies(report_dir: Path) -> None:
@@ -191,7 +197,7 @@ def test_the_dumped_ir_parses_and_verifies(report_dir: Path) -> None:
     from q35c.driver.pipeline import make_context
 
     for target in TARGETS.split(","):
-        dumps = sorted((report_dir / "ir" / target).iterdir())
+        dumps = sorted((report_dir / "ir" / target).glob("*/*.mlir"))
         assert dumps, f"no IR written for {target}"
         for path in dumps:
             Parser(make_context(), path.read_text(), str(path)).parse_module().verify()

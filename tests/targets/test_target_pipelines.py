@@ -111,7 +111,7 @@ def test_build_prints_one_line_per_stage(capsys: pytest.CaptureFixture[str]) -> 
     code, out, err = build(capsys, "tiny", "--target", "h100-sxm")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0] == "tiny for h100-sxm (gpu):"
+    assert lines[0].startswith("tiny for h100-sxm (gpu), the decode step: batch 1 x 1 token after")
     assert [line.split()[:2] for line in lines[1:7]] == [[f"{i:02d}", s] for i, s in enumerate(["graph", *STAGES])]
     assert any(line.startswith("peak smem:") and "budget 228,000 B" in line for line in lines)
 
@@ -120,9 +120,10 @@ def test_print_ir_after_all_and_after_one_stage(capsys: pytest.CaptureFixture[st
     code, _, err = build(capsys, "tiny", "--target", "host", "--print-ir-after-all")
     assert code == 0
     headers = [line for line in err.splitlines() if line.startswith("// -----// IR Dump After")]
-    assert headers == [dump_header(s) for s in ["graph", *STAGES]]
+    assert headers == [dump_header(s) for s in ["graph", *STAGES]] * 2  # the decode step, then the prefill
+    assert "// q35c: the decode step: batch 1" in err and "// q35c: the prefill: batch 1" in err
     code, _, err = build(capsys, "tiny", "--target", "host", "--print-ir-after=tile")
-    assert code == 0 and err.count("// -----// IR Dump After") == 1 and dump_header("tile") in err
+    assert code == 0 and err.count("// -----// IR Dump After") == 2 and dump_header("tile") in err
     assert "q35.linear" in err and "func.func private @linear." in err  # kernels, before unpack-bits
 
 
@@ -140,12 +141,14 @@ def test_dump_ir_writes_one_parseable_file_per_stage(tmp_path: Path, capsys: pyt
     out = tmp_path / "ir"
     code, _, _ = build(capsys, "tiny", "--target", "groq-lpu", "--dump-ir", str(out))
     assert code == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [f"{i:02d}-{s}.mlir" for i, s in enumerate(["graph", *STAGES])]
+    assert sorted(p.name for p in out.iterdir()) == ["decode", "prefill"]
     from xdsl.parser import Parser
 
-    for path in out.iterdir():
-        Parser(make_context(), path.read_text()).parse_module().verify()
+    for phase in ("decode", "prefill"):
+        names = sorted(p.name for p in (out / phase).iterdir())
+        assert names == [f"{i:02d}-{s}.mlir" for i, s in enumerate(["graph", *STAGES])]
+        for path in (out / phase).iterdir():
+            Parser(make_context(), path.read_text()).parse_module().verify()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ir"]
 
 

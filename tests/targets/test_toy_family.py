@@ -108,8 +108,8 @@ def test_pass_options_carry_the_target_facts() -> None:
     assert tile.policy() == groq.tile_policy()
     m2 = schedule_options(get_target("m2-max"), budget_bytes=8192)
     assert m2 == {
-        "spaces": ("dram", "threadgroup"),
-        "tile_space": 1,
+        "spaces": ("dram", "slc", "threadgroup"),
+        "tile_space": 2,
         "budget_bytes": 8192,
         "per": "threadgroup",
     }

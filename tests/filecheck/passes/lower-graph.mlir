@@ -105,7 +105,7 @@ func.func @rope(%x: tensor<2x8xf16>, %pos: tensor<2xi32>) -> tensor<2x8xf16> {
 // CHECK:       %e = linalg.generic
 // CHECK:         math.exp
 // CHECK:       %sum = linalg.generic {{.*}} ins(%e : tensor<4x2x5xf32>) outs(%{{.*}} : tensor<4x2xf32>)
-// CHECK:       %o = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d1, d0, d3)>, affine_map<(d0, d1, d2, d3) -> (d3, (d1 floordiv 2), d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%e, %v_all : tensor<4x2x5xf32>, tensor<5x2x4xf16>) outs(%{{.*}} : tensor<2x4x4xf32>) attrs = {q35.kernel = "attention"}
+// CHECK:       %o = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d1, d0, d3)>, affine_map<(d0, d1, d2, d3) -> (d3, (d1 floordiv 2), d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%e, %v_all : tensor<4x2x5xf32>, tensor<5x2x4xf16>) outs(%{{.*}} : tensor<2x4x4xf32>) attrs = {q35.kernel = "attention", q35.kv_append_bytes = 64 : i64}
 // CHECK:       %attn = linalg.generic {{.*}} ins(%o, %sum : tensor<2x4x4xf32>, tensor<4x2xf32>) outs(%{{.*}} : tensor<2x4x4xf16>)
 // CHECK:         arith.divf
 // CHECK-NEXT:    arith.truncf
@@ -156,4 +156,17 @@ func.func @linear(%x: tensor<2x64xf16>, %blocks: tensor<8x36xi8>) -> tensor<2x8x
   %w = q35_storage.assemble %blocks : (tensor<8x36xi8>) -> !q35.packed<8x64, #q35.scheme<q4_0>>
   %y = q35.linear %x, %w : (tensor<2x64xf16>, !q35.packed<8x64, #q35.scheme<q4_0>>) -> tensor<2x8xf16>
   func.return %y : tensor<2x8xf16>
+}
+
+// A batch of 2 sequences: every attention generic gets an outer batch loop, K and V are per-sequence [cache; new].
+// CHECK-LABEL: func.func @attention_batch2
+// CHECK:       %k_all_cache = tensor.expand_shape %kc {{.*}} : tensor<6x8xf16> into tensor<2x3x8xf16>
+// CHECK:       %k_all_new = tensor.expand_shape %k {{.*}} : tensor<4x8xf16> into tensor<2x2x8xf16>
+// CHECK:       tensor.insert_slice %k_all_new into %{{.*}}[0, 3, 0] [2, 2, 8] [1, 1, 1] : tensor<2x2x8xf16> into tensor<2x5x8xf16>
+// CHECK:       %dots = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4) -> (d0, d2, d1, d4)>, affine_map<(d0, d1, d2, d3, d4) -> (d0, d3, (d1 floordiv 2), d4)>
+// CHECK:       %o = linalg.generic {{.*}} attrs = {q35.kernel = "attention", q35.kv_append_bytes = 128 : i64, q35.batch = 2 : i64}
+// CHECK:       %attn_out = tensor.collapse_shape %attn {{.*}} : tensor<2x2x4x4xf16> into tensor<4x16xf16>
+func.func @attention_batch2(%q: tensor<4x16xf16>, %k: tensor<4x8xf16>, %v: tensor<4x8xf16>, %kc: tensor<6x8xf16>, %vc: tensor<6x8xf16>) -> tensor<4x16xf16> {
+  %o = q35.attention %q, %k, %v, %kc, %vc {batch = 2 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64} : (tensor<4x16xf16>, tensor<4x8xf16>, tensor<4x8xf16>, tensor<6x8xf16>, tensor<6x8xf16>) -> tensor<4x16xf16>
+  func.return %o : tensor<4x16xf16>
 }
