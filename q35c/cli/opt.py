@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.parser import Parser
 from xdsl.passes import ModulePass, get_pass_option_infos
 from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
-from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
+from xdsl.utils.exceptions import ArgSpecParseError
 
-from q35c.driver.pipeline import Runner, Stage, first_line, make_context, module_text
+from q35c.driver.mlir_input import parse_module, read_text
+from q35c.driver.pipeline import Runner, Stage, module_text
 from q35c.universe import PASSES
-from q35c.util.errors import Location, Q35Error
+from q35c.util.errors import Q35Error
 from q35c.util.output import write_atomically
 
 QUOTE = "'"
@@ -95,30 +94,6 @@ def build_pipeline(spec: str) -> list[ModulePass]:
     return passes
 
 
-def _read(path: str) -> tuple[str, str]:
-    if path == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        return Path(path).read_text(encoding="utf-8"), path
-    except OSError as err:
-        raise Q35Error(f"cannot read {path}: {err.strerror}", Location(path)) from None
-
-
-def parse_module(text: str, name: str) -> ModuleOp:
-    """Parse and verify MLIR text; Q35Error with the location (and a caret line) if it is not valid."""
-    try:
-        module = Parser(make_context(), text, name).parse_module()
-    except ParseError as err:
-        loc = err.span.get_location()
-        line = text.splitlines()[loc.line - 1] if 0 < loc.line <= len(text.splitlines()) else None
-        raise Q35Error(err.msg, Location(name, loc.line, int(loc.col)), line) from None
-    try:
-        module.verify()
-    except DiagnosticException as err:
-        raise Q35Error(f"invalid IR: {first_line(err)}", Location(name)) from None
-    return module
-
-
 def run_passes(module: ModuleOp, passes: list[ModulePass], name: str) -> None:
     """Apply the passes in order, verifying after each (`q35c.driver.pipeline.Runner`, each pass a stage of its
     own); a pass that rejects the input is a Q35Error `pass 'NAME' failed: ...` pointing at `name`."""
@@ -127,7 +102,7 @@ def run_passes(module: ModuleOp, passes: list[ModulePass], name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     passes = build_pipeline(args.passes)
-    text, name = _read(args.input)
+    text, name = read_text(args.input)
     module = parse_module(text, name)
     run_passes(module, passes, name)
     result = module_text(module) + "\n"

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.parser import Parser
-from xdsl.utils.exceptions import ParseError, VerifyException
 
 from q35c.analysis.workload import Workload, extract
-from q35c.driver.pipeline import make_context
+from q35c.driver.mlir_input import read_module
 from q35c.ir import attrs
 from q35c.predict.predictor import resolve_targets
 from q35c.targets.target import Cost, Target, get_target
@@ -87,21 +85,6 @@ class ModuleCost:
             "limits: " + ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in c.limits.items()),
         ]
         return out
-
-
-def read_module(path: Path) -> ModuleOp:
-    """The module in `path`; Q35Error when it cannot be read, parsed or verified."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise Q35Error(f"cannot read {path}: {err}", Location(str(path))) from None
-    try:
-        module = Parser(make_context(), text, str(path)).parse_module()
-        module.verify()
-    except (ParseError, VerifyException) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise Q35Error(f"invalid IR: {first}", Location(str(path))) from None
-    return module
 
 
 def check_scheduled(module: ModuleOp, target: Target, path: Path) -> None:

@@ -240,9 +240,10 @@ def assumptions(build: BuildReport) -> list[str]:
     lines += ["", *(_uncertain(build) or ["- none"]), ""]
     lines.append(
         "Also: per-op energies are 45 nm reference values unless a spec scales them (likely overestimates); "
-        "element-wise work on GPUs is not timed where the spec gives no vector peak (see the notes above); "
-        "main-memory traffic assumes re-reads inside a kernel hit on-chip memory. The efficiency constants rest "
-        "on the few calibration rows listed; families without rows run at their spec's peaks."
+        "a re-read inside a kernel is served by the nearest level whose capacity holds its working set, with no "
+        "partial hits and no other kernel's data in a shared cache; on-chip levels without a bandwidth figure "
+        "cost bytes and energy, not time. The efficiency constants rest on the few calibration rows listed; "
+        "families without rows run at their spec's peaks."
     )
     lines.append("")
     return lines

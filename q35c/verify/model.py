@@ -43,14 +43,12 @@ from numpy.typing import NDArray
 from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import BlockArgument, SSAValue
-from xdsl.parser import Parser
-from xdsl.utils.exceptions import ParseError, VerifyException
 
 from q35c import formats
 from q35c.dialects.q35 import AttentionOp, EmbedOp, PackedType, WeightOp
-from q35c.driver.pipeline import make_context
+from q35c.driver.mlir_input import read_module
 from q35c.formats import QuantizedTensor
-from q35c.util.errors import Location, Q35Error
+from q35c.util.errors import Q35Error
 from q35c.verify.linear import BitFlip, arguments_for, lower_for_host, run_on_host
 from q35c.verify.mlir_tools import MlirTools, find_tools
 from q35c.verify.reference import PerturbedRounding, evaluate, rounding_depth
@@ -104,15 +102,7 @@ def load_graph_module(case: ModelCase) -> tuple[str, ModuleOp]:
     if case.quant is not None:
         raise Q35Error("--quant applies to model files, not to .mlir graph IR (its weight types fix the schemes)")
     path = Path(case.model)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise Q35Error(f"cannot read {path}: {err}", Location(str(path))) from None
-    try:
-        module = Parser(make_context(), text, str(path)).parse_module()
-        module.verify()
-    except (ParseError, VerifyException) as err:
-        raise Q35Error(f"{path}: invalid graph IR: {err}") from None
+    module = read_module(path)
     return path.stem, module
 
 
