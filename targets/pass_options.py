@@ -22,6 +22,7 @@ from typing import Any
 
 from q35c.targets.registry import get_target
 from q35c.targets.target import Target
+from q35c.util.errors import Q35Error
 
 Parameter = str | int | bool | float
 Parameters = tuple[Parameter, ...]
@@ -64,7 +65,7 @@ def _one(options: Mapping[str, Parameters], key: str, kind: type) -> Any:
         value = str(value)  # a target named like a number
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         what = {str: "a name", int: "an integer", bool: "true or false"}[kind]
-        raise ValueError(f"option {key.replace('_', '-')} takes {what}, got {','.join(map(str, values)) or 'nothing'}")
+        raise Q35Error(f"option {key.replace('_', '-')} takes {what}, got {','.join(map(str, values)) or 'nothing'}")
     return value
 
 

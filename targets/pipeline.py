@@ -36,6 +36,7 @@ from q35c.targets.registry import target_for
 from q35c.targets.spec import HardwareSpec
 from q35c.targets.stage import Stage
 from q35c.targets.target import Target
+from q35c.util.errors import Q35Error
 
 OPTIONS: dict[str, type] = {
     "tile-t": int,
@@ -54,7 +55,7 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for key, value in options.items():
         if key not in OPTIONS:
-            raise ValueError(f"unknown pipeline option '{key}' (valid options: {', '.join(OPTIONS)})")
+            raise Q35Error(f"unknown pipeline option '{key}' (valid options: {', '.join(OPTIONS)})")
         kind = OPTIONS[key]
         if isinstance(value, str):
             text = value.strip().lower()
@@ -63,11 +64,11 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
             elif kind is int and text.lstrip("-").isdigit():
                 value = int(text)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(
+            raise Q35Error(
                 f"pipeline option '{key}' takes {'true/false' if kind is bool else 'an integer'}, got {value!r}"
             )
         if kind is int and value < 0:
-            raise ValueError(f"pipeline option '{key}' must be at least 0, got {value}")
+            raise Q35Error(f"pipeline option '{key}' must be at least 0, got {value}")
         parsed[key] = value
     return parsed
 

@@ -20,6 +20,7 @@ from q35c.targets.groq import GroqTarget
 from q35c.targets.host import HostTarget
 from q35c.targets.spec import HardwareSpec, load_spec
 from q35c.targets.target import Target
+from q35c.util.errors import Q35Error
 
 FAMILIES: dict[str, type[Target]] = {
     "groq": GroqTarget,
@@ -47,7 +48,7 @@ def unregister(family: str) -> None:
 def target_for(spec: HardwareSpec) -> Target:
     """The target of a loaded spec: its family's class, with the family's efficiency constants."""
     if spec.family not in FAMILIES:
-        raise ValueError(f"{spec.name}: unknown family {spec.family!r} (expected: {', '.join(FAMILIES)})")
+        raise Q35Error(f"{spec.name}: unknown family {spec.family!r} (expected: {', '.join(FAMILIES)})")
     return FAMILIES[spec.family](spec, efficiency_for(spec.family))
 
 

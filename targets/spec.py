@@ -28,6 +28,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from q35c.util.errors import Q35Error
+
 SPEC_DIR = Path(__file__).parent / "specs"
 CONFIDENCES = ("sourced", "derived", "uncertain", "measured")
 DTYPES = ("int8", "int32", "fp8", "fp16", "bf16", "fp32", "fp64", "elementwise")
@@ -269,7 +271,7 @@ def load_spec(name: str, spec_dir: Path | None = None) -> HardwareSpec:
     directory = SPEC_DIR if spec_dir is None else Path(spec_dir)
     names = spec_names(directory)
     if name not in names:
-        raise ValueError(f"unknown target {name!r} (valid targets: {', '.join(names)})")
+        raise Q35Error(f"unknown target {name!r} (valid targets: {', '.join(names)})")
     from q35c.targets.spec_loader import read_spec  # the loader builds the dataclasses above
 
     return read_spec(directory / f"{name}.toml", name)

@@ -31,6 +31,7 @@ from q35c.targets.spec import (
     Quantity,
     System,
 )
+from q35c.util.errors import Q35Error
 
 
 def read_spec(path: Path, name: str) -> HardwareSpec:
@@ -47,7 +48,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: invalid TOML: {err}") from None
+        raise Q35Error(f"{path}: invalid TOML: {err}") from None
 
 
 def _join(prefix: str, key: str) -> str:
@@ -65,7 +66,7 @@ class _Reader:
         self.measured_at: str | None = None
 
     def fail(self, key: str, message: str) -> NoReturn:
-        raise ValueError(f"{self.path}: key {key!r}: {message}")
+        raise Q35Error(f"{self.path}: key {key!r}: {message}")
 
     def table(self, raw: object, key: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:
         required, optional = tuple(required), tuple(optional)

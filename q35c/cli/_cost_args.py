@@ -18,12 +18,14 @@ import sys
 from pathlib import Path
 
 from q35c.cli._args import count_at_least, key_values
-from q35c.predict.predictor import DEFAULT_GEN, DEFAULT_PROMPT, compare
-from q35c.report.table import render_json, render_table
 from q35c.util.errors import Q35Error
 from q35c.util.progress import Progress
 
 FORMATS = ("table", "json")
+# `q35c.predict.predictor.DEFAULT_PROMPT` and `DEFAULT_GEN` (tests/cli check they agree): spelled out so that
+# building the parser does not import the predictor (and with it xdsl and numpy).
+DEFAULT_PROMPT = 512
+DEFAULT_GEN = 128
 
 
 def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +66,9 @@ def comparison_only(args: argparse.Namespace) -> bool:
 
 def run_cost(args: argparse.Namespace) -> int:
     """Print the comparison for `args.target`; Q35Error (exit 2) for unknown targets or a model that cannot fit."""
+    from q35c.predict.predictor import compare
+    from q35c.report.table import render_json, render_table
+
     with Progress.for_stream(sys.stderr) as progress:
         progress.note("cost model", f"compiling {args.model} (decode step and prefill) for {args.target}")
         report = compare(
@@ -83,6 +88,7 @@ def run_cost(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """`-o DIR` with `--target`: write the report directory, then print the table (or the JSON)."""
     from q35c.report.directory import Request, build_report
+    from q35c.report.table import render_json, render_table
 
     given = [f"--{flag.replace('_', '-')}" for flag in REPORT_CONFLICTS if getattr(args, flag, None)]
     if given:

@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from q35c.cli._args import MODEL_HELP, QUANT_HELP, count_at_least, key_values
 from q35c.cli._cost_args import add_cost_arguments, comparison_only, run_cost, run_report
-from q35c.driver.compile import IRDirectory
-from q35c.driver.pipeline import IRDumper, IRPrinter, StageCallback, chain, module_text
-from q35c.frontend import load_graph, load_model
-from q35c.predict.predictor import Predictor, Scenario, scenario_lengths
 from q35c.util.errors import Q35Error
 from q35c.util.output import write_atomically
 from q35c.util.progress import Progress
+
+if TYPE_CHECKING:
+    from q35c.driver.pipeline import StageCallback
+    from q35c.predict.predictor import Scenario
 
 EMITS = ("graph",)
 
@@ -113,7 +113,16 @@ def add_parser(subparsers: Any) -> None:
 
 def compile_for_target(args: argparse.Namespace) -> int:
     """Compile the scenario's phase modules for one target, printing each stage (and any IR asked for)."""
-    from q35c.driver.compile import CompileResult, check_stage_names, compile_phases, target_spec, target_stages
+    from q35c.driver.compile import (
+        CompileResult,
+        IRDirectory,
+        check_stage_names,
+        compile_phases,
+        target_spec,
+        target_stages,
+    )
+    from q35c.driver.pipeline import IRDumper, IRPrinter, chain
+    from q35c.predict.predictor import Predictor
 
     spec = target_spec(args.target)
     options = key_values(args.option)
@@ -162,6 +171,9 @@ def describe_phase(phase: str, key: tuple[str, str | None, int, int, int]) -> st
 
 def scenario_for(args: argparse.Namespace) -> Scenario:
     """The scenario of `--batch/--prompt/--gen` for the model (the defaults fitted to its context length)."""
+    from q35c.frontend import load_graph
+    from q35c.predict.predictor import Scenario, scenario_lengths
+
     graph = load_graph(args.model, quant=args.quant)
     prompt, gen = scenario_lengths(args.prompt, args.gen, graph.max_context, graph.source)
     if prompt + gen < 1:
@@ -185,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
         return run_cost(args)
     if args.print_ir_after_all or args.print_ir_after or args.dump_ir or args.option:
         raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir and --option need --target")
+    from q35c.driver.pipeline import module_text
+    from q35c.frontend import load_model
+
     model = load_model(args.model, quant=args.quant, seq=args.seq or 1, context=args.context or 0)
     text = module_text(model.module) + "\n"
     if args.output:

@@ -9,8 +9,6 @@ import argparse
 import json
 from typing import Any
 
-from q35c.report.compare import load_build, render_side_by_side, side_by_side
-
 EPILOG = """\
 examples:
   q35c build llama-2-70b --quant q3p5 --target all -o out/q3p5
@@ -37,6 +35,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.report.compare import load_build, render_side_by_side, side_by_side
+
     comparison = side_by_side([load_build(path) for path in args.reports])
     if args.format == "json":
         print(json.dumps(comparison.to_json(), indent=2))

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from q35c.cli._args import count_at_least
-from q35c.formats import explain as formats_explain
 
 EPILOG = """\
 examples:
@@ -44,6 +43,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.formats import explain as formats_explain
+
     text = formats_explain.explain(args.explain) if args.explain else formats_explain.format_table(args.k)
     print(text)
     return 0

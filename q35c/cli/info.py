@@ -7,8 +7,6 @@ import json
 from typing import Any
 
 from q35c.cli._args import MODEL_HELP, QUANT_HELP
-from q35c.frontend import load_model
-from q35c.frontend.summary import render_text, summarize
 
 EPILOG = """\
 examples:
@@ -35,6 +33,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.frontend import load_model
+    from q35c.frontend.summary import render_text, summarize
+
     summary = summarize(load_model(args.model, quant=args.quant))
     print(json.dumps(summary.to_json(), indent=2) if args.json else render_text(summary))
     return 0

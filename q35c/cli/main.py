@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -17,6 +18,9 @@ from q35c.util.errors import Q35Error
 
 # Command modules under q35c.cli, in the order `q35c --help` lists them.
 COMMANDS = ("formats", "info", "build", "cost", "compare", "opt", "verify", "targets")
+
+EXIT_USAGE = 2  # bad input: a Q35Error
+EXIT_INTERNAL = 70  # a q35c bug (EX_SOFTWARE): any other exception
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,29 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit status: 0 success (a command may return 1, e.g. verify's mismatch), 2 bad input
+    (a `Q35Error`: one line, no traceback), 70 a q35c bug (any other exception: `q35c: internal error: ...`,
+    the traceback with `--debug` or Q35C_TRACEBACK=1), 130 interrupted, 0 on a closed pipe."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_traceback = args.debug or os.environ.get("Q35C_TRACEBACK", "") not in ("", "0")
     try:
         return int(args.func(args))
     except Q35Error as err:
-        if args.debug:
+        if show_traceback:
             traceback.print_exc()
         print(err.render(), file=sys.stderr)
-        return 2
-    except ValueError as err:
-        # Library functions raise ValueError for bad arguments (an unknown scheme, shapes that do not divide).
-        if args.debug:
-            traceback.print_exc()
-        print(f"q35c: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
         return 130
-    except Exception:
-        traceback.print_exc()
-        print("q35c: internal error (please report it with the traceback above)", file=sys.stderr)
-        return 1
+    except Exception as err:
+        if show_traceback:
+            traceback.print_exc()
+        hint = "" if show_traceback else " (a q35c bug: --debug or Q35C_TRACEBACK=1 shows the traceback)"
+        print(f"q35c: internal error: {_one_line(err)}{hint}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(err: BaseException) -> str:
+    """`TypeName: first line of the message` (the type alone when the message is empty)."""
+    lines = str(err).strip().splitlines()
+    name = type(err).__name__
+    return f"{name}: {lines[0]}" if lines else name
 
 
 if __name__ == "__main__":

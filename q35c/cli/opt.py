@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass, get_pass_option_infos
-from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
-from xdsl.utils.exceptions import ArgSpecParseError
-
-from q35c.driver.mlir_input import parse_module, read_text
-from q35c.driver.pipeline import Runner, Stage, module_text
-from q35c.universe import PASSES
 from q35c.util.errors import Q35Error
 from q35c.util.output import write_atomically
 
+if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.passes import ModulePass
+
 QUOTE = "'"
+# The names of `q35c.universe.PASSES`, sorted (tests/cli check they agree): spelled out so that building the
+# parser does not import xdsl.
+PASS_NAMES = ("lower-graph", "materialize-weights", "schedule-memory", "tile", "unpack-bits")
 
 EPILOG = """\
 examples:
@@ -50,17 +49,21 @@ def add_parser(subparsers: Any) -> None:
         default="",
         metavar="PIPELINE",
         help=f"comma-separated passes with options, e.g. 'unpack-bits{{keep-int-codes=true}}' "
-        f"(available: {', '.join(sorted(PASSES))})",
+        f"(available: {', '.join(PASS_NAMES)})",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     parser.set_defaults(func=run)
 
 
 def _valid_passes() -> str:
+    from q35c.universe import PASSES
+
     return ", ".join(sorted(PASSES))
 
 
 def _options(cls: type[ModulePass]) -> str:
+    from xdsl.passes import get_pass_option_infos
+
     infos = get_pass_option_infos(cls)
     if not infos:
         return "it takes no options"
@@ -72,7 +75,11 @@ def build_pipeline(spec: str) -> list[ModulePass]:
     """The passes of a pipeline string; Q35Error for a syntax error, an unknown pass, an unknown option or an
     unknown target. `target=NAME` is expanded into the options that target gives the pass (`pass_options.expand`:
     `tile{target=groq-lpu}` becomes its budget, tile caps and keep-int-codes)."""
+    from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
+    from xdsl.utils.exceptions import ArgSpecParseError
+
     from q35c.targets.pass_options import expand
+    from q35c.universe import PASSES
 
     try:
         specs = list(parse_pipeline(spec))
@@ -97,10 +104,15 @@ def build_pipeline(spec: str) -> list[ModulePass]:
 def run_passes(module: ModuleOp, passes: list[ModulePass], name: str) -> None:
     """Apply the passes in order, verifying after each (`q35c.driver.pipeline.Runner`, each pass a stage of its
     own); a pass that rejects the input is a Q35Error `pass 'NAME' failed: ...` pointing at `name`."""
+    from q35c.driver.pipeline import Runner, Stage
+
     Runner(verify=True, source=name, unit="pass").run(module, [Stage(p.name, (p,)) for p in passes])
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.driver.mlir_input import parse_module, read_text
+    from q35c.driver.pipeline import module_text
+
     passes = build_pipeline(args.passes)
     text, name = read_text(args.input)
     module = parse_module(text, name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from q35c.targets import host_probe
-from q35c.targets.spec import HardwareSpec, Quantity, load_spec, spec_names
+if TYPE_CHECKING:
+    from q35c.targets.spec import HardwareSpec, Quantity
 
 EPILOG = """\
 examples:
@@ -39,6 +39,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.targets import host_probe
+    from q35c.targets.spec import load_spec, spec_names
+
     if args.probe:
         m = host_probe.measurement(refresh=True)
         print(

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from q35c.cli._args import MODEL_HELP, count_at_least
 from q35c.util.errors import Q35Error
-from q35c.verify.linear import ACTIVATIONS, BitFlip, LinearCase, verify_linear
-from q35c.verify.mlir_tools import MlirToolError
-from q35c.verify.model import ModelCase, WeightFlip, verify_model
+
+if TYPE_CHECKING:
+    from q35c.verify.linear import BitFlip
+    from q35c.verify.model import WeightFlip
 
 TARGETS = ("host",)
+# The keys of `q35c.verify.linear.ACTIVATIONS` (tests/cli check they agree): spelled out so that building the
+# parser does not import xdsl and numpy.
+ACTIVATION_NAMES = ("f16", "f32")
 
 EPILOG = """\
 examples:
@@ -74,7 +78,7 @@ def add_parser(subparsers: Any) -> None:
         "--keep-int-codes", action="store_true", help="linear: matmul on integer codes, scale/offset per group"
     )
     parser.add_argument(
-        "--activations", choices=tuple(ACTIVATIONS), default="f16", help="linear: element type of x and y"
+        "--activations", choices=ACTIVATION_NAMES, default="f16", help="linear: element type of x and y"
     )
     parser.add_argument(
         "--flip-bit",
@@ -85,6 +89,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _bit_flip(text: str, option: str, what: str) -> BitFlip:
+    from q35c.verify.linear import BitFlip
+
     parts = text.split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
         raise Q35Error(f"{option} expects {what} as non-negative integers, got '{text}'")
@@ -97,6 +103,8 @@ def _flip(text: str | None) -> BitFlip | None:
 
 
 def _flip_weight(text: str | None) -> WeightFlip | None:
+    from q35c.verify.model import WeightFlip
+
     if text is None:
         return None
     name, _, rest = text.partition(",")
@@ -106,6 +114,8 @@ def _flip_weight(text: str | None) -> WeightFlip | None:
 
 
 def _linear_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    from q35c.verify.linear import LinearCase, verify_linear
+
     if args.quant is None:
         raise Q35Error("--linear needs --quant SPEC")
     t, n, k = LinearCase.parse_shape(args.linear)
@@ -115,6 +125,8 @@ def _linear_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
 
 
 def _model_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    from q35c.verify.model import ModelCase, verify_model
+
     if args.flip_bit is not None or args.keep_int_codes:
         raise Q35Error("--flip-bit and --keep-int-codes apply to --linear; for a model use --flip-weight")
     case = ModelCase(args.model, args.quant, args.seed, args.seq, args.context, args.batch)
@@ -123,6 +135,8 @@ def _model_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.verify.mlir_tools import MlirToolError
+
     if (args.model is None) == (args.linear is None):
         raise Q35Error("give either a model (MODEL_OR_IR) or --linear TxNxK")
     try:

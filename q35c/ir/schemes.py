@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from q35c.util.errors import Q35Error
+
 SchemeName = Literal["fp16", "int8", "int4", "q3p5", "q4_0", "q8_0"]
 SCHEME_NAMES: tuple[SchemeName, ...] = ("fp16", "int8", "int4", "q3p5", "q4_0", "q8_0")
 CONTAINERS = ("dense", "byte")
@@ -200,15 +202,15 @@ class Scheme:
     def check_shape(self, n: int, k: int) -> None:
         """Raise ValueError, naming the numbers, if an [n, k] weight cannot be stored in this scheme."""
         if n <= 0 or k <= 0:
-            raise ValueError(f"weight shape must be positive, got [{n}, {k}]")
+            raise Q35Error(f"weight shape must be positive, got [{n}, {k}]")
         if not self.is_quantized:
             return
         g = self.group_size(k)
         if k % g != 0:
-            raise ValueError(f"{self}: K={k} is not divisible by the group size g={g}")
+            raise Q35Error(f"{self}: K={k} is not divisible by the group size g={g}")
         unit = self.storage_unit
         if k % unit != 0:
-            raise ValueError(f"{self}: K={k} must be a multiple of {unit}{self._storage.why}")
+            raise Q35Error(f"{self}: K={k} must be a multiple of {unit}{self._storage.why}")
 
     def n_groups(self, k: int) -> int:
         return k // self.group_size(k)
@@ -258,32 +260,32 @@ def parse_scheme(spec: str) -> Scheme:
     name, *pairs = text.split(":")
     name = name.strip().lower()
     if name not in _KEYS:
-        raise ValueError(f"unknown quantization scheme '{name}' (valid: {', '.join(SCHEME_NAMES)})")
+        raise Q35Error(f"unknown quantization scheme '{name}' (valid: {', '.join(SCHEME_NAMES)})")
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
-            raise ValueError(f"malformed option '{pair}' in scheme '{spec}' (expected key=value)")
+            raise Q35Error(f"malformed option '{pair}' in scheme '{spec}' (expected key=value)")
         if key not in _KEYS[name]:
             valid = ", ".join(_KEYS[name]) or "none"
-            raise ValueError(f"unknown key '{key}' for scheme {name} (valid keys: {valid})")
+            raise Q35Error(f"unknown key '{key}' for scheme {name} (valid keys: {valid})")
         if key in values:
-            raise ValueError(f"key '{key}' given twice in scheme '{spec}'")
+            raise Q35Error(f"key '{key}' given twice in scheme '{spec}'")
         values[key] = value
     group = _DEFAULT_GROUP[name]
     if "g" in values:
         try:
             group = int(values["g"])
         except ValueError:
-            raise ValueError(f"group size g must be an integer, got '{values['g']}'") from None
+            raise Q35Error(f"group size g must be an integer, got '{values['g']}'") from None
         if group <= 0:
-            raise ValueError(f"group size g must be positive, got {group}")
+            raise Q35Error(f"group size g must be positive, got {group}")
         if name == "q3p5" and group % 2 != 0:
-            raise ValueError(f"q3p5 group size g must be even (weights pair up along K), got {group}")
+            raise Q35Error(f"q3p5 group size g must be even (weights pair up along K), got {group}")
     container: str | None = None
     if name == "q3p5":
         container = values.get("container", "dense")
         if container not in CONTAINERS:
-            raise ValueError(f"unknown q3p5 container '{container}' (valid: {', '.join(CONTAINERS)})")
+            raise Q35Error(f"unknown q3p5 container '{container}' (valid: {', '.join(CONTAINERS)})")
     return Scheme(name=name, group=group, container=container)  # type: ignore[arg-type]

@@ -1,4 +1,8 @@
-"""User-facing errors: bad input that the command line reports in one line with exit status 2."""
+"""User-facing errors: bad input that the command line reports in one line with exit status 2.
+
+`Q35Error` is the one type for bad input; any other exception reaching the command line is a q35c bug (exit
+status 70). It subclasses ValueError, so library callers that catch ValueError for bad arguments keep working.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class Location:
         return ":".join(parts)
 
 
-class Q35Error(Exception):
+class Q35Error(ValueError):
     """Bad input: a malformed file, an unknown name, shapes that do not divide, a model that does not fit.
 
     `context` is an optional source line to show under the message with a caret at `location.col`.

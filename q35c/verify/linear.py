@@ -54,6 +54,7 @@ from q35c.formats import QuantizedTensor
 from q35c.ir.schemes import parse_scheme
 from q35c.targets.pipeline import pipeline_for
 from q35c.targets.spec import load_spec
+from q35c.util.errors import Q35Error
 from q35c.verify.harness import (
     ACTIVATIONS,
     HostResult,
@@ -165,7 +166,7 @@ class BitFlip:
         rows, cols = packed.shape
         bits = packed.dtype.itemsize * 8
         if not (0 <= self.row < rows and 0 <= self.col < cols and 0 <= self.bit < bits):
-            raise ValueError(
+            raise Q35Error(
                 f"bit flip [{self.row}, {self.col}] bit {self.bit} is outside the packed storage "
                 f"([{rows}, {cols}] of {bits}-bit {packed.dtype})"
             )
@@ -189,14 +190,14 @@ class LinearCase:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation type must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
+            raise Q35Error(f"activation type must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
 
     @staticmethod
     def parse_shape(text: str) -> tuple[int, int, int]:
         """`TxNxK` -> (T, N, K); ValueError otherwise."""
         parts = text.lower().split("x")
         if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise ValueError(f"--linear expects TxNxK with positive integers (e.g. 2x32x128), got '{text}'")
+            raise Q35Error(f"--linear expects TxNxK with positive integers (e.g. 2x32x128), got '{text}'")
         t, n, k = (int(p) for p in parts)
         return t, n, k
 

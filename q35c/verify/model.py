@@ -81,7 +81,7 @@ class WeightFlip:
 
     def apply(self, params: Mapping[str, QuantizedTensor]) -> dict[str, QuantizedTensor]:
         if self.param not in params:
-            raise ValueError(f"no weight '{self.param}' to flip a bit of (weights: {', '.join(params)})")
+            raise Q35Error(f"no weight '{self.param}' to flip a bit of (weights: {', '.join(params)})")
         qt = params[self.param]
         flipped = QuantizedTensor(self.flip.apply(qt.packed), qt.scale, qt.offset, qt.shape, qt.scheme)
         return {**params, self.param: flipped}
