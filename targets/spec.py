@@ -11,6 +11,10 @@ table that carries its own provenance:
   note): predictions are recomputed at them to give their ranges (`q35c.predict.ranges`). Other numbers may not.
 - Instead of `value`, the host spec may say `from = "probe:<key>"` or `from = "os:<key>"`: the number is then
   measured on this machine (`q35c.targets.host_probe`) and gets the confidence `measured`.
+- The outermost memory level (`memory[0]`) says how much of it a model can use: `usable_fraction` (of the
+  capacity) and/or `reserved_bytes` (taken off after the fraction), with `usable` naming the limit in words
+  (an OS limit, a runtime's reserve). `Target.device_bytes()` is capacity x fraction - reserved, so device
+  counts and "does not fit" follow. At least one of the two is required there; no other level may have them.
 - `family` names the `Target` subclass that models the target (`q35c.targets.registry`).
 - Files named `_*.toml` are shared tables, not targets: `[energy] per_op = "horowitz-45nm"` reads the per-op
   energies from `_horowitz-45nm.toml`.
@@ -77,10 +81,34 @@ class MemoryLevel:
     energy: Quantity
     bandwidth: Quantity | None = None
     capacity_per_unit: Quantity | None = None
+    usable_fraction: Quantity | None = None
+    reserved: Quantity | None = None
+    usable_why: str = ""
 
     @property
     def capacity_bytes(self) -> float:
         return self.capacity.value
+
+    @property
+    def usable_bytes(self) -> float:
+        """What a model can hold here: capacity x usable fraction - reserved bytes (the outermost level gives
+        them: an OS or driver limit, a runtime's own allocations; `usable_why` says which)."""
+        fraction = 1.0 if self.usable_fraction is None else self.usable_fraction.value
+        reserved = 0.0 if self.reserved is None else self.reserved.value
+        return self.capacity_bytes * fraction - reserved
+
+    def describe_usable(self) -> str:
+        """`144 of 192 GB of dram usable (Metal's default working-set limit, 75%)`: usable of total, and why."""
+        scale, unit = (1e9, "GB") if self.capacity_bytes >= 1e9 else (1e6, "MB")
+        terms = [self.usable_why] if self.usable_why else []
+        if self.usable_fraction is not None:
+            terms.append(f"{self.usable_fraction.value:.0%}")
+        if self.reserved is not None:
+            terms.append(f"{self.reserved.value / scale:.3g} {unit} reserved")
+        usable, total = f"{self.usable_bytes / scale:.3g}", f"{self.capacity_bytes / scale:.3g} {unit}"
+        if not terms:
+            return f"{total} of {self.name}"
+        return f"{usable} of {total} of {self.name} usable ({', '.join(terms)})"
 
     @property
     def bandwidth_bytes_per_s(self) -> float | None:

@@ -226,13 +226,14 @@ class _Reader:
 
     def memory(self, raw: object, units: ComputeUnits) -> tuple[MemoryLevel, ...]:
         levels: list[MemoryLevel] = []
-        for name, item in self.named_list(raw, "memory"):
+        for index, (name, item) in enumerate(self.named_list(raw, "memory")):
             prefix = f"memory.{name}"
+            usable_keys = ("usable_fraction", "reserved_bytes", "usable")
             t = self.table(
                 item,
                 prefix,
                 ("name", "description", "on_chip", "capacity_bytes", "energy_pj_per_bit"),
-                ("bandwidth_bytes_per_s", "capacity_per_unit_bytes"),
+                ("bandwidth_bytes_per_s", "capacity_per_unit_bytes", *(usable_keys if index == 0 else ())),
             )
             if not isinstance(t["on_chip"], bool):
                 self.fail(f"{prefix}.on_chip", "expected true or false")
@@ -245,6 +246,7 @@ class _Reader:
                 expected = per_unit.value * units.count.value
                 if not math.isclose(capacity.value, expected, rel_tol=1e-9):
                     self.fail(f"{prefix}.capacity_bytes", f"is {capacity.value}, but per unit x units = {expected}")
+            fraction, reserved, why = self.usable(t, prefix, capacity) if index == 0 else (None, None, "")
             levels.append(
                 MemoryLevel(
                     name=name,
@@ -254,9 +256,36 @@ class _Reader:
                     energy=self.required(t, "energy_pj_per_bit", prefix),
                     bandwidth=self.quantity(t, "bandwidth_bytes_per_s", prefix, optional=True),
                     capacity_per_unit=per_unit,
+                    usable_fraction=fraction,
+                    reserved=reserved,
+                    usable_why=why,
                 )
             )
         return tuple(levels)
+
+    def usable(
+        self, t: dict[str, Any], prefix: str, capacity: Quantity
+    ) -> tuple[Quantity | None, Quantity | None, str]:
+        """(usable fraction, reserved bytes, why) of the outermost level: at least one of the two numbers, a
+        fraction in (0, 1] at its value and bounds, and something left to use even at the adverse bounds."""
+        fraction = self.quantity(t, "usable_fraction", prefix, optional=True)
+        reserved = self.quantity(t, "reserved_bytes", prefix, optional=True)
+        if fraction is None and reserved is None:
+            self.fail(
+                f"{prefix}.usable_fraction", "missing (the outermost level needs usable_fraction or reserved_bytes)"
+            )
+        why = self.text(t, "usable", prefix)
+        if fraction is not None:
+            for side in (fraction.value, *(fraction.bounds or ())):
+                if not 0 < side <= 1:
+                    self.fail(f"{prefix}.usable_fraction", f"must lie in (0, 1] at its value and bounds, got {side}")
+        lowest = (capacity.low if capacity.low is not None else capacity.value) * (
+            1.0 if fraction is None else (fraction.low if fraction.low is not None else fraction.value)
+        )
+        most_reserved = 0.0 if reserved is None else (reserved.high if reserved.high is not None else reserved.value)
+        if most_reserved >= lowest:
+            self.fail(f"{prefix}.reserved_bytes", f"at its high ({most_reserved:g}) leaves nothing of {lowest:g} bytes")
+        return fraction, reserved, why
 
     def compute(self, raw: object) -> tuple[ComputeUnit, ...]:
         result: list[ComputeUnit] = []

@@ -172,8 +172,9 @@ class Target:
     # -- devices ---------------------------------------------------------------------------------------------
 
     def device_bytes(self) -> float:
-        """Bytes one device can hold for a model: its outermost memory level."""
-        return self.spec.main_memory.capacity_bytes
+        """Bytes one device can hold for a model: the usable part of its outermost memory level (capacity x
+        usable fraction - reserved bytes, from the spec: an OS limit, a runtime's own allocations)."""
+        return self.spec.main_memory.usable_bytes
 
     def max_devices(self) -> int | None:
         q = self.spec.system.max_devices
@@ -190,7 +191,7 @@ class Target:
             raise DoesNotFit(
                 f"the model needs {need.total / 1e9:.1f} GB ({need.weight_bytes / 1e9:.1f} GB weights, "
                 f"{need.kv_bytes / 1e9:.2f} GB KV cache): {count} devices of {self.name}, "
-                f"but at most {limit} can be used"
+                f"but at most {limit} can be used ({self.spec.main_memory.describe_usable()} each)"
             )
         return count
 
@@ -210,7 +211,7 @@ class Target:
         """Why this many devices: what must be held, and what one holds."""
         return (
             f"{devices} device(s): {need.total / 1e9:.2f} GB to hold (weights, KV cache, activations), "
-            f"{self.device_bytes() / 1e9:.0f} GB of {self.spec.main_memory.name} each"
+            f"{self.spec.main_memory.describe_usable()} each"
         )
 
     # -- the engine -----------------------------------------------------------------------------------------

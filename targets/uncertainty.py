@@ -5,9 +5,10 @@ from costing the same compiled workloads with copies of the target whose spec ha
 (`q35c.predict.ranges`); this module says which numbers take part and makes the copies:
 
 - `varied(spec)`: the dotted paths of the uncertain numbers that are varied, in spec order. Numbers that decide
-  how many devices a model takes -- the capacity of the outermost memory level and the `system` limits -- are
-  *held* at their value (`held`): the device count of a prediction is fixed, and a range is about how fast and
-  how costly the same deployment runs. A number whose low equals its high has nothing to vary.
+  how many devices a model takes -- the capacity of the outermost memory level, its usable fraction and
+  reserve, and the `system` limits -- are *held* at their value (`held`): the device count of a prediction is
+  fixed, and a range is about how fast and how costly the same deployment runs.
+  A number whose low equals its high has nothing to vary.
 - `with_values(spec, {path: value})`: a copy of the spec with those numbers replaced (everything else shared);
   `with_target_values(target, ...)` the same for a target (`dataclasses.replace`, so family fields are kept);
   `with_quantities(spec, {path: Quantity})` replaces whole quantities (bounds too).
@@ -29,7 +30,9 @@ TargetT = TypeVar("TargetT", bound=Target)
 
 def held(spec: HardwareSpec, path: str) -> bool:
     """Whether the number at `path` is held at its value for ranges: it sets the device count, not the cost."""
-    return path == f"memory.{spec.main_memory.name}.capacity_bytes" or path.startswith("system.")
+    main = f"memory.{spec.main_memory.name}."
+    sizes = ("capacity_bytes", "usable_fraction", "reserved_bytes")
+    return any(path == main + key for key in sizes) or path.startswith("system.")
 
 
 def varied(spec: HardwareSpec) -> tuple[str, ...]:

@@ -24,8 +24,10 @@ def add_parser(subparsers: Any) -> None:
         "compare",
         help="several builds' reports side by side (e.g. q3p5 vs int4 vs fp16), with ratios to the first",
         description="Compare reports written by `q35c build ... -o DIR` (their report.json, or the directory): "
-        "one block per metric, one row per target, each build's value and its ratio to the first report "
-        "(the baseline).",
+        "a line per field the builds differ in (model, scheme, batch, prompt, gen), a summary per metric (which "
+        "way is better; targets improved, worsened, same; the geometric-mean ratio), then one block per metric, "
+        "one row per target, each build's value and its ratio to the first report (the baseline); - where a "
+        "build has no figure.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -59,7 +59,9 @@ class CompileResult:
         for name, value in attrs.peak_bytes(self.module).items():
             text = f"peak {name}: {value:,} B"
             if name == main.name:
-                text += f" per model copy (a device has {main.capacity_bytes:,.0f} B)"
+                text += (
+                    f" per model copy (a device has {main.usable_bytes:,.0f} B usable of {main.capacity_bytes:,.0f} B)"
+                )
             elif tiles is not None and tiles[0] == name:
                 text += f" per tile (budget {tiles[1]:,} B)"
             lines.append(text)

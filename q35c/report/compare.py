@@ -2,7 +2,12 @@
 
 Each argument is a `report.json` that `q35c build ... -o DIR` wrote (or what `--format json` printed), or a
 report directory. The first is the baseline: for every metric, each later build's value is shown with its ratio
-to the baseline's on the same target (build / baseline; `1.50x` means 50% more).
+to the baseline's on the same target (build / baseline; `1.50x` means 50% more). The text starts with the
+builds, one line per field (model, scheme, batch, prompt, gen) in which they differ (comparing schemes of one
+model, or one scheme across models, is legitimate: the line only says what differs), and a summary: per metric,
+which direction is better, and for each later build how many targets improved, worsened or stayed the same
+(the ratio rounds to 1.00x) and the geometric mean of its ratios. A missing figure (a phase the scenario does
+not run, a target that does not fit: `devices` 0 or an `error`) is `-`, with no ratio.
 
     load_build("out/q3p5")                    -> Build (Q35Error naming the file and what is wrong)
     side_by_side([b1, b2, b3])                -> Comparison
@@ -36,6 +41,18 @@ METRICS: tuple[tuple[str, str, int], ...] = (
 )
 SCALE = {"weight_bytes": 1e-9}
 SCENARIO = ("batch", "prompt", "gen")
+HIGHER_IS_BETTER = frozenset({"decode_tok_s", "prefill_tok_s"})
+"""The metrics where more is better; in every other one (ms/token, TTFT, J/token, W, devices, GB) less is."""
+NO_FIGURE_WITHOUT_DEVICES = frozenset(key for key, _, _ in METRICS) - {"weight_bytes"}
+"""A target that does not fit (`devices` 0, or an `error`) has none of these; its weight bytes are still the
+model's."""
+SAME = 0.005
+"""A ratio within this of 1 (shown as 1.00x) counts as unchanged in the summary."""
+
+
+def direction(key: str) -> str:
+    """`higher` or `lower`: which way a metric is better."""
+    return "higher" if key in HIGHER_IS_BETTER else "lower"
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,8 @@ def parse_build(path: str, data: Any) -> Build:
             if key not in entry:
                 raise _fail(path, f"targets[{i}] ({name}): no '{key}'")
             row[key] = _number(path, f"targets[{i}].{key}", entry[key])
+        if entry.get("error") is not None or not row["devices"]:
+            row.update(dict.fromkeys(NO_FIGURE_WITHOUT_DEVICES))  # does not fit: no figures, not 0 devices
         figures[name] = row
     scenario = tuple(data.get(key) if isinstance(data.get(key), int) else None for key in SCENARIO)
     return Build(path, data["model"], scheme, scenario, figures)
@@ -148,6 +167,31 @@ class Comparison:
     def same_scenario(self) -> bool:
         return len({b.scenario for b in self.builds}) == 1
 
+    def differences(self) -> dict[str, list[Any]]:
+        """The fields (model, scheme, batch, prompt, gen) in which the builds differ: each build's value."""
+        fields: dict[str, list[Any]] = {
+            "model": [b.model for b in self.builds],
+            "scheme": [b.scheme for b in self.builds],
+            **{key: [b.scenario[i] for b in self.builds] for i, key in enumerate(SCENARIO)},
+        }
+        return {key: values for key, values in fields.items() if len(set(values)) > 1}
+
+    def summary(self, key: str) -> list[dict[str, Any]]:
+        """Per later build, against the baseline on the targets both have a figure for: how many improved,
+        worsened and stayed the same (the ratio within SAME of 1), and the geometric mean of the ratios."""
+        sign = 1 if direction(key) == "higher" else -1
+        rows = [self.row(key, t).ratios for t in self.targets]
+        out = []
+        for i in range(1, len(self.builds)):
+            ratios = [r[i] for r in rows if r[i] is not None and r[i] > 0]
+            same = sum(abs(r - 1) < SAME for r in ratios)
+            better = sum(sign * (r - 1) >= SAME for r in ratios)
+            geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None
+            worse = len(ratios) - better - same
+            out.append({"build": i + 1, "targets": len(ratios), "improved": better, "worsened": worse,
+                        "unchanged": same, "geomean_ratio": geomean})  # fmt: skip
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "baseline": self.builds[0].path,
@@ -163,6 +207,8 @@ class Comparison:
                 ]
                 for key, _, _ in METRICS
             },
+            "differences": self.differences(),
+            "summary": {key: {"better": direction(key), "builds": self.summary(key)} for key, _, _ in METRICS},
         }
 
 
@@ -190,17 +236,42 @@ def _align(rows: list[list[str]]) -> list[str]:
             .rstrip() for row in rows]  # fmt: skip
 
 
+def _field(value: Any) -> str:
+    return "own schemes" if value is None else str(value)
+
+
+def _summary(comparison: Comparison) -> list[str]:
+    """Per metric: which way is better, and each later build's improved / worsened / same counts and geomean."""
+    rows = [["metric", "better"] + [f"[{i}] vs [1]" for i in range(2, len(comparison.builds) + 1)]]
+    for key, label, _ in METRICS:
+        cells = [label, direction(key)]
+        for s in comparison.summary(key):
+            if not s["targets"]:
+                cells.append("-")
+                continue
+            cells.append(f"{s['improved']} better, {s['worsened']} worse, {s['unchanged']} same; "
+                         f"geomean {_ratio(s['geomean_ratio'])}")  # fmt: skip
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
 def render_side_by_side(comparison: Comparison) -> str:
-    """Text: the builds (numbered, [1] the baseline), then one block per metric with values and ratios."""
+    """Text: the builds (numbered, [1] the baseline), a line per field they differ in, a summary per metric,
+    then one block per metric with values and ratios."""
     builds = comparison.builds
     lines = []
     for i, b in enumerate(builds, start=1):
         scenario = ", ".join(f"{k} {v}" for k, v in zip(SCENARIO, b.scenario, strict=True) if v is not None)
         tag = " (baseline)" if i == 1 else ""
         lines.append(f"[{i}] {b.path}: {b.label}" + (f", {scenario}" if scenario else "") + tag)
-    if not comparison.same_scenario():
-        lines.append("note: the builds' scenarios (batch, prompt, gen) differ")
-    lines.append("ratios: build / baseline [1] on the same target")
+    for key, values in comparison.differences().items():
+        each = ", ".join(f"[{i}] {_field(v)}" for i, v in enumerate(values, start=1))
+        lines.append(f"note: {key} differs: {each}")
+    lines.append("ratios: build / baseline [1] on the same target; - where a build has no figure")
+    if len(builds) > 1:
+        lines += ["", "summary (targets with a figure in both; same = ratio 1.00x; geomean of the ratios):"]
+        lines += _summary(comparison)
     headers = ["target", "[1]"]
     for i in range(2, len(builds) + 1):
         headers += [f"[{i}]", f"[{i}]/[1]"]
@@ -212,5 +283,5 @@ def render_side_by_side(comparison: Comparison) -> str:
             for v, r in zip(row.values[1:], row.ratios[1:], strict=True):
                 cells += [_value(v, digits), _ratio(r)]
             rows.append(cells)
-        lines += ["", label, *_align(rows)]
+        lines += ["", f"{label} ({direction(key)} is better)", *_align(rows)]
     return "\n".join(lines)

@@ -60,8 +60,11 @@ def comparison(report: Report) -> list[str]:
         f"{report.model}, {scheme_text(report)}: batch {s.batch}, a {s.prompt}-token prompt, {s.gen} generated "
         "tokens. Decode figures are one compiled step of the batch at the mean context of generation, rounded "
         "halves up (a step's cost is linear in its context); prefill tok/s = batch x prompt / TTFT; J/token and "
-        "W/device during decode (W never above TDP); roofline: the fraction of the per-kernel roofline bound the "
-        "predicted time reaches. "
+        "W/device during decode (W never above TDP); bottleneck (N%): the resource that bound the most of the "
+        "decode step's time (the prefill's where there is no decode), N% its share of that time; roofline: the "
+        "phase's roofline bound (per kernel, its slowest resource at the spec's rates, no efficiency or launch "
+        "overhead, summed) / its predicted time, how close the prediction is to the roofline (not the `of roof` "
+        "of the Roofline section). "
         "`value (low-high)`: the range of a figure with the specs' uncertain numbers at their bounds, the "
         "device count held (worst-case corners; see What is uncertain)."
     )
@@ -147,7 +150,9 @@ def roofline_section(build: BuildReport) -> list[str]:
         "Per working device: ops are everything the cost model charged to a compute unit (a MAC counts 2; "
         "unpacking and element-wise ops included), bytes the traffic to the memory level the weights live in. "
         "The roof is min(peak, intensity x bandwidth) with the highest spec peak among the units and dtypes the "
-        "pass used and that level's bandwidth."
+        "pass used and that level's bandwidth. `of roof` = achieved / roof ops/s: a different measure from the "
+        "Comparison's `roofline` column (the per-kernel roofline bound / the predicted time), looser because "
+        "one peak and one bandwidth stand for every kernel of the pass."
     )
     lines.append("")
     body: list[list[str]] = []

@@ -17,7 +17,14 @@ from q35c.targets.registry import target_for
 from q35c.targets.spec import HardwareSpec, Quantity
 from q35c.targets.target import ALU_ENERGY, MAC_ENERGY, Cost
 
-LEVEL_FIGURES = ("capacity_bytes", "capacity_per_unit_bytes", "bandwidth_bytes_per_s", "energy_pj_per_bit")
+LEVEL_FIGURES = (
+    "capacity_bytes",
+    "usable_fraction",
+    "reserved_bytes",
+    "capacity_per_unit_bytes",
+    "bandwidth_bytes_per_s",
+    "energy_pj_per_bit",
+)
 LINK_FIGURES = ("bandwidth_bytes_per_s", "links", "link_bandwidth_bytes_per_s", "hop_latency_s")
 ENERGY_OPS = tuple(sorted({*MAC_ENERGY.values(), *ALU_ENERGY.values(), "fp32_mul"}))
 

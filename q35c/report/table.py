@@ -87,6 +87,16 @@ RANGED = ("decode tok/s", "ms/token", "prefill tok/s", "J/token")
 """Columns of `value (low-high)` cells: the values right-aligned, their ranges after them."""
 
 
+BOTTLENECK_NOTE = (
+    "bottleneck (N%): the resource that bound the most of the phase's time (decode, else prefill); N% = its share."
+)
+ROOFLINE_NOTE = (
+    "roofline: the phase's roofline bound (spec rates, no efficiency or overhead) / its predicted time; 100% = at it."
+)
+"""The footnotes defining the `bottleneck` and `roofline` columns (`describe_bottleneck`, `roofline_fraction`
+in `q35c.predict.predictor`)."""
+
+
 def time_unit(seconds: float) -> tuple[str, float]:
     """(unit, scale) in which `seconds`, the largest time of a table, reads well: ms, us or ns."""
     for name, scale in (("ms", 1e3), ("us", 1e6)):
@@ -115,6 +125,8 @@ def render_table(report: Report) -> str:
     lines.append("decode: one compiled step of the batch at the mean context of generation, rounded halves up;")
     lines.append("prefill tok/s = batch x prompt / TTFT; J/token and W/device during decode (W never above TDP).")
     lines.append("value (low-high): the range over the specs' uncertain numbers at their bounds, device count held.")
+    lines.append(BOTTLENECK_NOTE)
+    lines.append(ROOFLINE_NOTE)
     notes: dict[str, list[str]] = {}
     for r in report.targets:
         for note in r.notes:
