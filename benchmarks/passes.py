@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 import time
 
-from q35c.driver.compile import target_spec, target_stages
 from q35c.driver.pipeline import make_context, run_stages
 from q35c.frontend import load_model
+from q35c.targets.registry import get_target
 
 MODELS = ("tiny", "llama-2-70b", "llama-3.1-405b")
 TARGETS = ("host", "h100-sxm", "mi300x", "m2-max", "groq-lpu")
@@ -27,8 +27,7 @@ LIMIT_S = 3.0
 
 def stage_times(model: str, target: str) -> dict[str, float]:
     """Best-of-RUNS seconds per stage of `target`'s pipeline on `model`."""
-    spec = target_spec(target)
-    stages = target_stages(spec)
+    stages = get_target(target).pipeline()
     best: dict[str, float] = {}
     for _ in range(RUNS):
         module = load_model(model).module
@@ -43,7 +42,7 @@ def stage_times(model: str, target: str) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     targets = tuple(argv) or TARGETS
-    names = [s.name for s in target_stages(target_spec(targets[0]))]
+    names = [s.name for s in get_target(targets[0]).pipeline()]
     header = f"{'model':<16} {'target':<10} " + " ".join(f"{n:>11}" for n in names) + f" {'total':>8}"
     print(header)
     print("-" * len(header))

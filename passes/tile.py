@@ -79,7 +79,6 @@ from q35c.ir.attrs import (
     first_callers,
     weight_param,
 )
-from q35c.ir.schemes import Scheme
 from q35c.passes._build.linalg import (
     PARALLEL,
     element_type,
@@ -104,16 +103,6 @@ LINEAR_KERNEL = "linear"
 _index = IndexType()
 
 Offset = SSAValue | int
-
-
-def storage_column_ratio(scheme: Scheme) -> tuple[int, int]:
-    """(a, b): the code array's columns for inputs [0, k) are k / a * b (k a multiple of a): `Scheme.storage_ratio`.
-
-    >>> from q35c.ir.schemes import parse_scheme
-    >>> storage_column_ratio(parse_scheme("q3p5")), storage_column_ratio(parse_scheme("q4_0"))
-    ((64, 7), (32, 18))
-    """
-    return scheme.storage_ratio
 
 
 def insert_slice(

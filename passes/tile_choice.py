@@ -13,7 +13,7 @@ set of one tile bounds what `schedule-memory` allocates on chip for it (on Groq,
 A K that splits into one whole tile and a remainder (tk < K < 2 tk) has no K loop: both K tiles are read in the
 same loop body and are buffered side by side, so tk counts as the two together (K) there.
 
-K tiles must hold whole quantization groups and whole storage words (`k_alignment`): a sliced weight is again a
+K tiles must hold whole quantization groups and whole storage words (`Scheme.k_alignment`): a sliced weight is again a
 valid `!q35.packed` of its scheme, so `unpack-bits` lowers it unchanged.
 
 Among the tiles that fit the budget, `choose_tile` takes the one that moves the fewest bytes from main memory
@@ -95,22 +95,9 @@ class TilePolicy:
     keep_int_codes: bool = False
 
 
-def k_alignment(scheme: Scheme) -> int:
-    """The granule of K tiles: whole groups and whole storage words (the scheme's `Scheme.k_alignment`).
-
-    q3p5 dense: 64 (32 pairs = 7 words) and g; q3p5 byte: g (pairs, g even); int4: 8 (codes per word) and g;
-    int8 with groups: g; q4_0/q8_0: their block of 32; fp16 and per-channel int8: 1.
-
-    >>> from q35c.ir.schemes import parse_scheme
-    >>> [k_alignment(parse_scheme(s)) for s in ("q3p5", "q3p5:g=32", "int4:g=32", "q4_0", "int8", "fp16")]
-    [128, 64, 32, 32, 1, 1]
-    """
-    return scheme.k_alignment
-
-
 def check_k_tile(scheme: Scheme, k: int, tk: int) -> None:
     """TileError unless a K tile of `tk` (< k) slices the scheme's storage at whole groups and words."""
-    align = k_alignment(scheme)
+    align = scheme.k_alignment
     if tk < k and tk % align != 0:
         raise TileError(
             f"tile-k={tk} does not align with {scheme} storage: K tiles must be multiples of {align} "
@@ -172,7 +159,7 @@ def _token_candidates(tokens: int) -> list[int]:
 def _k_candidates(shape: LinearShape, cap: int) -> list[int]:
     """K tile sizes to try: K itself when allowed, and multiples of the alignment (at least 32 for fine-grained
     schemes), at most MAX_K_CANDIDATES of them."""
-    align = k_alignment(shape.scheme)
+    align = shape.scheme.k_alignment
     step = math.lcm(align, 32) if shape.k % math.lcm(align, 32) == 0 else align
     step *= max(1, math.ceil(shape.k // step / MAX_K_CANDIDATES))
     sizes = {shape.k} if shape.k <= cap else set()

@@ -16,8 +16,8 @@ mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in add
 Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
 per tile, e.g. another Apple threadgroup size) and `keep-int-codes` (override the family's choice).
 
->>> from q35c.targets.spec import load_spec
->>> [stage.name for stage in pipeline_for(load_spec("h100-sxm"))]
+>>> from q35c.targets.registry import get_target
+>>> [stage.name for stage in get_target("h100-sxm").pipeline()]
 ['materialize', 'lower-graph', 'tile', 'unpack', 'schedule']
 """
 
@@ -32,8 +32,6 @@ from q35c.passes.schedule_memory import ScheduleMemoryPass
 from q35c.passes.tile import TilePass
 from q35c.passes.unpack_bits import UnpackBitsPass
 from q35c.targets.pass_options import schedule_options, tile_options
-from q35c.targets.registry import target_for
-from q35c.targets.spec import HardwareSpec
 from q35c.targets.stage import Stage
 from q35c.targets.target import Target
 from q35c.util.errors import Q35Error
@@ -98,8 +96,3 @@ def stages(target: Target, options: Mapping[str, Any] | None = None) -> tuple[St
         Stage("unpack", (UnpackBitsPass(keep_int_codes=keep_int_codes),), unpack),
         Stage("schedule", (schedule,), target.describe_placement(level)),
     )
-
-
-def pipeline_for(spec: HardwareSpec, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
-    """The stages that compile a model for the target of `spec` (its family's `Target.pipeline`)."""
-    return target_for(spec).pipeline(options)

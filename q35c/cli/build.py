@@ -118,16 +118,16 @@ def compile_for_target(args: argparse.Namespace) -> int:
         IRDirectory,
         check_stage_names,
         compile_phases,
-        target_spec,
-        target_stages,
     )
     from q35c.driver.pipeline import IRDumper, IRPrinter, chain
     from q35c.predict.predictor import Predictor
+    from q35c.targets.registry import get_target
 
-    spec = target_spec(args.target)
+    target = get_target(args.target)
+    spec = target.spec
     options = key_values(args.option)
     after = [name.strip() for item in args.print_ir_after for name in item.split(",") if name.strip()]
-    stages = target_stages(spec, options)
+    stages = target.pipeline(options)
     check_stage_names(after, stages)
     scenario = scenario_for(args)
     keys = Predictor(args.model, args.quant, scenario, tuple(sorted(options.items()))).phase_keys()

@@ -17,6 +17,13 @@ from typing import Any
 
 from q35c.cli._args import count_at_least
 
+EPILOG = """\
+examples:
+  q35c build llama-2-7b --quant q3p5 --target h100-sxm --batch 8 --dump-ir ir
+  q35c cost ir/decode/05-schedule.mlir --target h100-sxm               what the decode step's module costs
+  q35c cost ir/prefill/05-schedule.mlir --target h100-sxm --format json  = the build's prefill_cost
+"""
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -24,6 +31,8 @@ def add_parser(subparsers: Any) -> None:
         help="the workload and cost of a dumped module (the last stage of a target's pipeline)",
         description="Read a module `q35c build --target T --dump-ir DIR` wrote (its final stage), extract its "
         "workload (kernels, bytes per level, MACs, ALU ops) and cost it with T's cost model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="an .mlir module, e.g. DIR/decode/05-schedule.mlir")
     parser.add_argument("--target", required=True, metavar="T", help="the target the module was compiled for")

@@ -36,11 +36,6 @@ Key = tuple[str, str | None, int, int, int]  # model, scheme, seq (T), context (
 Options = tuple[tuple[str, str], ...]  # pipeline options (see targets/pipeline.py), sorted
 
 
-def stages_for(target: Target, options: Mapping[str, Any] | None = None) -> Pipeline:
-    """The stages that compile a model for `target` with `options` (the cache's key for its compile)."""
-    return tuple(target.pipeline(dict(options or {})))
-
-
 @dataclass(frozen=True, eq=False)
 class Watch:
     """More to do while one key compiles, for every target requested with it even if cached: `visit` after each
@@ -118,7 +113,7 @@ class WorkloadCache:
         watched = {w.key for w in watches}
         jobs: dict[Key, dict[str, Pipeline]] = {}
         for key, target in requests:
-            stages = stages_for(target, dict(options))
+            stages = target.pipeline(dict(options))
             if (key, stages) not in self.found or key in watched:
                 jobs.setdefault(key, {})[target.name] = stages
         kept: dict[Key, dict[str, Any]] = {}
@@ -131,7 +126,7 @@ class WorkloadCache:
 
     def get(self, key: Key, target: Target, options: Options = ()) -> Workload:
         """The workload of `key` compiled with `target`'s pipeline (compiled now if not cached)."""
-        stages = stages_for(target, dict(options))
+        stages = target.pipeline(dict(options))
         if (key, stages) not in self.found:
             self.prepare([(key, target)], options)
         return self.found[(key, stages)]

@@ -21,7 +21,8 @@ from xdsl.dialects.builtin import ModuleOp
 from q35c.driver.pipeline import GRAPH_STAGE, IRDumper, Runner, Stage, StageCallback, chain, stage_names
 from q35c.frontend import Model, load_model
 from q35c.ir import attrs
-from q35c.targets.spec import HardwareSpec, load_spec, spec_names
+from q35c.targets.registry import get_target
+from q35c.targets.spec import HardwareSpec
 from q35c.util.errors import Q35Error
 from q35c.util.output import AtomicDirectory
 
@@ -68,26 +69,6 @@ class CompileResult:
         return lines
 
 
-def target_spec(name: str) -> HardwareSpec:
-    """The spec of a target by name; Q35Error listing the valid names otherwise."""
-    if name not in spec_names():
-        raise Q35Error(f"unknown target '{name}' (valid targets: {', '.join(spec_names())})")
-    try:
-        return load_spec(name)
-    except ValueError as err:
-        raise Q35Error(str(err)) from None
-
-
-def target_stages(spec: HardwareSpec, options: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
-    """The target's pipeline; Q35Error for bad options."""
-    from q35c.targets.pipeline import pipeline_for
-
-    try:
-        return pipeline_for(spec, options)
-    except ValueError as err:
-        raise Q35Error(str(err)) from None
-
-
 def check_stage_names(names: Sequence[str], stages: Sequence[Stage]) -> None:
     """Q35Error if any of `names` is not a stage of the pipeline (the imported graph counts as `graph`)."""
     valid = stage_names(stages)
@@ -112,8 +93,8 @@ def compile_model(
 ) -> CompileResult:
     """Load `model` (unless given loaded) and run `target`'s pipeline on it, calling `callback(index, stage,
     module)` after import (index 0, stage `graph`) and after every stage."""
-    spec = target_spec(target)
-    stages = target_stages(spec, options)
+    chosen = get_target(target)
+    spec, stages = chosen.spec, chosen.pipeline(options)
     loaded = model if isinstance(model, Model) else load_model(model, quant=quant, seq=seq, context=context)
     counts: list[int] = []
 

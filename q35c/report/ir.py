@@ -28,7 +28,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument, SSAValue
 
 from q35c.dialects.q35_storage import CODES
-from q35c.driver.cache import CACHE, Key, Options, Watch, WorkloadCache, stages_for
+from q35c.driver.cache import CACHE, Key, Options, Watch, WorkloadCache
 from q35c.driver.pipeline import Stage, module_text, stage_names
 from q35c.ir import attrs
 from q35c.targets.target import get_target
@@ -122,7 +122,7 @@ def dump_stages(
     kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress)
     result: dict[str, TargetIR] = {}
     for target in chosen:
-        stages = stages_for(target, dict(opts))
+        stages = target.pipeline(dict(opts))
         files = tuple(f for phase in keys for f in _files(target.name, phase, stages))
         callers: dict[str, tuple[str, ...]] = {}
         for key in keys.values():

@@ -52,8 +52,7 @@ from q35c.dialects.q35_storage import UnpackOp
 from q35c.driver.pipeline import Runner, Stage
 from q35c.formats import QuantizedTensor
 from q35c.ir.schemes import parse_scheme
-from q35c.targets.pipeline import pipeline_for
-from q35c.targets.spec import load_spec
+from q35c.targets.registry import get_target
 from q35c.util.errors import Q35Error
 from q35c.verify.harness import (
     ACTIVATIONS,
@@ -132,7 +131,7 @@ def host_passes(keep_int_codes: bool = False) -> tuple[ModulePass, ...]:
 def host_stages(keep_int_codes: bool = False) -> tuple[Stage, ...]:
     """The host target's pipeline (`host_passes`, as stages)."""
     options = {"keep-int-codes": "true" if keep_int_codes else "false"}
-    return pipeline_for(load_spec("host"), options)
+    return get_target("host").pipeline(options)
 
 
 def foreign_ops(module: ModuleOp) -> list[str]:

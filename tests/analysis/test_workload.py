@@ -7,7 +7,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 
 from q35c.analysis.workload import Workload, extract, kv_appends
-from q35c.driver.cache import compile_key, stages_for
+from q35c.driver.cache import compile_key
 from q35c.driver.pipeline import make_context
 from q35c.frontend import load_model
 from q35c.ir.schemes import parse_scheme
@@ -153,7 +153,7 @@ def test_copies_into_a_memory_space_are_bytes_moved_and_main_memory_is_read_once
 def compiled(
     model: str, target: str, seq: int = 1, context: int = 0, quant: str | None = None, batch: int = 1
 ) -> Workload:
-    return compile_key((model, quant, seq, context, batch), {target: stages_for(get_target(target))})[target]
+    return compile_key((model, quant, seq, context, batch), {target: get_target(target).pipeline()})[target]
 
 
 def test_weight_bytes_follow_the_storage_types_of_the_scheme() -> None:

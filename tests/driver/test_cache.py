@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from q35c.cli.main import main
-from q35c.driver.cache import CACHE, WorkloadCache, compile_key, stages_for
+from q35c.driver.cache import CACHE, WorkloadCache, compile_key
 from q35c.driver.pipeline import Stage
 from q35c.targets.target import Target, get_target
 
@@ -49,7 +49,7 @@ def test_targets_of_one_family_get_their_own_workloads() -> None:
         name: {s for k in cache.get(TINY, t).kernels for s in k.moved} for name, t in (("a", a100), ("m", mi300x))
     }
     assert spaces == {"a": {"smem"}, "m": {"lds"}}
-    assert cache.get(TINY, mi300x) == compile_key(TINY, {"mi300x": stages_for(mi300x)})["mi300x"]
+    assert cache.get(TINY, mi300x) == compile_key(TINY, {"mi300x": mi300x.pipeline()})["mi300x"]
     assert len(cache.found) == 2
 
 

@@ -20,14 +20,13 @@ from q35c.driver.pipeline import make_context
 from q35c.ir.schemes import parse_scheme
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
-from q35c.passes.tile import TilePass, kernel_name, storage_column_ratio
+from q35c.passes.tile import TilePass, kernel_name
 from q35c.passes.tile_choice import (
     LinearShape,
     Tile,
     TileError,
     TilePolicy,
     choose_tile,
-    k_alignment,
     k_parts,
     main_memory_bytes,
     working_set_bytes,
@@ -79,9 +78,9 @@ def shape(t: int, n: int, k: int, spec: str) -> LinearShape:
 )
 def test_k_alignment_is_whole_groups_and_words(spec: str, align: int) -> None:
     scheme = parse_scheme(spec)
-    assert k_alignment(scheme) == align
+    assert scheme.k_alignment == align
     # K tiles of that size start on whole storage elements and whole groups ...
-    words_per, _ = storage_column_ratio(scheme)
+    words_per, _ = scheme.storage_ratio
     assert align % words_per == 0 and align % (scheme.group or 1) == 0
     # ... and a slice of them is a weight of the scheme (q3p5 dense needs K % 64 == 0 as a whole, too).
     scheme.check_shape(16, align * (64 if scheme.name == "q3p5" and align < 64 else 1))
@@ -108,14 +107,14 @@ def test_chosen_tile_fits_and_no_fitting_tile_moves_fewer_bytes(t: int, n: int, 
     policy = TilePolicy(budget)
     tile = choose_tile(s, policy)
     assert working_set_bytes(s, tile, policy) <= budget
-    assert tile.k == s.k or tile.k % k_alignment(s.scheme) == 0
+    assert tile.k == s.k or tile.k % s.scheme.k_alignment == 0
     best = main_memory_bytes(s, tile)
     # Spot-check alternatives: none that fits moves fewer bytes.
     for tt in {1, t, max(1, t // 2)}:
-        for tk in {k, k_alignment(s.scheme) * 4, 512}:
+        for tk in {k, s.scheme.k_alignment * 4, 512}:
             for tn in (8, 64, 256, n):
                 other = Tile(min(tt, t), min(tn, n), min(tk, k))
-                if other.k < k and other.k % k_alignment(s.scheme):
+                if other.k < k and other.k % s.scheme.k_alignment:
                     continue
                 if working_set_bytes(s, other, policy) <= budget:
                     assert main_memory_bytes(s, other) >= best, (other, tile)

@@ -20,7 +20,6 @@ from q35c.passes.tile_choice import (
     Tile,
     TileError,
     choose_tile,
-    k_alignment,
     working_set_bytes,
 )
 from q35c.passes.unpack_bits import UnpackBitsPass
@@ -48,7 +47,7 @@ TOKENS = st.one_of(st.sampled_from([1, 2, 3, 17, 64, 100, 512, 2048]), st.intege
 def linears(draw: st.DrawFn) -> tuple[int, int, int, str]:
     """(T, N, K, scheme) with K a multiple of the scheme's K alignment (whole groups and storage words)."""
     spec = draw(st.sampled_from(SCHEMES))
-    align = k_alignment(parse_scheme(spec))
+    align = parse_scheme(spec).k_alignment
     k = align * draw(st.integers(1, 4096 // align))
     return draw(TOKENS), draw(st.integers(1, 700)), k, spec
 

@@ -17,8 +17,7 @@ from q35c.dialects.q35 import LinearOp, PackedType, WeightOp
 from q35c.driver.pipeline import make_context
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.unpack_bits import UnpackBitsPass
-from q35c.targets.pipeline import pipeline_for
-from q35c.targets.spec import load_spec
+from q35c.targets.registry import get_target
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cost-model.md"
 
@@ -146,7 +145,7 @@ def lowered(spec: str, keep_int_codes: bool = False) -> OpsPerWeight:
 def compiled(spec: str, target: str) -> OpsPerWeight:
     """Ops per weight after a target's whole pipeline (tiles, staging)."""
     module, ctx = linear(N, K, spec), make_context()
-    for stage in pipeline_for(load_spec(target)):
+    for stage in get_target(target).pipeline():
         for p in stage.passes:
             p.apply(ctx, module)
     return ops_per_weight(extract(module))

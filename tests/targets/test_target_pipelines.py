@@ -16,7 +16,8 @@ from q35c.driver.compile import IRDirectory, compile_model
 from q35c.driver.pipeline import dump_header, make_context
 from q35c.frontend import load_model
 from q35c.ir.attrs import memory_spaces
-from q35c.targets.pipeline import parse_options, pipeline_for
+from q35c.targets.pipeline import parse_options
+from q35c.targets.registry import get_target
 from q35c.targets.spec import load_spec, spec_names
 from q35c.util.errors import Q35Error
 from q35c.verify.linear import arguments_for, foreign_ops, lower_for_host, run_on_host
@@ -54,9 +55,9 @@ def test_every_target_compiles_tiny_prefill(target: str, seq: int) -> None:
 
 
 def test_groq_keeps_integer_codes() -> None:
-    unpack = next(s for s in pipeline_for(load_spec("groq-lpu")) if s.name == "unpack")
+    unpack = next(s for s in get_target("groq-lpu").pipeline() if s.name == "unpack")
     assert unpack.passes[0].keep_int_codes  # type: ignore[attr-defined]
-    gpu = next(s for s in pipeline_for(load_spec("h100-sxm"), {"keep-int-codes": "true"}) if s.name == "unpack")
+    gpu = next(s for s in get_target("h100-sxm").pipeline({"keep-int-codes": "true"}) if s.name == "unpack")
     assert gpu.passes[0].keep_int_codes  # type: ignore[attr-defined]
 
 
