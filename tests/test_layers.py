@@ -29,7 +29,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "q35c.driver": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.universe"),
     "q35c.predict": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.predict"),
     "q35c.verify": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.verify"),
-    "q35c.report": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.predict", "q35c.report"),
+    "q35c.codegen": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.predict", "q35c.codegen"),
+    "q35c.report": (
+        *LOWER,
+        "q35c.targets",
+        "q35c.frontend",
+        "q35c.driver",
+        "q35c.predict",
+        "q35c.codegen",
+        "q35c.report",
+    ),
     "q35c.universe": ("q35c.dialects", "q35c.passes"),
     "q35c.cli": ("q35c",),
     "q35c": (),  # the package root: its version string only
