@@ -579,4 +579,6 @@ class AddOp(_BinaryOp):
 
 GRAPH_OPS = (WeightOp, LinearOp, EmbedOp, RMSNormOp, RopeOp, AttentionOp, SiluOp, MulOp, AddOp)
 
-Q35 = Dialect("q35", list(GRAPH_OPS), [SchemeAttr, PackedType])
+from q35c.dialects.q35_collectives import COLLECTIVE_OPS  # noqa: E402  (ops of this dialect, in their own file)
+
+Q35 = Dialect("q35", [*GRAPH_OPS, *COLLECTIVE_OPS], [SchemeAttr, PackedType])

@@ -21,15 +21,17 @@ upstream dialects only. `unpack` exposes the integer codes as a value of their o
 inspected (and compared bit for bit, as `q35c verify` does) or consumed by a target whose matrix unit
 takes integers.
 
-Storage element types are MLIR's signless integers: numpy uint32 -> i32, uint8 and int8 -> i8, float16 -> f16.
+Storage element types are MLIR's signless integers: numpy uint32 -> i32, uint8 and int8 -> i8, float16 -> f16,
+float32 -> f32.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import Float16Type, IntegerType, TensorType, i8, i32
+from xdsl.dialects.builtin import Float16Type, Float32Type, IntegerType, TensorType, i8, i32
 from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import IRDLOperation, irdl_op_definition, operand_def, result_def, traits_def, var_operand_def
 from xdsl.traits import Pure
@@ -39,7 +41,13 @@ from q35c.dialects.q35 import PackedType
 
 _f16 = Float16Type()
 
-_ELEMENT_TYPES: dict[str, Attribute] = {"float16": _f16, "int8": i8, "uint8": i8, "uint32": i32}
+_ELEMENT_TYPES: dict[str, Attribute] = {
+    "float16": _f16,
+    "float32": Float32Type(),
+    "int8": i8,
+    "uint8": i8,
+    "uint32": i32,
+}
 
 CODES, SCALE, OFFSET = "codes", "scale", "offset"
 
@@ -52,6 +60,7 @@ class StorageTensor:
     type: TensorType[Attribute]
 
 
+@functools.lru_cache(maxsize=4096)  # passes ask this of the same few types thousands of times per compile
 def storage_tensors(packed: PackedType) -> tuple[StorageTensor, ...]:
     """The tensors that store a packed weight, in `assemble` operand order: codes, then scale, then offset.
 

@@ -77,7 +77,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import AddOp, AttentionOp, EmbedOp, MulOp, RMSNormOp, RopeOp, SiluOp
-from q35c.dialects.q35_storage import CODES, OFFSET, AssembleOp, UnpackOp
+from q35c.dialects.q35_storage import CODES, AssembleOp, UnpackOp
 from q35c.passes._build.attention import batched_map, record_appends, split, with_cache
 from q35c.passes._build.linalg import (
     PARALLEL,
@@ -97,7 +97,7 @@ from q35c.passes._build.linalg import (
     shape_of,
     zeros,
 )
-from q35c.passes.unpack_bits import EraseDeadAssemble, effective_code, scales
+from q35c.passes.unpack_bits import EraseDeadAssemble, effective_code, offsets, scales
 
 NEG_INF = float("-inf")
 
@@ -145,7 +145,7 @@ class LowerEmbed(RewritePattern):
         assert storage is not None
         if scheme.is_quantized:
             codes = rewriter.insert(UnpackOp(table.result)).result
-            scale, offset, g = scales(rewriter, table), table.operand_for(OFFSET), scheme.group_size(d)
+            scale, offset, g = scales(rewriter, table), offsets(rewriter, table), scheme.group_size(d)
         init = empty(rewriter, out, (t, d), "x_init")
 
         def body(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:

@@ -30,7 +30,10 @@ by `tensor.collapse_shape`. q3p5 dense, with the pair join done once per pair:
 `q35_storage.unpack` gets the codes themselves (n1, n2); the linear lowerings get each code times its slot's
 step (n1, 2 n2: what w = offset + scale * e multiplies), which the same shift pair yields at no extra cost.
 q4_0/q8_0's float16 block scales are two little-endian bytes, assembled with a shift, an or and an
-`arith.bitcast` to f16, once per block.
+`arith.bitcast` to f16, once per block. The other llama.cpp formats (`_build/ggml_codes.py`) decode their scales
+the same way, and the K-quants' and iq4_xs's sub-block scale (and min) from its packed field, times the block's d
+(dmin) in f32, once per sub-block; the formats with a min (q4_1, q5_1, q2_k, q4_k, q5_k) give an offset tensor
+(-dmin * min) that dequantization adds as it adds int4's and q3p5's.
 
 Linear (default): over loops (n, j, i) of group j, w[n, j*g+i] = math.fma(sitofp(e), scale[n, j],
 offset[n, j]) in f32 (`arith.mulf` for symmetric schemes; the scales are converted to f32 once per group),
@@ -68,7 +71,9 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     TensorType,
+    i8,
     i16,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, BlockArgument, SSAValue
@@ -84,6 +89,7 @@ from xdsl.pattern_rewriter import (
 from q35c.dialects.q35 import LinearOp
 from q35c.dialects.q35_storage import CODES, OFFSET, SCALE, AssembleOp, UnpackOp
 from q35c.ir.schemes import Scheme
+from q35c.passes._build.ggml_codes import WITH_MIN, iq4_value, scale_body, scale_layout, scale_type
 from q35c.passes._build.linalg import (
     PARALLEL,
     REDUCTION,
@@ -96,6 +102,7 @@ from q35c.passes._build.linalg import (
     generic,
     identity,
     mark_kernel,
+    named,
     zeros,
 )
 from q35c.passes._build.unpack_codes import codes_generic
@@ -121,12 +128,44 @@ def _f16_from_bytes(s: Scalar, args: Sequence[BlockArgument]) -> SSAValue:
     return s.bitcast(s.ori(lo, s.shli(hi, 8)), f16)
 
 
+def _ggml_scales(rewriter: PatternRewriter, w: AssembleOp, want_min: bool) -> SSAValue:
+    """Scales (or offsets) [N, K/g] of a llama.cpp block format other than q4_0/q8_0 (`_build.ggml_codes`)."""
+    name, (n, k) = w.packed_type.scheme.name, w.packed_type.get_shape()
+    blocks = w.operand_for(CODES)
+    assert blocks is not None
+    loops, maps = scale_layout(name, n, k, want_min)
+    out = empty(rewriter, scale_type(name), loops, "offset_init" if want_min else "scale_init")
+    body = lambda s, a: scale_body(name, s, a, want_min)  # noqa: E731
+    what = "offset" if want_min else "scale"
+    rank = len(loops)
+    maps_all = [*maps, identity(rank)]
+    grid = generic(rewriter, [blocks] * len(maps), out, maps_all, (PARALLEL,) * rank, body, f"{what}_grid")
+    if rank == 2:  # one per block of 32: already [N, K/32]
+        return named(grid, what)
+    groups = (n, k // w.packed_type.scheme.group_size(k))
+    return collapse_shape(rewriter, grid, ((0,), tuple(range(1, rank))), groups, what)
+
+
+def offsets(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue | None:
+    """The offsets [N, K/g]: an operand, the mins of the llama.cpp formats that have one (q4_1, q5_1: the
+    float16 m of every block; q2_k, q4_k, q5_k: -dmin times each sub-block's min), or None (symmetric)."""
+    offset = w.operand_for(OFFSET)
+    if offset is not None:
+        return offset
+    if w.packed_type.scheme.name in WITH_MIN:
+        return _ggml_scales(rewriter, w, want_min=True)
+    return None
+
+
 def scales(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
-    """The float16 scales [N, K/g]: an operand, or for q4_0/q8_0 the first two bytes of every block."""
+    """The scales [N, K/g]: an operand (float16), for q4_0/q8_0 the first two bytes of every block (float16), for
+    the other llama.cpp formats `_ggml_scales` (float16 d per block of 32, float32 d * sub-scale per sub-block)."""
     scale = w.operand_for(SCALE)
     if scale is not None:
         return scale
     scheme, (n, k) = w.packed_type.scheme, w.packed_type.get_shape()
+    if scheme.name not in ("q4_0", "q8_0"):
+        return _ggml_scales(rewriter, w, want_min=False)
     blocks = w.operand_for(CODES)
     block, size = scheme.storage_ratio  # weights and bytes per block
     assert blocks is not None and scheme.block_scales
@@ -138,11 +177,13 @@ def scales(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
 
 def effective_code(s: Scalar, scheme: Scheme, code: SSAValue, parity_dim: int) -> SSAValue:
     """The code times its slot's step (`Scheme.slot_steps`) as an i8: doubled at the odd (3-bit) q3p5 slot, else
-    itself.
+    itself (iq4_nl/iq4_xs: the 4-bit index's value in the non-linear table).
 
     `parity_dim` is the loop whose index has the parity of k. For bodies that read single codes (the embedding
     gather of lower-graph); the linear lowerings take the steps from the codes generic instead.
     """
+    if scheme.name in ("iq4_nl", "iq4_xs"):
+        return s.trunci(iq4_value(s, s.extui(code, i32)), i8)
     if scheme.slot_steps == (1,):
         return code
     assert scheme.slot_steps == (1, 2), scheme.slot_steps
@@ -201,7 +242,7 @@ def _dequantize(rewriter: PatternRewriter, w: AssembleOp) -> SSAValue:
     g = scheme.group_size(k)
     inputs = [codes(rewriter, w, steps=True), scales(rewriter, w)]
     maps: list[MapFn] = [lambda n, j, i: (n, j * g + i), lambda n, j, i: (n, j)]
-    offset = w.operand_for(OFFSET)
+    offset = offsets(rewriter, w)
     if offset is not None:
         inputs.append(offset)
         maps.append(lambda n, j, i: (n, j))
@@ -249,7 +290,7 @@ def _int_code_linear(
     mark_kernel(p, "linear")
     inputs = [p, scales(rewriter, w)]
     maps: list[MapFn] = [lambda t, n, j: (t, n, j), lambda t, n, j: (n, j)]
-    offset = w.operand_for(OFFSET)
+    offset = offsets(rewriter, w)
     if offset is not None:
         x_maps = [lambda t, j, i: (t, j, i), lambda t, j, i: (t, j)]
         x_init = zeros(rewriter, (t, k // g), "xsum")

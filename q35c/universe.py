@@ -45,10 +45,34 @@ def _tile() -> type[ModulePass]:
     return TilePass
 
 
+def _shard() -> type[ModulePass]:
+    from q35c.passes.shard import ShardPass
+
+    return ShardPass
+
+
 def _schedule_memory() -> type[ModulePass]:
     from q35c.passes.schedule_memory import ScheduleMemoryPass
 
     return ScheduleMemoryPass
+
+
+def _reassociate_reductions() -> type[ModulePass]:
+    from q35c.passes.reassociate_reductions import ReassociateReductionsPass
+
+    return ReassociateReductionsPass
+
+
+def _fuse_unpack() -> type[ModulePass]:
+    from q35c.passes.fuse_unpack import FuseUnpackPass
+
+    return FuseUnpackPass
+
+
+def _reduce_in_registers() -> type[ModulePass]:
+    from q35c.passes.reduce_in_registers import ReduceInRegistersPass
+
+    return ReduceInRegistersPass
 
 
 DIALECTS: dict[str, Callable[[], Dialect]] = {"q35": _q35_dialect, "q35_storage": _q35_storage_dialect}
@@ -58,6 +82,10 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "unpack-bits": _unpack_bits,
     "tile": _tile,
     "schedule-memory": _schedule_memory,
+    "shard": _shard,
+    "reassociate-reductions": _reassociate_reductions,
+    "fuse-unpack": _fuse_unpack,
+    "reduce-in-registers": _reduce_in_registers,
 }
 
 Q35C_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

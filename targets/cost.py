@@ -25,6 +25,11 @@ class Cost:
     `bytes` is keyed by memory level (and `link` for device links), `ops` by `<unit>.<dtype>` (a MAC counts 2),
     `energy_j` by component (`<level>`, `<unit>`, `static`), `limits` gives the seconds each resource bound
     (the bottleneck is the largest). Costs add, and scale by a count.
+
+    A pass over a pipeline (`Target.estimate`) also has `stage_seconds`, the time of each pipeline stage (one
+    entry without a pipeline), and `static_w`, the static power of all its devices: when every stage works on a
+    different sequence, a step completes every `interval_seconds` (the slowest stage) and costs
+    `interval_joules`.
     """
 
     seconds: float = 0.0
@@ -34,8 +39,14 @@ class Cost:
     ops: Counts = field(default_factory=_empty)
     energy_j: Counts = field(default_factory=_empty)
     limits: Counts = field(default_factory=_empty)
+    stage_seconds: tuple[float, ...] = ()
+    static_w: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
+        if self.stage_seconds and other.stage_seconds and len(self.stage_seconds) == len(other.stage_seconds):
+            stages = tuple(a + b for a, b in zip(self.stage_seconds, other.stage_seconds, strict=True))
+        else:
+            stages = self.stage_seconds or other.stage_seconds
         return Cost(
             self.seconds + other.seconds,
             self.roofline_seconds + other.roofline_seconds,
@@ -44,6 +55,8 @@ class Cost:
             add_counts(self.ops, other.ops),
             add_counts(self.energy_j, other.energy_j),
             add_counts(self.limits, other.limits),
+            stages,
+            max(self.static_w, other.static_w),
         )
 
     def __mul__(self, count: float) -> Cost:
@@ -55,7 +68,22 @@ class Cost:
             scale_counts(self.ops, count),
             scale_counts(self.energy_j, count),
             scale_counts(self.limits, count),
+            tuple(s * count for s in self.stage_seconds),
+            self.static_w,
         )
+
+    @property
+    def interval_seconds(self) -> float:
+        """The time between completed steps when every pipeline stage is busy: the slowest stage (the whole
+        pass without a pipeline)."""
+        return max(self.stage_seconds) if self.stage_seconds else self.seconds
+
+    @property
+    def interval_joules(self) -> float:
+        """Joules per step when every pipeline stage is busy: the same dynamic energy, static power for the
+        interval only."""
+        static = self.energy_j.get("static", 0.0)
+        return self.joules - static + self.static_w * self.interval_seconds
 
     __rmul__ = __mul__
 
@@ -77,6 +105,7 @@ class Cost:
             "ops": dict(self.ops),
             "energy_j": dict(self.energy_j),
             "limits_s": dict(self.limits),
+            "stage_seconds": list(self.stage_seconds),
         }
 
 
@@ -105,4 +134,9 @@ class Footprint:
 
 
 class DoesNotFit(ValueError):
-    """The model cannot run on the devices asked for (or on any number of them)."""
+    """The model cannot run on the devices asked for (or on any number of them). `label` is what a table shows
+    in place of figures: "does not fit" (memory), "device limit" (more devices than the target can use)."""
+
+    def __init__(self, message: str, label: str = "does not fit") -> None:
+        super().__init__(message)
+        self.label = label

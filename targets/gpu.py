@@ -17,14 +17,10 @@ unpacking ops per weight outrun the bytes per weight (q3p5 on an H100 at batch 1
 batching amortises it. Prefill (T = P) does P MACs per weight loaded and is bound by t_tensor + t_vector (the
 weights are dequantized once per token tile).
 
-Devices: the fewest n, a power of two (tensor parallelism splits the heads evenly), with
-(weights + KV cache) / n + activations <= HBM capacity. With n > 1, each decoder block does two all-reduces of
-its output (after attention and after the MLP, Megatron-style), each a ring over the interconnect:
-
-    t_allreduce = 2 (n-1)/n * A / (B_link / 2) + 2 (n-1) * t_hop
-
-with A the block's output bytes (x batch) and B_link the per-device bandwidth of both directions together (a
-ring sends in one). Links cost time only: the specs give no energy per bit for them.
+Devices: the placement rule of `targets.placement` (tensor parallel within a node of `devices_per_node`,
+pipeline stages across nodes), compiled by the `shard` stage: each decoder block of a tensor-parallel module does
+two all-reduces of its output (after attention and after the MLP, Megatron-style), ring all-reduces over NVLink or
+Infinity Fabric, and stages in different nodes exchange the hidden state over the network (`targets.links`).
 
 Efficiency constants (eta_bw, eta_c, t_launch): `targets.calibration`, fitted on rows c7-c11 (A100).
 
@@ -34,13 +30,15 @@ Compiling: a tile is one thread block's working set, sized for the innermost lev
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from q35c.analysis.workload import Counts, Workload
 from q35c.targets.levels import OnChipLevel, on_chip_levels
-from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, ring_allreduce
+from q35c.targets.target import Target
+
+if TYPE_CHECKING:
+    from q35c.analysis.workload import KernelWork
+    from q35c.targets.cost import Cost
 
 
 @dataclass(frozen=True)
@@ -63,35 +61,13 @@ class GpuTarget(Target):
 
     def notes(self) -> tuple[str, ...]:
         own = "tensor-core and vector (unpacking, dequantization) time add per SM; HBM traffic overlaps both"
-        return (own, *super().notes())
+        from q35c.targets.gpu_occupancy import notes as occupancy_notes
 
-    def devices_needed(self, need: Footprint) -> int:
-        room = self.device_bytes() - need.activation_bytes
-        count = max(1, math.ceil((need.weight_bytes + need.kv_bytes) / room)) if room > 0 else 0
-        if count == 0:
-            raise DoesNotFit(f"{self.name}: the activations alone exceed one device's memory")
-        return self._check_count(2 ** math.ceil(math.log2(count)), need)
+        return (own, *occupancy_notes(self.spec), *super().notes())
 
-    def explain_devices(self, need: Footprint, devices: int, work: Workload) -> str:
-        text = super().explain_devices(need, devices, work)
-        if devices > 1:
-            text += f"; tensor parallel over {devices} (a power of two), two all-reduces per layer"
-        return text
+    def kernel_cost(self, kernel: KernelWork, *args: Any, **kwargs: Any) -> Cost:
+        """The shared engine's cost, with the compute efficiency scaled by the kernel's occupancy (ptxas data;
+        `targets.gpu_occupancy`)."""
+        from q35c.targets.gpu_occupancy import with_occupancy
 
-    def communication(self, work: Workload, devices: int) -> Cost:
-        link = self.spec.interconnect
-        if devices <= 1 or link is None or work.layers == 0:
-            return Cost()
-        seconds = 0.0
-        moved = 0.0
-        for block in work.blocks:
-            each, sent = ring_allreduce(link, block.output_bytes, devices)
-            seconds += 2 * block.calls * each
-            moved += 2 * block.calls * sent * devices
-        resource = f"{link.kind} all-reduce"
-        return Cost(
-            seconds=seconds,
-            roofline_seconds=seconds,
-            bytes=Counts({"link": moved}),
-            limits=Counts({resource: seconds}),
-        )
+        return Target.kernel_cost(with_occupancy(self, kernel), kernel, *args, **kwargs)

@@ -14,7 +14,9 @@ They reach the passes as pass options (`targets.pass_options`). The host's final
 mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in address spaces the CPU ignores.
 
 Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
-per tile, e.g. another Apple threadgroup size) and `keep-int-codes` (override the family's choice).
+per tile, e.g. another Apple threadgroup size), `keep-int-codes` (override the family's choice), and the
+placement over devices, `tp`, `pp` and `layers` (the `shard` stage, first, only when the placement spans more than
+one device: `passes.shard`; `q35c build --devices/--tp/--pp` choose them through `Target.placement`).
 
 >>> from q35c.targets.registry import get_target
 >>> [stage.name for stage in get_target("h100-sxm").pipeline()]
@@ -29,6 +31,8 @@ from typing import Any
 from q35c.passes.lower_graph import LowerGraphPass
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
+from q35c.passes.shard import ShardPass
+from q35c.passes.shard import describe as describe_shard
 from q35c.passes.tile import TilePass
 from q35c.passes.unpack_bits import UnpackBitsPass
 from q35c.targets.pass_options import schedule_options, tile_options
@@ -42,6 +46,9 @@ OPTIONS: dict[str, type] = {
     "tile-k": int,
     "budget-bytes": int,
     "keep-int-codes": bool,
+    "tp": int,
+    "pp": int,
+    "layers": str,
 }
 
 
@@ -61,10 +68,11 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
                 value = text in ("true", "1")
             elif kind is int and text.lstrip("-").isdigit():
                 value = int(text)
+        if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise Q35Error(
-                f"pipeline option '{key}' takes {'true/false' if kind is bool else 'an integer'}, got {value!r}"
-            )
+            takes = {bool: "true/false", int: "an integer", str: "a comma-separated list"}[kind]
+            raise Q35Error(f"pipeline option '{key}' takes {takes}, got {value!r}")
         if kind is int and value < 0:
             raise Q35Error(f"pipeline option '{key}' must be at least 0, got {value}")
         parsed[key] = value
@@ -89,7 +97,12 @@ def stages(target: Target, options: Mapping[str, Any] | None = None) -> tuple[St
         else ("packed weights to codes, dequantized values and matmuls in linalg + arith")
     )
     schedule = ScheduleMemoryPass(**schedule_options(target, budget))
+    tp, pp, layers = int(opts.get("tp", 1)), int(opts.get("pp", 1)), str(opts.get("layers", ""))
+    shard: tuple[Stage, ...] = ()
+    if tp * pp > 1 or layers:
+        shard = (Stage("shard", (ShardPass(tp=tp, pp=pp, layers=layers),), describe_shard(tp, pp)),)
     return (
+        *shard,
         Stage("materialize", (MaterializeWeightsPass(),), "weights become storage-tensor function arguments"),
         Stage("lower-graph", (LowerGraphPass(),), "embed, rmsnorm, rope, attention, silu, mul, add to linalg"),
         Stage("tile", (tile,), target.describe_tiling(level)),

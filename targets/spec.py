@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from q35c.util.errors import Q35Error
+from q35c.util.suggest import did_you_mean
 
 SPEC_DIR = Path(__file__).parent / "specs"
 CONFIDENCES = ("sourced", "derived", "uncertain", "measured")
@@ -149,9 +150,37 @@ class Interconnect:
     links: Quantity | None = None
     link_bandwidth: Quantity | None = None
     hop_latency: Quantity | None = None
+    peer_links: Quantity | None = None
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
+        return self.bandwidth.value
+
+    @property
+    def peer_bytes_per_s(self) -> float:
+        """Bandwidth from one device to one peer, one direction: `peer_links` links of `link_bandwidth` each
+        where the spec gives them (point-to-point links, Groq's C2C), else half the both-directions figure (a
+        switch gives every device its full bandwidth to any peer: NVLink with NVSwitch)."""
+        if self.peer_links is not None and self.link_bandwidth is not None:
+            return self.peer_links.value * self.link_bandwidth.value
+        return self.bandwidth.value / 2
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop_latency.value if self.hop_latency is not None else 0.0
+
+
+@dataclass(frozen=True)
+class Network:
+    """Links between nodes: one NIC per device. `bandwidth` is per device, one direction."""
+
+    kind: str
+    description: str
+    bandwidth: Quantity
+    latency: Quantity
+
+    @property
+    def bytes_per_s(self) -> float:
         return self.bandwidth.value
 
 
@@ -171,6 +200,7 @@ class System:
     devices_per_node: Quantity | None = None
     devices_per_rack: Quantity | None = None
     max_devices: Quantity | None = None
+    hops_between_nodes: Quantity | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +237,7 @@ class HardwareSpec:
     clock: Quantity | None = None
     process_nm: Quantity | None = None
     interconnect: Interconnect | None = None
+    network: Network | None = None
     details: Mapping[str, Quantity] = field(default_factory=lambda: MappingProxyType({}))
     measured_at: str | None = None
 
@@ -299,7 +330,8 @@ def load_spec(name: str, spec_dir: Path | None = None) -> HardwareSpec:
     directory = SPEC_DIR if spec_dir is None else Path(spec_dir)
     names = spec_names(directory)
     if name not in names:
-        raise Q35Error(f"unknown target {name!r} (valid targets: {', '.join(names)})")
+        hint = did_you_mean(name, names)
+        raise Q35Error(f"unknown target {name!r} (valid targets: {', '.join(names)}){hint and '; '}{hint}")
     from q35c.targets.spec_loader import read_spec  # the loader builds the dataclasses above
 
     return read_spec(directory / f"{name}.toml", name)

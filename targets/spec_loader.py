@@ -27,6 +27,7 @@ from q35c.targets.spec import (
     HardwareSpec,
     Interconnect,
     MemoryLevel,
+    Network,
     Power,
     Quantity,
     System,
@@ -162,7 +163,7 @@ class _Reader:
             self.raw,
             "",
             ("name", "family", "vendor", "description", "compute_units", "memory", "compute", "power", "energy"),
-            ("clock_hz", "process_nm", "interconnect", "system", "details"),
+            ("clock_hz", "process_nm", "interconnect", "network", "system", "details"),
         )
         if raw["name"] != name:
             self.fail("name", f"is {raw['name']!r} but the file is {name}.toml")
@@ -176,6 +177,7 @@ class _Reader:
             memory = self.memory(raw["memory"], units)
             compute = self.compute(raw["compute"])
             interconnect = self.interconnect(raw["interconnect"]) if "interconnect" in raw else None
+            network = self.network(raw["network"]) if "network" in raw else None
             power = self.power(raw["power"])
             system = self.system(raw.get("system", {}))
             energy = self.energy(raw["energy"])
@@ -198,6 +200,7 @@ class _Reader:
             clock=clock,
             process_nm=process,
             interconnect=interconnect,
+            network=network,
             details=details,
             measured_at=self.measured_at,
         )
@@ -319,7 +322,7 @@ class _Reader:
             raw,
             p,
             ("kind", "description", "bandwidth_bytes_per_s"),
-            ("links", "link_bandwidth_bytes_per_s", "hop_latency_s"),
+            ("links", "link_bandwidth_bytes_per_s", "hop_latency_s", "peer_links"),
         )
         return Interconnect(
             kind=self.text(t, "kind", p),
@@ -328,6 +331,17 @@ class _Reader:
             links=self.quantity(t, "links", p, optional=True),
             link_bandwidth=self.quantity(t, "link_bandwidth_bytes_per_s", p, optional=True),
             hop_latency=self.quantity(t, "hop_latency_s", p, optional=True),
+            peer_links=self.quantity(t, "peer_links", p, optional=True),
+        )
+
+    def network(self, raw: object) -> Network:
+        p = "network"
+        t = self.table(raw, p, ("kind", "description", "bandwidth_bytes_per_s", "latency_s"))
+        return Network(
+            kind=self.text(t, "kind", p),
+            description=self.text(t, "description", p),
+            bandwidth=self.required(t, "bandwidth_bytes_per_s", p),
+            latency=self.required(t, "latency_s", p),
         )
 
     def power(self, raw: object) -> Power:
@@ -347,7 +361,7 @@ class _Reader:
         return power
 
     def system(self, raw: object) -> System:
-        keys = ("devices_per_node", "devices_per_rack", "max_devices")
+        keys = ("devices_per_node", "devices_per_rack", "max_devices", "hops_between_nodes")
         t = self.table(raw, "system", (), keys)
         return System(*(self.quantity(t, k, "system", optional=True) for k in keys))
 

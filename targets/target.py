@@ -54,18 +54,27 @@ device links have no energy figure and cost time only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from q35c.analysis.workload import Counts, KernelWork, Workload
+from xdsl.dialects.builtin import ModuleOp
+
+from q35c.analysis.workload import Collective, Counts, KernelWork, Workload
 from q35c.passes.tile_choice import TilePolicy
 from q35c.targets.calibration import Efficiency
 from q35c.targets.cost import Cost, Demand, DoesNotFit, Footprint
 from q35c.targets.levels import OnChipLevel, cache_share, serve_rereads, space_names
-from q35c.targets.spec import ComputeUnit, HardwareSpec, Interconnect
+from q35c.targets.links import collective_time
+from q35c.targets.placement import Limits, Placement
+from q35c.targets.placement import explicit as placement_explicit
+from q35c.targets.placement import fewest as placement_fewest
+from q35c.targets.placement import for_count as placement_for_count
+from q35c.targets.placement import lower_bound as placement_lower_bound
+from q35c.targets.placement import per_device as placement_per_device
+from q35c.targets.spec import ComputeUnit, HardwareSpec
+from q35c.util.limits import MAX_DEVICES
 
 if TYPE_CHECKING:
     from q35c.targets.stage import Stage
@@ -77,7 +86,6 @@ __all__ = [  # Cost, Demand, DoesNotFit and Footprint live in `targets.cost`; im
     "Footprint",
     "Target",
     "get_target",
-    "ring_allreduce",
     "unit_rate",
 ]
 
@@ -176,62 +184,126 @@ class Target:
         usable fraction - reserved bytes, from the spec: an OS limit, a runtime's own allocations)."""
         return self.spec.main_memory.usable_bytes
 
-    def max_devices(self) -> int | None:
-        q = self.spec.system.max_devices
-        return None if q is None else int(q.value)
+    def limits(self) -> Limits:
+        """How many devices this target can use: per node (tensor-parallel groups stay inside one) and in total,
+        with the reason for the total (`targets.placement`)."""
+        system = self.spec.system
+        per_node = int(system.devices_per_node.value) if system.devices_per_node is not None else 1
+        if self.spec.interconnect is None:
+            per_node = 1
+        if system.max_devices is not None:
+            q = system.max_devices
+            total = int(q.value)
+            reason = q.note.split(";")[0] if q.note else q.cite()
+        elif self.spec.network is not None:
+            total, reason = MAX_DEVICES, f"nodes of {per_node} linked by {self.spec.network.kind}"
+        elif system.hops_between_nodes is not None:
+            total, reason = MAX_DEVICES, f"nodes of {per_node} linked directly"
+        else:
+            total, reason = per_node, f"one node of {per_node}: the spec gives no link between nodes"
+        return Limits(per_node, max(1, total), reason)
 
-    def devices_needed(self, need: Footprint) -> int:
-        """The fewest devices that hold `need`; DoesNotFit when no allowed count does."""
-        count = max(1, math.ceil(need.total / self.device_bytes()))
-        return self._check_count(count, need)
+    def max_devices(self) -> int:
+        return self.limits().total
 
-    def _check_count(self, count: int, need: Footprint) -> int:
-        limit = self.max_devices()
-        if limit is not None and count > limit:
+    def place(
+        self,
+        graph: ModuleOp,
+        need: Footprint,
+        tokens: int,
+        *,
+        devices: int | None = None,
+        tp: int | None = None,
+        pp: int | None = None,
+        layers: str = "",
+    ) -> Placement:
+        """The placement of the model `graph` (its one-device footprint `need`; `tokens` cached tokens of all
+        sequences at the end of the run): `tp`/`pp` as given, else `devices` by the rule, else the fewest that
+        hold it (`targets.placement`). Q35Error for a placement that cannot be realised; DoesNotFit when the
+        devices cannot hold the model."""
+        limits = self.limits()
+        room = self.device_bytes()
+
+        def footprint(placement: Placement) -> Footprint:
+            if placement.devices == 1:
+                return need
+            return placement_per_device(graph, placement, tokens, need.activation_bytes)
+
+        def fits(placement: Placement) -> bool:
+            return footprint(placement).total <= room
+
+        if tp is not None or pp is not None:
+            chosen = placement_explicit(graph, limits, tp or 1, pp or 1, layers)
+        elif devices is not None:
+            chosen = placement_for_count(graph, limits, devices)
+        else:
+            try:
+                chosen = placement_fewest(graph, limits, fits, placement_lower_bound(need.total, room))
+            except DoesNotFit:
+                raise DoesNotFit(
+                    f"the model needs {need.total / 1e9:.1f} GB ({need.weight_bytes / 1e9:.1f} GB weights, "
+                    f"{need.kv_bytes / 1e9:.2f} GB KV cache), but at most {limits.total} device(s) of {self.name} "
+                    f"can be used ({limits.reason}), {self.spec.main_memory.describe_usable()} each"
+                ) from None
+        if not fits(chosen):
+            held = footprint(chosen)
+            try:
+                least = placement_fewest(graph, limits, fits, placement_lower_bound(need.total, room))
+                needed = f": it needs at least {least.devices} ({least.describe()})"
+            except DoesNotFit:
+                needed = f": no placement of at most {limits.total} holds it"
             raise DoesNotFit(
-                f"the model needs {need.total / 1e9:.1f} GB ({need.weight_bytes / 1e9:.1f} GB weights, "
-                f"{need.kv_bytes / 1e9:.2f} GB KV cache): {count} devices of {self.name}, "
-                f"but at most {limit} can be used ({self.spec.main_memory.describe_usable()} each)"
+                f"{chosen.devices} device(s) of {self.name} ({chosen.describe()}) cannot hold the model: one "
+                f"device would need {held.total / 1e9:.1f} GB ({held.weight_bytes / 1e9:.1f} GB weights, "
+                f"{held.kv_bytes / 1e9:.2f} GB KV cache), {self.spec.main_memory.describe_usable()} each{needed}"
             )
-        return count
+        return chosen
 
-    def check_devices(self, devices: int, need: Footprint) -> None:
-        """DoesNotFit, saying how many are needed, when `devices` cannot hold `need`."""
-        needed = self.devices_needed(need)
-        if devices < needed:
-            raise DoesNotFit(
-                f"{devices} device(s) of {self.name} cannot hold the model ({need.total / 1e9:.1f} GB): "
-                f"it needs at least {needed}"
-            )
-        limit = self.max_devices()
-        if limit is not None and devices > limit:
-            raise DoesNotFit(f"at most {limit} device(s) of {self.name} can be used, asked for {devices}")
-
-    def explain_devices(self, need: Footprint, devices: int, work: Workload) -> str:
-        """Why this many devices: what must be held, and what one holds."""
-        return (
-            f"{devices} device(s): {need.total / 1e9:.2f} GB to hold (weights, KV cache, activations), "
+    def explain_devices(self, need: Footprint, placement: Placement, work: Workload) -> str:
+        """Why this many devices: what must be held, what one holds, how the model is spread."""
+        text = (
+            f"{placement.devices} device(s): {need.total / 1e9:.2f} GB to hold (weights, KV cache, activations), "
             f"{self.spec.main_memory.describe_usable()} each"
         )
+        if placement.devices > 1:
+            text += f"; {placement.describe()}"
+            held = max(work.stage_weight_bytes.values(), default=float(work.weight_bytes))
+            if held:
+                text += f", at most {held / 1e9:.2f} GB of weights per device"
+            for note in placement.notes:
+                text += f"; {note}"
+        return text
 
     # -- the engine -----------------------------------------------------------------------------------------
 
-    def estimate(self, workload: Workload, *, devices: int = 1) -> Cost:
-        """The cost of one forward pass of `workload` (as compiled: its batch is in its IR) on `devices` devices."""
+    def estimate(self, workload: Workload) -> Cost:
+        """The cost of one forward pass of `workload`, as compiled: its batch is in its IR, and a module the
+        `shard` pass rewrote is what one device runs (`workload.tp` x `workload.pp` devices). A token passes the
+        pipeline stages in turn: `seconds` is their sum, `stage_seconds` each stage's time (the pipeline's
+        interval when every stage works on a different sequence is the largest)."""
         work = workload
-        total = Cost()
+        stages = [Cost() for _ in range(work.pp)]
         for kernel in work.kernels:
-            total = total + self.kernel_cost(kernel, work, devices) * kernel.calls
-        total = total + self.communication(work, devices)
-        static = self.spec.power.static.value * devices * total.seconds
-        return total + Cost(energy_j=Counts({"static": static}))
+            one = self.kernel_cost(kernel, active=work.tp)
+            for stage, calls in kernel.calls_by_stage().items():
+                stages[stage] = stages[stage] + one * calls
+        for collective in work.collectives:
+            one = self.collective_cost(collective, work)
+            for stage, calls in collective.calls_by_stage().items():
+                stages[stage] = stages[stage] + one * calls
+        total = sum(stages, Cost())
+        static_w = self.spec.power.static.value * work.devices
+        return total + Cost(
+            energy_j=Counts({"static": static_w * total.seconds}),
+            stage_seconds=tuple(stage.seconds for stage in stages),
+            static_w=static_w,
+        )
 
-    def kernel_cost(self, kernel: KernelWork, work: Workload, devices: int) -> Cost:
-        """One call of a kernel: the slowest of its demands plus overhead, capped by power."""
-        active = self.active_devices(work, devices)
-        share = self.share(work, devices)
-        demands, bytes_moved, ops = self.demands(kernel, share)
-        energy = self.energy(bytes_moved, kernel, share, active)
+    def kernel_cost(self, kernel: KernelWork, active: float = 1.0) -> Cost:
+        """One call of a kernel on each of `active` devices (a tensor-parallel group: the IR is one device's
+        share): the slowest of its demands plus overhead, capped by power."""
+        demands, bytes_moved, ops = self.demands(kernel, 1.0)
+        energy = self.energy(bytes_moved, kernel, 1.0, active)
         roof = max((d.seconds for d in demands), default=0.0)
         times = {d.resource: d.seconds / d.efficiency for d in demands if d.seconds > 0}
         busy = max(times.values(), default=0.0)
@@ -256,13 +328,16 @@ class Target:
             limits=Counts({k: v for k, v in limits.items() if v > 0}),
         )
 
-    def share(self, work: Workload, devices: int) -> float:
-        """The fraction of each kernel's weights and work that one working device does."""
-        return 1.0 / devices
-
-    def active_devices(self, work: Workload, devices: int) -> float:
-        """How many devices work on a kernel at once (all of them, unless the family pipelines layers)."""
-        return float(devices)
+    def collective_cost(self, collective: Collective, work: Workload) -> Cost:
+        """One call of a collective of the sharded IR, from its payload, the link it crosses, hops and latency
+        (`targets.links`)."""
+        seconds, sent, resource = collective_time(self.spec, collective, work.tp)
+        return Cost(
+            seconds=seconds,
+            roofline_seconds=seconds,
+            bytes=Counts({"link": sent}),
+            limits=Counts({resource: seconds}),
+        )
 
     def demands(self, kernel: KernelWork, share: float) -> tuple[list[Demand], dict[str, float], dict[str, float]]:
         """(demands, bytes per memory level, ops per unit) of one kernel call on one working device."""
@@ -346,10 +421,6 @@ class Target:
         joules["compute"] = compute * 1e-12 * share * active
         return joules
 
-    def communication(self, work: Workload, devices: int) -> Cost:
-        """Device-to-device traffic per pass (none on one device)."""
-        return Cost()
-
     # -- helpers --------------------------------------------------------------------------------------------
 
     def mac_dtype(self, dtype: str) -> str:
@@ -377,17 +448,6 @@ def unit_rate(unit: ComputeUnit, dtype: str) -> tuple[str, float]:
         if candidate in unit.peak_ops_per_s:
             return candidate, unit.peak_ops_per_s[candidate].value
     raise ValueError(f"compute unit {unit.name} has no peak rate")
-
-
-def ring_allreduce(link: Interconnect, payload: float, devices: int) -> tuple[float, float]:
-    """(seconds, bytes each device sends) of one ring all-reduce of `payload` bytes over `devices`:
-
-        t = 2 (n-1)/n * A / (B / 2) + 2 (n-1) * t_hop
-
-    with B the link's per-device bandwidth of both directions together (a ring sends in one)."""
-    hop = link.hop_latency.value if link.hop_latency is not None else 0.0
-    sent = 2 * (devices - 1) / devices * payload
-    return sent / (link.bandwidth_bytes_per_s / 2) + 2 * (devices - 1) * hop, sent
 
 
 def get_target(name: str, spec_dir: Path | str | None = None) -> Target:

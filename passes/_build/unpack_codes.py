@@ -11,6 +11,9 @@ follows from static loop indices, and what depends on the stored bits alone is c
 | q4_0       | (n, block, i < 16, half < 2)  | byte (n, 18 block + 2 + i)            | [N, K/32, 2, 16] |
 | q8_0       | (n, block, i < 32)            | byte (n, 34 block + 2 + i)            | [N, K/32, 32]    |
 
+(llama.cpp's q4_1, q5_*, K-quants and iq4: `passes/_build/ggml_codes.py`, in element order; the opaque ggml types
+have no layout and fail with a PassFailedException naming them.)
+
 and `tensor.collapse_shape` makes the result [N, K]. Field extraction is a left shift that puts the field at
 the top of an i32 and one arithmetic right shift that brings it down sign-extended (no mask). int4, code i of
 a word in bits [4i, 4i+4):
@@ -49,8 +52,10 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import i8, i32
 from xdsl.ir import BlockArgument, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
+from xdsl.utils.exceptions import PassFailedException
 
-from q35c.ir.schemes import Scheme
+from q35c.ir.schemes import GGML_BLOCKS, Scheme
+from q35c.passes._build.ggml_codes import code_body, code_layout
 from q35c.passes._build.linalg import (
     PARALLEL,
     MapFn,
@@ -116,8 +121,25 @@ class CodeLayout:
     body: CodeBody
 
 
+def _ggml_layout(name: str, n: int, k: int) -> CodeLayout:
+    loops, maps, names = code_layout(name, n, k)
+    collapse = ((0,), tuple(range(1, len(loops))))
+
+    def body(s: Scalar, args: Sequence[BlockArgument], steps: bool) -> SSAValue:
+        return code_body(name, s, args, steps)
+
+    return CodeLayout(loops, maps, names, loops, identity(len(loops)), collapse, body)
+
+
 def layout(scheme: Scheme, n: int, k: int) -> CodeLayout:
     """The codes generic of a quantized scheme other than int8 (whose storage is its codes)."""
+    if scheme.opaque:
+        raise PassFailedException(
+            f"cannot unpack {scheme} weights: q35c knows this ggml type's size ({scheme.code_bits:g} bits per "
+            "weight) but not its bit layout (choose another scheme with --quant)"
+        )
+    if scheme.name in GGML_BLOCKS and scheme.name not in ("q4_0", "q8_0"):
+        return _ggml_layout(scheme.name, n, k)
     if scheme.name == "int4":
         shape = (n, k // 8, 8)
         return CodeLayout(shape, (lambda n, w, i: (n, w),), ("word",), shape, identity(3), ((0,), (1, 2)), _int4)

@@ -22,6 +22,7 @@ from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAVal
 from xdsl.ir.affine import AffineMap
 
 from q35c.dialects.q35 import AttentionOp, EmbedOp, LinearOp, PackedType, WeightOp
+from q35c.dialects.q35_collectives import COLLECTIVE_NAMES
 from q35c.ir.attrs import DST_SPACE_ATTR, KERNEL_ATTR, SRC_SPACE_ATTR, STORAGE_ATTR, string_attr
 
 FUSED_KERNELS = ("unpack",)
@@ -216,6 +217,7 @@ class FunctionInfo:
     side: dict[SSAValue, str] = field(default_factory=dict[SSAValue, str])
     memo: dict[SSAValue, frozenset[SSAValue]] = field(default_factory=dict[SSAValue, frozenset[SSAValue]])
     read_by: dict[Operation, list[SSAValue]] = field(default_factory=dict[Operation, list[SSAValue]])
+    collectives: list[tuple[Operation, int]] = field(default_factory=list[tuple[Operation, int]])
 
     def inputs(self, op: Operation) -> list[SSAValue]:
         if op not in self.read_by:
@@ -242,6 +244,8 @@ class FunctionInfo:
                 self.sinks.extend(op.arguments)
             elif isinstance(op, func.ReturnOp):
                 self.sinks.extend(op.operands)
+            elif op.name in COLLECTIVE_NAMES:  # data between devices: costed as communication, not a kernel
+                self.collectives.append((op, trips))
             elif op.name in _COPY_OPS:
                 amount = tensor_bytes(op.operands[0].type) * trips
                 self.copies.append(Copy(op, op.operands[0], *copy_spaces(op), amount))

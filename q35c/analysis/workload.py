@@ -34,6 +34,11 @@ computed from the IR alone (never from a parameter count), so that a change to a
   moved into that level (named by the module's `q35.memory_spaces`); a `linalg.copy` into an on-chip space is
   where main-memory traffic happens, and reads of what it staged are not; `q35.peak_bytes` is collected.
 - Identical blocks: a function called N times is analysed once; its kernels carry `calls = N`.
+- Placement (a module the `shard` pass rewrote): the module is what one device runs, so every count is per
+  device. `q35.placement` gives tp and pp; the ops of the entry function after the k-th `q35.transfer` (and
+  everything they call) run on pipeline stage k, so each kernel and collective carries its calls per stage
+  (`stage_calls`); each collective (`q35.all_reduce`, `q35.all_gather`, `q35.transfer`) its payload bytes per
+  device and the devices taking part, read off its operand and result types.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
 )
-from xdsl.ir import Block, BlockArgument, OpResult, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 
 from q35c.analysis.kernels import (
     FunctionInfo,
@@ -68,6 +73,7 @@ from q35c.analysis.kernels import (
 )
 from q35c.analysis.reuse import LoopDependence, Reread, Site, enclosing_loops, root, split
 from q35c.dialects.q35 import AttentionOp, PackedType, WeightOp
+from q35c.dialects.q35_collectives import TransferOp, group_size, payload_type
 from q35c.ir import attrs
 from q35c.ir.attrs import KERNEL_ATTR, PARAM_ATTR, STORAGE_ATTR, string_attr
 
@@ -156,6 +162,11 @@ class KernelWork:
     unpack_alu: float = 0.0
     index_ops: float = 0.0
     rereads: tuple[Reread, ...] = ()
+    stage_calls: Counts = field(default_factory=_empty)
+
+    def calls_by_stage(self) -> dict[int, float]:
+        """Calls per pipeline stage (all on stage 0 in a module with no pipeline)."""
+        return {int(k): v for k, v in self.stage_calls.items()} if self.stage_calls else {0: float(self.calls)}
 
     @property
     def alu_ops(self) -> float:
@@ -169,6 +180,24 @@ class KernelWork:
     def memory_bytes(self) -> float:
         """Bytes this kernel moves to and from the memory the weights live in, per call."""
         return self.weight_bytes + self.activation_read + self.activation_written + self.kv_read + self.kv_written
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One collective op of a sharded module (`dialects.q35_collectives`): `kind` (all_reduce, all_gather,
+    transfer), the payload bytes per device and call, the devices taking part (a transfer: sender and receiver),
+    and how often it runs per pass, per pipeline stage (a transfer counts on the stage that sends it)."""
+
+    kind: str
+    payload_bytes: float
+    group: int
+    calls: int
+    stage_calls: Counts = field(default_factory=_empty)
+    source: int = 0
+    dest: int = 0
+
+    def calls_by_stage(self) -> dict[int, float]:
+        return {int(k): v for k, v in self.stage_calls.items()} if self.stage_calls else {0: float(self.calls)}
 
 
 @dataclass(frozen=True)
@@ -193,6 +222,15 @@ class Workload:
     blocks: tuple[BlockCalls, ...] = ()
     peak_bytes: Counts = field(default_factory=_empty)
     batch: int = 1
+    tp: int = 1
+    pp: int = 1
+    collectives: tuple[Collective, ...] = ()
+    stage_weight_bytes: Counts = field(default_factory=_empty)
+
+    @property
+    def devices(self) -> int:
+        """Devices the module was compiled for: tp x pp (1 for a module that was not sharded)."""
+        return self.tp * self.pp
 
     @property
     def weight_bytes(self) -> int:
@@ -422,6 +460,68 @@ def _call_order(functions: Mapping[str, func.FuncOp], entry: str) -> tuple[list[
     return order, calls
 
 
+def _top_level(op: Operation, block: Block) -> Operation | None:
+    """The op of `block` that is or contains `op` (None when `op` is elsewhere)."""
+    current: Operation | None = op
+    for _ in range(64):  # bounded: nesting is a few loops deep
+        if current is None or current.parent_block() is block:
+            return current
+        current = current.parent_op()
+    return None
+
+
+def entry_stages(entry: func.FuncOp) -> dict[Operation, int]:
+    """The pipeline stage of each op of the entry function's body: the `to` of the last `q35.transfer` before it
+    (a transfer itself counts on the stage that sends it)."""
+    block = entry.body.blocks.first
+    assert block is not None
+    found: dict[Operation, int] = {}
+    stage = 0
+    for op in block.ops:
+        if isinstance(op, TransferOp):
+            found[op] = op.source.value.data
+            stage = op.dest.value.data
+        else:
+            found[op] = stage
+    return found
+
+
+def _stage_of(op: Operation, entry: func.FuncOp, stages: Mapping[Operation, int]) -> int:
+    block = entry.body.blocks.first
+    assert block is not None
+    top = _top_level(op, block)
+    return stages.get(top, 0) if top is not None else 0
+
+
+def _stage_calls(
+    functions: Mapping[str, func.FuncOp], entry: str, order: list[str], stages: Mapping[Operation, int]
+) -> dict[str, dict[int, float]]:
+    """Per function other than the entry, how often it runs per pass on each pipeline stage."""
+    found: dict[str, dict[int, float]] = {}
+    for name in order:
+        for call, trips in _call_sites(functions[name].body.blocks.first):  # type: ignore[arg-type]
+            callee = call.callee.string_value()
+            if callee not in functions:
+                continue
+            own = {_stage_of(call, functions[entry], stages): 1.0} if name == entry else found.get(name, {})
+            into = found.setdefault(callee, {})
+            for stage, count in own.items():
+                into[stage] = into.get(stage, 0.0) + count * trips
+    return found
+
+
+def _weight_stages(entry: func.FuncOp, stages: Mapping[Operation, int]) -> dict[int, float]:
+    """Bytes of the entry's weight arguments per pipeline stage: the stage of each one's first user."""
+    found: dict[int, float] = {}
+    for arg, attrs_ in zip(entry.args, arg_attrs(entry), strict=True):
+        if string_attr(attrs_, PARAM_ATTR) is None:
+            continue
+        users = [use.operation for use in arg.uses]
+        stage = min((_stage_of(u, entry, stages) for u in users), default=0)
+        found[stage] = found.get(stage, 0.0) + tensor_bytes(arg.type)
+    return found
+
+
 def weight_tensors(module: ModuleOp) -> tuple[WeightTensor, ...]:
     """Every stored weight tensor: tagged entry-function arguments, or `q35.weight` ops before materializing."""
     functions = _functions(module)
@@ -500,15 +600,19 @@ def extract(
         appends = kv_appends(graph if graph is not None else module)
     if batch is None:
         batch = batch_of(graph if graph is not None else module)
+    tp, pp = attrs.placement(module)
+    stages = entry_stages(functions[entry]) if pp > 1 else {}
+    per_stage = _stage_calls(functions, entry, order, stages) if pp > 1 else {}
     weight_positions: dict[str, set[int]] = {}
     kernels: list[KernelWork] = []
+    collectives: list[Collective] = []
     context = 0.0
     for name in order:
         fa = analyse(functions[name], weight_positions.get(name, set()))
         for call, _ in _call_sites(functions[name].body.blocks.first):  # type: ignore[arg-type]
             positions = weight_positions.setdefault(call.callee.string_value(), set())
             positions.update(i for i, v in enumerate(call.arguments) if fa.side_of(v) == "weight")
-        if calls[name] == 0 or not fa.nodes:
+        if calls[name] == 0 or not (fa.nodes or fa.collectives):
             continue
         appended = list(appends.get(name, []))
         groups = group(fa)
@@ -518,11 +622,23 @@ def extract(
                 node.kernel = 0
             groups = [(fa.fn.attributes[KERNEL_ATTR].data, list(fa.nodes))]  # type: ignore[union-attr]
         readers = fa.readers()
+
+        def by_stage(op: Operation, name: str = name) -> Counts:
+            if pp == 1:
+                return Counts()
+            if name == entry:
+                return Counts({str(_stage_of(op, functions[entry], stages)): 1.0})
+            return Counts({str(k): v for k, v in per_stage.get(name, {}).items()})
+
+        for op, trips in fa.collectives:
+            collectives.append(_collective(op, calls[name] * trips, by_stage(op), trips))
         for index, (kernel, members) in enumerate(groups):
             if not members:
                 continue
             kv = appended.pop(0) if kernel == "attention" and appended else 0.0
             work, caches = _kernel_work(fa, index, kernel, members, calls[name], kv, readers, kernel_fn)
+            if pp > 1:
+                work = replace(work, stage_calls=by_stage(members[0].op))
             kernels.append(work)
             for cache in caches:
                 if isinstance(cache.type, TensorType) and cache.type.get_shape():
@@ -543,4 +659,29 @@ def extract(
         blocks=blocks,
         peak_bytes=_frozen({k: float(v) for k, v in attrs.peak_bytes(module).items()}),
         batch=batch,
+        tp=tp,
+        pp=pp,
+        collectives=tuple(collectives),
+        stage_weight_bytes=_frozen({str(k): v for k, v in _weight_stages(functions[entry], stages).items()})
+        if pp > 1
+        else _frozen({}),
+    )
+
+
+def _collective(op: Operation, calls: int, stage_calls: Counts, trips: int) -> Collective:
+    """The `Collective` of one collective op, run `calls` times per pass (`stage_calls` per stage; scaled by the
+    loop `trips` around it)."""
+    staged = scale_counts(stage_calls, trips) if trips != 1 else stage_calls
+    kind = op.name.removeprefix("q35.")
+    source = dest = 0
+    if isinstance(op, TransferOp):
+        source, dest = op.source.value.data, op.dest.value.data
+    return Collective(
+        kind=kind,
+        payload_bytes=tensor_bytes(payload_type(op)),  # type: ignore[arg-type]
+        group=group_size(op),  # type: ignore[arg-type]
+        calls=calls,
+        stage_calls=staged,
+        source=source,
+        dest=dest,
     )

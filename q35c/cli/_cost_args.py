@@ -19,6 +19,7 @@ from pathlib import Path
 
 from q35c.cli._args import count_at_least, key_values
 from q35c.util.errors import Q35Error
+from q35c.util.limits import MAX_DEVICES
 from q35c.util.progress import Progress
 
 FORMATS = ("table", "json")
@@ -41,9 +42,22 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gen", type=count_at_least(0), metavar="G", help=f"generated tokens ({DEFAULT_GEN})")
     group.add_argument(
         "--devices",
-        type=count_at_least(1),
+        type=count_at_least(1, MAX_DEVICES),
         metavar="N",
-        help="devices to use (default: the fewest that hold the model)",
+        help="devices to use, placed by the rule: tensor parallel within a node, pipeline stages across "
+        "(default: the fewest that hold the model)",
+    )
+    group.add_argument(
+        "--tp",
+        type=count_at_least(1, MAX_DEVICES),
+        metavar="T",
+        help="tensor-parallel degree (devices splitting each layer; within a node)",
+    )
+    group.add_argument(
+        "--pp",
+        type=count_at_least(1, MAX_DEVICES),
+        metavar="P",
+        help="pipeline stages (consecutive layers per stage; T x P devices in all)",
     )
     group.add_argument("--format", choices=FORMATS, default="table", help="table (default) or json")
 
@@ -79,6 +93,8 @@ def run_cost(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             gen=args.gen,
             devices=args.devices,
+            tp=args.tp,
+            pp=args.pp,
             options=key_values(getattr(args, "option", None) or []),
         )
     print(render_json(report) if args.format == "json" else render_table(report))
@@ -109,6 +125,8 @@ def run_report(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         gen=args.gen,
         devices=args.devices,
+        tp=args.tp,
+        pp=args.pp,
         options=tuple(sorted(key_values(getattr(args, "option", None) or []).items())),
     )
     with Progress.for_stream(sys.stderr) as progress:

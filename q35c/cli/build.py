@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from q35c.driver.pipeline import StageCallback
     from q35c.predict.predictor import Scenario
 
-EMITS = ("graph",)
+EMITS = ("graph", "so", "obj", "llvm", "cuda")
+NATIVE_EMITS = ("so", "obj", "llvm")  # with --target host: native code (q35c.codegen.host)
 
 EPILOG = """\
 examples:
@@ -40,6 +41,12 @@ examples:
   q35c build examples/hf/llama-2-7b.json --seq 16 --context 512      graph IR only
   q35c build llama-2-70b --target h100-sxm          compile the decode step and the prefill: a line per stage
   q35c build tiny --target host --print-ir-after=tile
+  q35c build tiny --target host --quant q3p5:g=32 --emit so -o lib/
+                                                    lib/libq35.so, lib/libq35.h: native code, a C entry per kernel
+                                                    and per step (--emit obj: libq35.o; --emit llvm: libq35.ll)
+  q35c build llama-2-7b --target h100-sxm --quant q3p5 --emit cuda -o cuda/
+                                                    cuda/decode/*.cu, cuda/prefill/*.cu: a CUDA kernel per kernel,
+                                                    launch.cu and q35c_kernels.h (docs/cuda.md)
   q35c build tiny --target groq-lpu --dump-ir ir/   ir/decode/00-graph.mlir ... ir/prefill/05-schedule.mlir
   q35c build tiny --target h100-sxm --batch 8 --dump-ir ir/
                                                     the costed modules: 8 rows per decode step
@@ -66,7 +73,14 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument("--emit", choices=EMITS, default="graph", help="what to emit (default: graph, the q35 IR)")
+    parser.add_argument(
+        "--emit",
+        choices=EMITS,
+        default="graph",
+        help="what to emit (default: graph, the q35 IR); so, obj or llvm with --target host -o DIR: the decode "
+        "step and the prefill as native code (a shared library, an object file or LLVM IR) with a C header; cuda "
+        "with one NVIDIA --target -o DIR: CUDA kernels of the decode step and the prefill, and their launcher",
+    )
     parser.add_argument("--quant", metavar="SPEC", help=QUANT_HELP)
     parser.add_argument(
         "--seq", type=count_at_least(1), metavar="T", help="--emit graph only: tokens in flight (default 1)"
@@ -121,16 +135,23 @@ def compile_for_target(args: argparse.Namespace) -> int:
     )
     from q35c.driver.pipeline import IRDumper, IRPrinter, chain
     from q35c.predict.predictor import Predictor
+    from q35c.targets.cost import DoesNotFit
     from q35c.targets.registry import get_target
 
     target = get_target(args.target)
     spec = target.spec
     options = key_values(args.option)
     after = [name.strip() for item in args.print_ir_after for name in item.split(",") if name.strip()]
+    scenario = scenario_for(args)
+    predictor = Predictor(args.model, args.quant, scenario, tuple(sorted(options.items())))
+    try:
+        placement = predictor.placement(target, args.devices, args.tp, args.pp)
+    except DoesNotFit as err:
+        raise Q35Error(f"{spec.name}: {err}") from None
+    options = {**options, **placement.options()}
     stages = target.pipeline(options)
     check_stage_names(after, stages)
-    scenario = scenario_for(args)
-    keys = Predictor(args.model, args.quant, scenario, tuple(sorted(options.items()))).phase_keys()
+    keys = predictor.phase_keys()
     printing = args.print_ir_after_all or bool(after)
     # The progress line shares stderr with printed IR, so it stays off when IR is printed.
     progress = Progress.for_stream(sys.stderr, total=(len(stages) + 1) * len(keys))
@@ -181,7 +202,61 @@ def scenario_for(args: argparse.Namespace) -> Scenario:
     return Scenario(args.batch, prompt, gen)
 
 
+def emit_native(args: argparse.Namespace) -> int:
+    """`--emit so|obj|llvm`: the host pipeline's final IR as native code in the directory `-o DIR`."""
+    from q35c.codegen.host.library import TARGET, LibraryRequest, build_library
+    from q35c.codegen.host.runtime import HEADER
+
+    if args.target != TARGET or not args.output:
+        raise Q35Error(f"--emit {args.emit} compiles for this machine: it needs --target {TARGET} and -o DIR")
+    if args.seq is not None or args.context is not None:
+        raise Q35Error("--seq and --context apply to --emit graph only: the scenario fixes the modules")
+    request = LibraryRequest(args.model, args.quant, scenario_for(args), key_values(args.option))
+    progress = Progress.for_stream(sys.stderr, total=len(request.phase_keys()) * 6 + 1)
+    with progress:
+        built = build_library(request, Path(args.output), args.emit, lambda p: progress.stage_callback(f"host {p}"))
+    print(f"{built.artifact} ({len(built.entries)} entries; C header {built.directory / HEADER})")
+    return 0
+
+
+def emit_cuda(args: argparse.Namespace) -> int:
+    """`--emit cuda`: CUDA kernels of the decode step and the prefill for an NVIDIA target, in `-o DIR`."""
+    from q35c.codegen.cuda.emit import emit_cuda as write_cuda
+    from q35c.predict.predictor import Predictor
+
+    if args.target is None or "," in args.target or args.target == "all" or not args.output:
+        raise Q35Error("--emit cuda needs one NVIDIA --target (h100-sxm, h100-pcie, a100-sxm) and -o DIR")
+    if args.seq is not None or args.context is not None:
+        raise Q35Error("--seq and --context apply to --emit graph only: the scenario fixes the modules")
+    if args.print_ir_after_all or args.print_ir_after or args.dump_ir:
+        raise Q35Error("--emit cuda writes kernels, not IR: --dump-ir and --print-ir-after* go without --emit")
+    from q35c.targets.cost import DoesNotFit
+    from q35c.targets.registry import get_target
+
+    options = key_values(args.option)
+    predictor = Predictor(args.model, args.quant, scenario_for(args), tuple(sorted(options.items())))
+    target = get_target(args.target)
+    if target.spec.vendor == "NVIDIA":
+        try:
+            devices = predictor.placement(target, args.devices, args.tp, args.pp).devices
+        except DoesNotFit as err:
+            raise Q35Error(f"{target.name}: {err}") from None
+        if devices > 1:
+            raise Q35Error(
+                f"--emit cuda writes one device's kernels; {args.model} on {target.name} takes {devices} devices, "
+                "whose collectives have no CUDA emitter"
+            )
+    emitted = write_cuda(args.target, predictor.phase_keys(), options, Path(args.output))
+    for phase, sources in emitted.items():
+        print(f"{args.output}/{phase}: {len(sources.kernels)} kernels, launch.cu, q35c_kernels.h")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.emit == "cuda":
+        return emit_cuda(args)
+    if args.emit in NATIVE_EMITS:
+        return emit_native(args)
     if args.target is not None:
         if args.seq is not None or args.context is not None:
             raise Q35Error(

@@ -4,8 +4,9 @@
     q35c cost ir/decode/05-schedule.mlir --target h100-sxm --format json
 
 FILE is the final stage of the target's pipeline (`--dump-ir DIR` writes `DIR/decode/` and `DIR/prefill/`; a
-report holds `ir/<target>/<phase>/`); the cost equals the build's `decode_cost`/`prefill_cost` for it with
-the same devices. The work is `q35c.predict.module_cost`; this module parses arguments and prints.
+report holds `ir/<target>/<phase>/`); the cost equals the build's `decode_cost`/`prefill_cost` for it (a
+sharded module, from `--devices` or `--tp/--pp`, carries its placement: `q35.placement`). The work is
+`q35c.predict.module_cost`; this module parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
-
-from q35c.cli._args import count_at_least
 
 EPILOG = """\
 examples:
@@ -36,9 +35,6 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="an .mlir module, e.g. DIR/decode/05-schedule.mlir")
     parser.add_argument("--target", required=True, metavar="T", help="the target the module was compiled for")
-    parser.add_argument(
-        "--devices", type=count_at_least(1), default=1, metavar="N", help="devices sharing the work (default 1)"
-    )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="text (default) or json")
     parser.set_defaults(func=run)
 
@@ -46,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from q35c.predict.module_cost import cost_file
 
-    result = cost_file(Path(args.file), args.target, args.devices)
+    result = cost_file(Path(args.file), args.target)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from q35c.cli._args import count_at_least
+from q35c.util.limits import MAX_DIM
 
 EPILOG = """\
 examples:
@@ -29,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--k",
-        type=count_at_least(1),
+        type=count_at_least(1, MAX_DIM),
         default=4096,
         metavar="K",
         help="row length (in_features) for the table (default 4096)",

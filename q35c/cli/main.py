@@ -17,7 +17,7 @@ from q35c import __version__
 from q35c.util.errors import Q35Error
 
 # Command modules under q35c.cli, in the order `q35c --help` lists them.
-COMMANDS = ("formats", "info", "build", "cost", "compare", "opt", "verify", "targets")
+COMMANDS = ("formats", "info", "build", "run", "cost", "compare", "opt", "verify", "targets", "quantize", "accuracy")
 
 EXIT_USAGE = 2  # bad input: a Q35Error
 EXIT_INTERNAL = 70  # a q35c bug (EX_SOFTWARE): any other exception

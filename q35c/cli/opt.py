@@ -23,7 +23,17 @@ if TYPE_CHECKING:
 QUOTE = "'"
 # The names of `q35c.universe.PASSES`, sorted (tests/cli check they agree): spelled out so that building the
 # parser does not import xdsl.
-PASS_NAMES = ("lower-graph", "materialize-weights", "schedule-memory", "tile", "unpack-bits")
+PASS_NAMES = (
+    "fuse-unpack",
+    "lower-graph",
+    "materialize-weights",
+    "reassociate-reductions",
+    "reduce-in-registers",
+    "schedule-memory",
+    "shard",
+    "tile",
+    "unpack-bits",
+)
 
 EPILOG = """\
 examples:

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         m = host_probe.measurement(refresh=True)
         print(
             f"host probe: copy {m.copy_bytes_per_s / 1e9:.1f} GB/s, triad {m.triad_bytes_per_s / 1e9:.1f} GB/s, "
-            f"fp32 matmul {m.fp32_flops / 1e9:.1f} GFLOPS; cached in {host_probe.cache_path()}",
+            f"fp32 matmul {m.fp32_flops / 1e9:.1f} GFLOPS ({m.describe_spread()}); cached in "
+            f"{host_probe.cache_path()}",
             file=sys.stderr,
         )
     if args.name is not None:
@@ -136,8 +137,17 @@ def table(specs: list[HardwareSpec]) -> str:
             ]
         )
     legend = "~ derived or uncertain; `q35c targets NAME` shows every number with its source"
-    measured = [f"{s.name}: measured {s.measured_at}" for s in specs if s.measured_at]
+    measured = [f"{s.name}: {_measured(s)}" for s in specs if s.measured_at]
     return "\n".join([_align(rows, {3, 4, 5, 6, 7, 8}), "", legend, *measured])
+
+
+def _measured(spec: HardwareSpec) -> str:
+    """`measured DATE (median of 5 runs; spread ...)`: when the probe ran, and how far its runs disagreed."""
+    from q35c.targets import host_probe
+
+    probe = host_probe.load_cached()
+    spread = f" ({probe.describe_spread()})" if probe is not None and probe.measured_at == spec.measured_at else ""
+    return f"measured {spec.measured_at}{spread}"
 
 
 def describe(spec: HardwareSpec) -> str:
@@ -147,7 +157,7 @@ def describe(spec: HardwareSpec) -> str:
         f"vendor {spec.vendor}; family {spec.family}; spec file {spec.path}",
     ]
     if spec.measured_at:
-        lines.append(f"measured {spec.measured_at} (q35c targets --probe measures again)")
+        lines.append(f"{_measured(spec)}; `q35c targets host --probe` measures again")
     levels = ", ".join(f"{m.name} ({'on' if m.on_chip else 'off'}-chip)" for m in spec.memory)
     units = ", ".join(f"{c.name} ({c.kind}: {', '.join(c.peak_ops_per_s)})" for c in spec.compute)
     lines += [f"memory, outermost first: {levels}", f"compute: {units}", f"energy: {spec.energy.reference}", ""]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from q35c.cli._args import MODEL_HELP, count_at_least
 from q35c.util.errors import Q35Error
+from q35c.util.limits import I64_MAX, clip, parse_int
 
 if TYPE_CHECKING:
     from q35c.verify.linear import BitFlip
@@ -59,7 +60,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--target", choices=TARGETS, default="host", help="where to run (default host)")
     parser.add_argument("--linear", metavar="TxNxK", help="verify one linear layer: tokens x out x in features")
     parser.add_argument("--quant", metavar="SPEC", help="weight scheme, e.g. q3p5, int4:g=64, q4_0")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    parser.add_argument(
+        "--seed", type=count_at_least(0, I64_MAX), default=0, help="seed of the random weights and inputs"
+    )
     parser.add_argument(
         "--seq", type=count_at_least(1), default=1, metavar="T", help="model: tokens in flight (default 1)"
     )
@@ -94,7 +97,10 @@ def _bit_flip(text: str, option: str, what: str) -> BitFlip:
     parts = text.split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
         raise Q35Error(f"{option} expects {what} as non-negative integers, got '{text}'")
-    row, col, bit = (int(p) for p in parts)
+    values = [parse_int(p, option) for p in parts]
+    if not all(isinstance(v, int) for v in values):
+        raise Q35Error(f"{option} expects {what} as integers of at most 19 digits, got '{clip(text)}'")
+    row, col, bit = (int(v) for v in values)
     return BitFlip(row, col, bit)
 
 
@@ -125,12 +131,16 @@ def _linear_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
 
 
 def _model_report(args: argparse.Namespace) -> tuple[bool, list[str]]:
-    from q35c.verify.model import ModelCase, verify_model
+    from q35c.util.progress import Progress
+    from q35c.verify.model import STEPS, ModelCase, verify_model
 
     if args.flip_bit is not None or args.keep_int_codes:
         raise Q35Error("--flip-bit and --keep-int-codes apply to --linear; for a model use --flip-weight")
     case = ModelCase(args.model, args.quant, args.seed, args.seq, args.context, args.batch)
-    report = verify_model(case, fault=_flip_weight(args.flip_weight))
+    with Progress.for_stream(sys.stderr, total=len(STEPS)) as progress:
+        report = verify_model(
+            case, fault=_flip_weight(args.flip_weight), progress=lambda what: progress.step(args.model, what)
+        )
     return report.ok, report.lines()
 
 

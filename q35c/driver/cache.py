@@ -106,14 +106,17 @@ class WorkloadCache:
         *,
         watches: Sequence[Watch] = (),
         progress: Progress | None = None,
+        per_target: Mapping[str, Options] | None = None,
     ) -> dict[Key, dict[str, Any]]:
         """Compile every (key, target) whose (key, pipeline) is not cached yet, each distinct one once, in one
-        run (`compile_keys`); for a key a watch watches, every target requested with it too. What each watch's
-        `finish` returned, by key and target name."""
+        run (`compile_keys`); for a key a watch watches, every target requested with it too. `per_target` adds
+        options for some targets (their placement). What each watch's `finish` returned, by key and target
+        name."""
         watched = {w.key for w in watches}
         jobs: dict[Key, dict[str, Pipeline]] = {}
         for key, target in requests:
-            stages = target.pipeline(dict(options))
+            own = dict((per_target or {}).get(target.name, ()))
+            stages = target.pipeline({**dict(options), **own})
             if (key, stages) not in self.found or key in watched:
                 jobs.setdefault(key, {})[target.name] = stages
         kept: dict[Key, dict[str, Any]] = {}

@@ -21,11 +21,17 @@ relayed from the workers: a progress display.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from queue import Empty
 from typing import Any, Generic, TypeVar
 
@@ -166,6 +172,36 @@ def _run_task(index: int) -> tuple[int, dict[str, Any]]:
     return task.tree, found
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with(parent: int) -> None:
+    """In a new worker: make sure it ends when `parent` does, so a killed build leaves no process behind. On
+    Linux the kernel kills it (PR_SET_PDEATHSIG); elsewhere a daemon thread watches the parent's pid."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+
+
+def _watch(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def worker_pool(workers: int, context: BaseContext) -> ProcessPoolExecutor:
+    """A process pool whose workers exit when this process dies, even by kill -9 (`_exit_with`)."""
+    return ProcessPoolExecutor(workers, context, initializer=_exit_with, initargs=(os.getpid(),))
+
+
 def _run_parallel(
     walk: _Walk[R], tasks: list[_Task], workers: int, on_step: StepCallback | None
 ) -> list[tuple[int, dict[str, R]]]:
@@ -184,7 +220,7 @@ def _run_parallel(
             on_step(labels, stage)
 
     try:
-        with ProcessPoolExecutor(workers, context) as pool:
+        with worker_pool(workers, context) as pool:
             futures: list[Future[tuple[int, dict[str, R]]]] = [pool.submit(_run_task, i) for i in range(len(tasks))]
             pending = set(futures)
             while pending:

@@ -12,7 +12,9 @@ int8, q3p5 n1 in [-8, 7] at even k and n2 in [-4, 3] at odd k. `pack` turns code
 
 This package owns the public API (`get`, `Format`, `QuantizedTensor`) and which class implements which scheme;
 each format family lives in a module of its own: `base` (the `Format` interface, `QuantizedTensor`, validation),
-`fp16`, `affine` (int8, int4 and the group machinery), `q3p5`, `llama` (q4_0, q8_0), and `explain` (the
+`fp16` (fp16, f32), `affine` (int8, int4 and the group machinery), `q3p5`, `llama` (q4_0, q8_0), `ggml_blocks`
+and `ggml` (q4_1, q5_0, q5_1, the K-quants q2_k .. q6_k, iq4_nl, iq4_xs; the other ggml types as opaque,
+size-only formats), and `explain` (the
 `q35c formats` table and bit-layout walkthroughs). Shapes and sizes come from `q35c.ir.schemes.Scheme`.
 """
 
@@ -20,19 +22,23 @@ from __future__ import annotations
 
 from q35c.formats.affine import GroupFormat, Int4Format, Int8Format
 from q35c.formats.base import CodeRange, Format, QuantizedTensor
-from q35c.formats.fp16 import Fp16Format
+from q35c.formats.fp16 import F32Format, Fp16Format
+from q35c.formats.ggml import GgmlFormat, OpaqueFormat
 from q35c.formats.llama import LlamaBlockFormat
 from q35c.formats.q3p5 import Q3p5Format
-from q35c.ir.schemes import Scheme, parse_scheme
+from q35c.ir.schemes import GGML_BLOCKS, OPAQUE_BLOCKS, Scheme, parse_scheme
 
 __all__ = [
     "CodeRange",
+    "F32Format",
     "Format",
     "Fp16Format",
+    "GgmlFormat",
     "GroupFormat",
     "Int4Format",
     "Int8Format",
     "LlamaBlockFormat",
+    "OpaqueFormat",
     "Q3p5Format",
     "QuantizedTensor",
     "get",
@@ -43,6 +49,9 @@ _FORMATS: dict[str, type[Format]] = {
     "int8": Int8Format,
     "int4": Int4Format,
     "q3p5": Q3p5Format,
+    "f32": F32Format,
+    **{name: GgmlFormat for name in GGML_BLOCKS},
+    **{name: OpaqueFormat for name in OPAQUE_BLOCKS},
     "q4_0": LlamaBlockFormat,
     "q8_0": LlamaBlockFormat,
 }

@@ -28,7 +28,82 @@ TABLE_SPECS = (
     "q3p5:g=64:container=byte",
     "q4_0",
     "q8_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
+    "q2_k",
+    "q3_k",
+    "q4_k",
+    "q5_k",
+    "q6_k",
+    "iq4_nl",
+    "iq4_xs",
+    "f32",
 )
+
+# llama.cpp's block formats beyond q4_0/q8_0: the codes column of `q35c formats` and the block layout that
+# `--explain` prints (docs/formats.md draws the same layouts).
+_GGML_CODES = {
+    "q4_1": "4-bit codes in 20-byte blocks",
+    "q5_0": "5-bit codes in 22-byte blocks",
+    "q5_1": "5-bit codes in 24-byte blocks",
+    "q2_k": "2-bit codes in 84-byte super-blocks",
+    "q3_k": "3-bit codes in 110-byte super-blocks",
+    "q4_k": "4-bit codes in 144-byte super-blocks",
+    "q5_k": "5-bit codes in 176-byte super-blocks",
+    "q6_k": "6-bit codes in 210-byte super-blocks",
+    "iq4_nl": "4-bit table indices in 18-byte blocks",
+    "iq4_xs": "4-bit table indices in 136-byte super-blocks",
+}
+_GGML_METADATA = {
+    "q4_1": "fp16 d and min m inside each block of 32",
+    "q5_0": "fp16 d inside each block of 32",
+    "q5_1": "fp16 d and min m inside each block of 32",
+    "q2_k": "fp16 d, dmin per 256; 4-bit scale, min per 16",
+    "q3_k": "fp16 d per 256; 6-bit scale per 16",
+    "q4_k": "fp16 d, dmin per 256; 6-bit scale, min per 32",
+    "q5_k": "fp16 d, dmin per 256; 6-bit scale, min per 32",
+    "q6_k": "fp16 d per 256; int8 scale per 16",
+    "iq4_nl": "fp16 d inside each block of 32",
+    "iq4_xs": "fp16 d per 256; 6-bit scale per 32",
+}
+_GGML_LAYOUT = {
+    "q4_1": ["bytes 0-1 d, 2-3 m (float16); 4-19: byte 4+i = q[i] | q[i+16] << 4", "w = d * q + m, q in [0, 15]"],
+    "q5_0": [
+        "bytes 0-1 d; 2-5 qh (uint32: bit j = bit 4 of q[j]); 6-21: low nibbles as q4_1",
+        "w = d * (q - 16), q in [0, 31]",
+    ],
+    "q5_1": ["bytes 0-1 d, 2-3 m; 4-7 qh; 8-23 low nibbles", "w = d * q + m, q in [0, 31]"],
+    "q2_k": [
+        "bytes 0-15: sub-block t's scale (low nibble) and min (high nibble); 16-79 qs; 80-81 d; 82-83 dmin",
+        "q[128a + 32s + l] = (qs[32a + l] >> 2s) & 3;  w = d * scale_t * q - dmin * min_t (t = k / 16)",
+    ],
+    "q3_k": [
+        "bytes 0-31 hmask; 32-95 qs (2 low bits, as q2_k); 96-107 sixteen 6-bit scales; 108-109 d",
+        "q = low | hmask bit (4a + s) << 2, less 4, in [-4, 3];  w = d * (scale_t - 32) * q (t = k / 16)",
+    ],
+    "q4_k": [
+        "bytes 0-1 d, 2-3 dmin; 4-15 eight 6-bit scales and mins; 16-143 qs",
+        "q[64c + 32h + l] = (qs[32c + l] >> 4h) & 15;  w = d * scale_t * q - dmin * min_t (t = k / 32)",
+    ],
+    "q5_k": [
+        "bytes 0-1 d, 2-3 dmin; 4-15 scales and mins as q4_k; 16-47 qh; 48-175 qs",
+        "q = low nibble (as q4_k) | (qh[l] >> (2c + h) & 1) << 4, in [0, 31];  w = d * scale_t * q - dmin * min_t",
+    ],
+    "q6_k": [
+        "bytes 0-127 ql; 128-191 qh; 192-207 sixteen int8 scales; 208-209 d",
+        "q[128a + 64h + 32m + l] = ((ql[64a + 32m + l] >> 4h) & 15 | ((qh[32a + l] >> 2(2h + m)) & 3) << 4) - 32",
+        "w = d * scale_t * q (t = k / 16)",
+    ],
+    "iq4_nl": [
+        "bytes 0-1 d; 2-17 as q4_1's nibbles: 4-bit indices i into the table",
+        "w = d * T[i], T = -127 -104 -83 -65 -49 -35 -22 -10 1 13 25 38 53 69 89 113",
+    ],
+    "iq4_xs": [
+        "bytes 0-1 d; 2-3 scales_h (2 high bits per sub-block); 4-7 scales_l (4 low bits); 8-135 indices",
+        "index[32c + 16h + i] = (qs[16c + i] >> 4h) & 15;  w = d * (scale_t - 32) * T[index] (t = k / 32)",
+    ],
+}
 
 # Weights of a typical LLM layer (about N(0, 0.02)): the values of the worked examples.
 _EXAMPLE_SEED = 24
@@ -43,12 +118,16 @@ def _codes_text(scheme: Scheme) -> str:
         "q3p5": "7-bit pair codes, dense uint32 stream" if scheme.container == "dense" else "7-bit pair code per uint8",
         "q4_0": "4-bit codes in 18-byte blocks",
         "q8_0": "int8 codes in 34-byte blocks",
-    }[scheme.name]
+        "f32": "float32 weight",
+        **_GGML_CODES,
+    }.get(scheme.name, f"opaque ggml blocks of {scheme.storage_unit}")
 
 
 def _metadata_text(scheme: Scheme) -> str:
     if not scheme.is_quantized:
         return "none"
+    if scheme.name in _GGML_METADATA:
+        return _GGML_METADATA[scheme.name]
     if scheme.block_scales:
         return f"fp16 scale inside each block of {scheme.storage_unit}"
     what = "scale" if scheme.symmetric else "scale + offset"
@@ -245,15 +324,32 @@ def _explain_block(fmt: formats.Format) -> list[str]:
 
 def _explain_fp16(fmt: formats.Format) -> list[str]:
     w = _example_weights(8)
-    half = fmt.quantize(w).packed
+    stored = fmt.quantize(w).packed
+    single = stored.dtype == np.float32
+    kind = "binary32 per weight: 1 sign bit, 8 exponent bits, 23" if single else "binary16 per weight: 1 sign bit, 5 "
     lines = [
-        "IEEE 754 binary16 per weight: 1 sign bit, 5 exponent bits, 10 fraction bits; no codes, no metadata.",
+        f"IEEE 754 {kind}{'' if single else 'exponent bits, 10'} fraction bits; no codes, no metadata.",
         "",
         "Worked example:",
-        "     weight        float16 bits",
+        f"     weight        {'float32' if single else 'float16'} bits",
     ]
+    bits, digits = (np.uint32, 8) if single else (np.uint16, 4)
     for i in range(4):
-        lines.append(f"  {w[0, i]: .8f}  0x{int(half[0, i : i + 1].view(np.uint16)[0]):04X}")
+        lines.append(f"  {w[0, i]: .8f}  0x{int(stored[0, i : i + 1].view(bits)[0]):0{digits}X}")
+    return lines
+
+
+def _explain_ggml(fmt: formats.Format) -> list[str]:
+    name = fmt.scheme.name
+    block, size = fmt.scheme.storage_ratio
+    lines = [f"llama.cpp block format: each block of {block} weights along K is {size} bytes (ggml-common.h).", ""]
+    lines += [f"  {line}" for line in _GGML_LAYOUT[name]]
+    exact = "as ggml's reference quantizer" if name in ("q4_1", "q5_0", "q5_1") else "q35c's (docs/formats.md)"
+    lines += ["", f"Encoder: {exact}; decoding is bit-exact with ggml's."]
+    w = _example_weights(block)
+    qt = fmt.quantize(w)
+    lines += ["", f"Worked example: one block of {block} weights, the first 8 shown."]
+    lines.append(_value_table(w, fmt.codes(qt), fmt.dequantize(qt), 8))
     return lines
 
 
@@ -261,6 +357,12 @@ def explain(spec: str) -> str:
     """The bit layout of one format, with a worked example quantized by the library."""
     fmt = formats.get(spec)
     name = fmt.scheme.name
+    if fmt.scheme.opaque:
+        block, size = fmt.scheme.storage_ratio
+        return (
+            f"{name}: {fmt.scheme.code_bits:g} bits per weight ({size} bytes per block of {block}); a ggml type that "
+            "q35c stores by size only: no bit layout, encoder or decoder"
+        )
     k = 4096 if 4096 % _example_k(fmt) == 0 else _example_k(fmt)
     head = f"{fmt.name}: {fmt.bits_per_weight(k):g} bits per weight for rows of {k} (metadata included)"
     body = {
@@ -270,5 +372,7 @@ def explain(spec: str) -> str:
         "q4_0": _explain_block,
         "q8_0": _explain_block,
         "fp16": _explain_fp16,
+        "f32": _explain_fp16,
+        **{n: _explain_ggml for n in _GGML_LAYOUT},
     }[name](fmt)
     return "\n".join([head, "", *body])

@@ -1,4 +1,5 @@
-"""fp16: the weights rounded to float16. No integer codes and no metadata: the stored array is the weights."""
+"""fp16 and f32: the weights as float16 (rounded) or float32. No integer codes and no metadata: the stored array
+is the weights."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ class Fp16Format(Format):
 
     def unpack(self, packed: NDArray[Any]) -> I8:
         raise ValueError("fp16 has no integer codes to unpack; the packed array is the float16 weights")
+
+
+@dataclass(frozen=True)
+class F32Format(Fp16Format):
+    """f32: the weights as float32 (GGUF's F32 tensors, usually norm gains); no codes, no metadata."""
+
+    def quantize(self, w: NDArray[Any]) -> QuantizedTensor:
+        a = self._weights(w)
+        return QuantizedTensor(a.copy(), None, None, (a.shape[0], a.shape[1]), self.scheme)

@@ -26,6 +26,7 @@ from q35c.frontend.examples import example_names, resolve_model
 from q35c.frontend.graph import Graph
 from q35c.ir.schemes import parse_scheme
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import MAX_TOKENS, read_source
 
 __all__ = ["Model", "example_names", "load_graph", "load_model", "resolve_model"]
 
@@ -48,6 +49,9 @@ def load_graph(model: str, *, quant: str | None = None, seq: int = 1, context: i
         raise Q35Error(f"seq (tokens in flight) must be at least 1, got {seq}")
     if context < 0:
         raise Q35Error(f"context (cached tokens) must be at least 0, got {context}")
+    for what, rows in (("batch x seq", batch * seq), ("batch x context", batch * context)):
+        if rows > MAX_TOKENS:
+            raise Q35Error(f"{what} = {rows:,} token rows is more than the limit of {MAX_TOKENS:,} (2^24)")
     if quant is not None:
         try:
             parse_scheme(quant)
@@ -58,11 +62,7 @@ def load_graph(model: str, *, quant: str | None = None, seq: int = 1, context: i
     if suffix == ".q35":
         from q35c.frontend.language import load_text
 
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise Q35Error(f"cannot read {path}: {err}", Location(path)) from None
-        graph = load_text(text, path, quant=quant, seq=batch * seq, context=batch * context)
+        graph = load_text(read_source(path), path, quant=quant, seq=batch * seq, context=batch * context)
     elif suffix == ".json":
         from q35c.frontend.hf_config import load_config
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from q35c.frontend.graph import Block, Body, Node, Repeat, TensorType, Value, WeightType
 from q35c.frontend.ops import OPS, infer
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import MAX_LAYERS, elements_error, integer_error
 
 
 def located(message: str, loc: Location | None, lines: Sequence[str] = ()) -> Q35Error:
@@ -46,6 +47,9 @@ class BodyBuilder:
         self.steps: list[Node | Repeat] = []
 
     def _value(self, name: str, typ: TensorType | WeightType, loc: Location | None) -> Value:
+        problem = elements_error(typ.shape, f"{name or 'a result'} {typ}")
+        if problem is not None:
+            raise self.error(problem, loc)
         return Value(next(self.ids), name, typ, loc)
 
     def error(self, message: str, loc: Location | None) -> Q35Error:
@@ -97,6 +101,9 @@ class BodyBuilder:
         loc: Location | None = None,
     ) -> list[Value]:
         """Append `count` repetitions of `block`; returns main's values for the block's outputs."""
+        problem = integer_error(count, f"block {block.name}'s repetition count", MAX_LAYERS)
+        if problem is not None:
+            raise self.error(problem, loc)
         body = block.body
         for outer, inner in zip(inputs, body.inputs, strict=True):
             if outer.type != inner.type:

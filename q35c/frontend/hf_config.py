@@ -24,6 +24,19 @@ from q35c.frontend.llama import FP16_POLICY, LlamaConfig, llama_graph
 from q35c.frontend.quant import QuantPolicy
 from q35c.ir.schemes import parse_scheme
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import (
+    I64_MAX,
+    MAX_DIM,
+    MAX_INT_DIGITS,
+    MAX_LAYERS,
+    MAX_NESTING,
+    clip,
+    float_error,
+    integer_error,
+    line_col,
+    read_source,
+    too_deep,
+)
 
 # Architecture -> the linear layers that carry a bias.
 SUPPORTED: Mapping[str, tuple[str, ...]] = {
@@ -47,22 +60,44 @@ class _Config:
                     return Q35Error(message, Location(self.path, number, match.start() + 1), line)
         return Q35Error(message, Location(self.path))
 
-    def int(self, key: str, default: int | None = None) -> int:
+    def int(self, key: str, default: int | None = None, maximum: int = MAX_DIM) -> int:
         value = self.data.get(key)
         if value is None:  # absent, or null as some configs write head_dim
             value = default
         if value is None:
             raise self.error(f"config.json has no '{key}' (needed for a LLaMA-family decoder)")
+        if isinstance(value, _LongInteger):
+            raise self.error(f"'{key}' = {clip(value)} is beyond the range of i64 ({len(value)} digits)", key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise self.error(f"'{key}' must be a positive integer, got {value!r}", key)
+            raise self.error(f"'{key}' must be a positive integer, got {_show(value)}", key)
+        problem = integer_error(value, f"'{key}'", maximum)
+        if problem is not None:
+            raise self.error(problem, key)
         return value
 
     def float(self, key: str, default: float) -> float:
         value = self.data.get(key)
         value = default if value is None else value
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise self.error(f"'{key}' must be a positive number, got {value!r}", key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise self.error(f"'{key}' must be a positive number, got {_show(value)}", key)
+        problem = float_error(float(value), f"'{key}'")
+        if problem is not None:
+            raise self.error(problem, key)
         return float(value)
+
+
+class _LongInteger(str):
+    """An integer literal of more digits than any i64 has, kept as text (converting it could take long)."""
+
+
+def _integer(text: str) -> int | _LongInteger:
+    return _LongInteger(text) if len(text.lstrip("-")) > MAX_INT_DIGITS else int(text)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, _LongInteger):
+        return f"an integer of {len(value.lstrip('-'))} digits"
+    return clip(repr(value))
 
 
 def _architecture(cfg: _Config) -> str:
@@ -78,8 +113,14 @@ def _architecture(cfg: _Config) -> str:
 
 def config_from_text(text: str, path: str) -> LlamaConfig:
     """The LlamaConfig of a config.json's text; Q35Error (with the line of the offending key) if unusable."""
+    deep = too_deep(text, escapes=True)
+    if deep is not None:
+        line, col, context = line_col(text, deep)
+        raise Q35Error(
+            f"arrays and objects nest more than {MAX_NESTING} deep (the limit)", Location(path, line, col), context
+        )
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as err:
         lines = text.splitlines() or [""]
         line = lines[min(err.lineno, len(lines)) - 1]
@@ -106,7 +147,7 @@ def config_from_text(text: str, path: str) -> LlamaConfig:
         name=Path(path).stem,
         vocab=cfg.int("vocab_size"),
         hidden=hidden,
-        layers=cfg.int("num_hidden_layers"),
+        layers=cfg.int("num_hidden_layers", maximum=MAX_LAYERS),
         heads=heads,
         kv_heads=kv_heads,
         head_dim=head_dim,
@@ -115,7 +156,7 @@ def config_from_text(text: str, path: str) -> LlamaConfig:
         theta=cfg.float("rope_theta", 10000.0),
         tied=bool(data.get("tie_word_embeddings", False)),
         biases=biases,
-        max_context=cfg.int("max_position_embeddings") if "max_position_embeddings" in data else None,
+        max_context=cfg.int("max_position_embeddings", maximum=I64_MAX) if "max_position_embeddings" in data else None,
     )
 
 
@@ -130,10 +171,7 @@ def _notes(data: Mapping[str, Any]) -> tuple[str, ...]:
 
 def load_config(path: str, *, quant: str | None = None, seq: int = 1, context: int = 0) -> Graph:
     """The graph of the model that config.json at `path` describes."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise Q35Error(f"cannot read {path}: {err.strerror}", Location(path)) from None
+    text = read_source(path)
     cfg = config_from_text(text, path)
     policy = FP16_POLICY if quant is None else QuantPolicy(parse_scheme(quant), (), "--quant")
-    return llama_graph(cfg, policy, path, seq=seq, context=context, notes=_notes(json.loads(text)))
+    return llama_graph(cfg, policy, path, seq=seq, context=context, notes=_notes(json.loads(text, parse_int=_integer)))

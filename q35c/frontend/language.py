@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from q35c.frontend.parse import parse
 from q35c.frontend.quant import Override, QuantPolicy, assign_schemes, unused_overrides
 from q35c.ir.schemes import Scheme, parse_scheme
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import I64_MAX, MAX_DIM, MAX_LAYERS, integer_error, parse_int
 
 Number = int | float
 BUILTIN_DIMS = {
@@ -33,6 +35,14 @@ BUILTIN_DIMS = {
     "C": "the number of cached token rows (batch x context)",
 }
 _TENSOR_OPS = ("add", "mul")  # `a + b` and `a * b`
+_ARITHMETIC = ("add", "sub", "mul", "div")
+
+
+def _tensor_operands(node: Tree[object]) -> list[Tree[object]]:
+    """The tensor operands of `a + b`, `a * b` or an op call (whose positional arguments they are)."""
+    if node.data in _TENSOR_OPS:
+        return node.children  # type: ignore[return-value]
+    return [a for a in node.children[1:] if isinstance(a, Tree) and a.data != "kwarg"]
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
@@ -69,6 +79,7 @@ class _Elaborator:
         self.blocks: list[Block] = []
         self.block_locals: dict[str, str] = {}  # name defined only inside a block -> that block
         self.ids = itertools.count()
+        self.repetitions = 0  # of all blocks so far (at most MAX_LAYERS)
 
     # -- locations and errors ----------------------------------------------------------------------------
 
@@ -82,12 +93,33 @@ class _Elaborator:
 
     # -- numbers -----------------------------------------------------------------------------------------
 
-    def number(self, node: Tree[object] | Token, scope: _Scope | None = None) -> Number:
-        assert isinstance(node, Tree)
+    def number(self, root: Tree[object] | Token, scope: _Scope | None = None) -> Number:
+        """The value of a number expression, evaluated with an explicit stack (a long `1 + 1 + ...` is deep);
+        every intermediate result stays an i64 or a finite float."""
+        results: list[Number] = []
+        stack: list[tuple[Tree[object], bool]] = [(root, False)]  # type: ignore[list-item]
+        while stack:
+            node, operands_done = stack.pop()
+            if node.data not in _ARITHMETIC:
+                results.append(self.number_leaf(node, scope))
+            elif not operands_done:
+                stack.append((node, True))
+                stack.extend((child, False) for child in reversed(node.children))  # type: ignore[misc]
+            else:
+                b = results.pop()
+                results.append(self.arithmetic(node, results.pop(), b))
+        return results[0]
+
+    def number_leaf(self, node: Tree[object], scope: _Scope | None) -> Number:
         kind = node.data
         if kind == "number":
             text = str(node.children[0])
-            return float(text) if any(c in text for c in ".eE") else int(text)
+            if any(c in text for c in ".eE"):
+                return self.in_range(float(text), node)
+            value = parse_int(text, "integer")
+            if isinstance(value, str):
+                raise self.error(value, node)
+            return self.in_range(value, node)
         if kind == "ref":
             name = str(node.children[0])
             if name in self.numbers:
@@ -95,29 +127,41 @@ class _Elaborator:
             if scope is not None and name in scope.visible():
                 raise self.error(f"'{name}' is a tensor; a number is expected here", node)
             raise self.error(f"undefined name '{name}'{_suggest(name, self.numbers)}", node)
-        if kind in ("add", "sub", "mul", "div"):
-            a, b = (self.number(c, scope) for c in node.children)  # type: ignore[arg-type]
-            if kind == "add":
-                return a + b
-            if kind == "sub":
-                return a - b
-            if kind == "mul":
-                return a * b
-            if b == 0:
-                raise self.error("division by zero", node)
-            if isinstance(a, int) and isinstance(b, int):
-                if a % b != 0:
-                    raise self.error(f"{a} / {b} is not a whole number", node)
-                return a // b
-            return a / b
         raise self.error("an op call is not allowed here; a number is expected", node)
 
-    def positive_int(self, node: Tree[object], what: str, scope: _Scope | None = None) -> int:
+    def arithmetic(self, node: Tree[object], a: Number, b: Number) -> Number:
+        kind = node.data
+        if kind == "add":
+            return self.in_range(a + b, node)
+        if kind == "sub":
+            return self.in_range(a - b, node)
+        if kind == "mul":
+            return self.in_range(a * b, node)
+        if b == 0:
+            raise self.error("division by zero", node)
+        if isinstance(a, int) and isinstance(b, int):
+            if a % b != 0:
+                raise self.error(f"{a} / {b} is not a whole number", node)
+            return a // b
+        return self.in_range(a / b, node)
+
+    def in_range(self, value: Number, node: Tree[object]) -> Number:
+        """`value` if it is an i64 or a finite float; otherwise a located error naming the limit."""
+        if isinstance(value, int) and not -I64_MAX <= value <= I64_MAX:
+            raise self.error(f"{value:.3e} is beyond the range of i64 (|n| <= {I64_MAX}, 2^63 - 1)", node)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(f"number out of range: {value} (numbers must be finite)", node)
+        return value
+
+    def positive_int(self, node: Tree[object], what: str, scope: _Scope | None = None, maximum: int = MAX_DIM) -> int:
         value = self.number(node, scope)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or value < 0 or (value == 0 and what != "dimension"):
             raise self.error(f"{what} must be a positive integer, got {value}", node)
+        problem = integer_error(value, what, maximum, 0)
+        if problem is not None:
+            raise self.error(problem, node)
         return value
 
     def shape(self, node: Tree[object], scope: _Scope) -> tuple[int, ...]:
@@ -151,35 +195,46 @@ class _Elaborator:
             )
         raise self.error(f"undefined tensor '{name}'{_suggest(name, scope.visible())}", token)
 
-    def tensor(self, node: Tree[object], scope: _Scope, name: str = "") -> Value:
-        kind = node.data
-        if kind == "ref":
-            return self.lookup(node.children[0], scope)  # type: ignore[arg-type]
-        if kind in _TENSOR_OPS:
-            a, b = (self.tensor(c, scope) for c in node.children)  # type: ignore[arg-type]
-            return scope.builder.op(kind, [a, b], name=name, loc=self.loc(node))
-        if kind == "call":
-            return self.call(node, scope, name)
-        if kind in ("sub", "div"):
-            raise self.error(f"'{'-' if kind == 'sub' else '/'}' is not defined on tensors (only + and *)", node)
-        raise self.error("a number is not a tensor; a tensor expression is expected here", node)
+    def tensor(self, root: Tree[object], scope: _Scope, name: str = "") -> Value:
+        """The value of a tensor expression (`name` names its outermost op), evaluated with an explicit stack:
+        operands first, left to right, so deep nesting costs no recursion."""
+        results: list[Value] = []
+        stack: list[tuple[Tree[object], bool]] = [(root, False)]
+        while stack:
+            node, operands_done = stack.pop()
+            kind = node.data
+            label = name if node is root else ""
+            if kind in (*_TENSOR_OPS, "call") and not operands_done:
+                stack.append((node, True))
+                stack.extend((operand, False) for operand in reversed(_tensor_operands(node)))
+            elif kind in _TENSOR_OPS:
+                b = results.pop()
+                results.append(scope.builder.op(kind, [results.pop(), b], name=label, loc=self.loc(node)))
+            elif kind == "call":
+                count = len(_tensor_operands(node))
+                operands = results[len(results) - count :]
+                del results[len(results) - count :]
+                results.append(self.call(node, operands, scope, label))
+            elif kind == "ref":
+                results.append(self.lookup(node.children[0], scope))  # type: ignore[arg-type]
+            elif kind in ("sub", "div"):
+                sign = "-" if kind == "sub" else "/"
+                raise self.error(f"'{sign}' is not defined on tensors (only + and *)", node)
+            else:
+                raise self.error("a number is not a tensor; a tensor expression is expected here", node)
+        return results[0]
 
-    def call(self, node: Tree[object], scope: _Scope, name: str) -> Value:
+    def call(self, node: Tree[object], operands: list[Value], scope: _Scope, name: str) -> Value:
+        """The op call `node` on its evaluated tensor operands; its attributes are evaluated here."""
         op_token, *args = node.children
         assert isinstance(op_token, Token)
-        operands: list[Value] = []
         attrs: dict[str, Number] = {}
         for arg in args:
-            if arg is None:
-                continue
-            assert isinstance(arg, Tree)
-            if arg.data == "kwarg":
+            if isinstance(arg, Tree) and arg.data == "kwarg":
                 key, value = arg.children
                 if str(key) in attrs:
                     raise self.error(f"attribute {key} given twice", key)  # type: ignore[arg-type]
                 attrs[str(key)] = self.number(value, scope)  # type: ignore[arg-type]
-            else:
-                operands.append(self.tensor(arg, scope))
         op = str(op_token)
         if op not in OPS:
             known = ", ".join(sorted(OPS))
@@ -250,7 +305,14 @@ class _Elaborator:
         name = str(token)
         if name in {b.name for b in self.blocks} or name == "main":
             raise self.error(f"block '{name}' is already defined", token)
-        count = self.positive_int(count_node, "the repetition count", scope)  # type: ignore[arg-type]
+        count = self.positive_int(count_node, "the repetition count", scope, MAX_LAYERS)  # type: ignore[arg-type]
+        self.repetitions += count
+        if self.repetitions > MAX_LAYERS:
+            raise self.error(
+                f"the blocks repeat {self.repetitions} times in all, more than the limit of {MAX_LAYERS} "
+                "(the most layers q35c builds)",
+                count_node,  # type: ignore[arg-type]
+            )
         inner = _Scope(BodyBuilder(scope.builder.dtype, self.lines, self.ids), scope)
         for stmt in body:
             self.statement(stmt, inner)  # type: ignore[arg-type]

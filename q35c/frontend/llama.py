@@ -20,7 +20,8 @@ from q35c.frontend.builder import BodyBuilder
 from q35c.frontend.graph import Block, Graph, TensorType, Value, weight_uses
 from q35c.frontend.quant import QuantPolicy, assign_schemes
 from q35c.ir.schemes import parse_scheme
-from q35c.util.errors import Location
+from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import MAX_DIM, MAX_LAYERS, float_error, integer_error
 
 # Linear layers of a decoder layer, in declaration order (shapes: LlamaConfig.shape).
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -51,6 +52,18 @@ class LlamaConfig:
     tied: bool = False
     biases: tuple[str, ...] = ()
     max_context: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse numbers beyond q35c's limits (`q35c.util.limits`) before anything is built from them."""
+        sizes = ("vocab", "hidden", "heads", "kv_heads", "head_dim", "ffn")
+        for field in (*sizes, "layers"):
+            problem = integer_error(getattr(self, field), f"{field}", MAX_LAYERS if field == "layers" else MAX_DIM)
+            if problem is not None:
+                raise Q35Error(f"the model's {problem}")
+        for field in ("eps", "theta"):
+            problem = float_error(getattr(self, field), field)
+            if problem is not None:
+                raise Q35Error(f"the model's {problem}")
 
     def shape(self, linear: str) -> tuple[int, int]:
         """[N, K] of a decoder linear layer."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from q35c.frontend.graph import TensorType, WeightType
+from q35c.util.limits import MAX_DIM, float_error, integer_error
 
 Type = TensorType | WeightType
 Attrs = dict[str, int | float]
@@ -165,8 +166,12 @@ def check_attrs(op: str, given: Mapping[str, int | float]) -> Attrs:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(f"{op} attribute {name} must be an integer, got {value}")
             value = int(value)
+            problem = integer_error(value, f"{op} attribute {name}", MAX_DIM, 0)
         else:
             value = float(value)
+            problem = float_error(value, f"{op} attribute {name}")
+        if problem is not None:
+            raise ValueError(problem)
         attrs[name] = value
     return attrs
 

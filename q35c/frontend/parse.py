@@ -12,6 +12,7 @@ from importlib.resources import files
 from lark import Lark, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import MAX_NESTING, MAX_SOURCE_BYTES, line_col, too_deep
 
 # Readable names for the grammar's terminals in "expected ..." messages.
 _TERMINALS = {
@@ -64,6 +65,13 @@ def _message(err: UnexpectedInput) -> str:
 
 def parse(text: str, path: str) -> Tree[object]:
     """Parse a whole model file; `path` is used in error locations."""
+    if len(text) > MAX_SOURCE_BYTES:
+        raise Q35Error(f"the model file is larger than {MAX_SOURCE_BYTES:,} bytes, the limit", Location(path))
+    deep = too_deep(text, comment="#")
+    if deep is not None:
+        line, col, context = line_col(text, deep)
+        message = f"brackets nest more than {MAX_NESTING} deep (the limit)"
+        raise Q35Error(message, Location(path, line, col), context)
     if not text.endswith("\n"):
         text += "\n"
     try:

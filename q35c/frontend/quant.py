@@ -2,7 +2,8 @@
 
 An override's pattern matches a weight when it matches the weight's full name (`decoder.3.down_proj`) or its
 declared name (`down_proj`); `*` and `?` are globs and `*` also spans dots. The last matching override wins.
-Vectors (rank-1 params such as norm gains) are always fp16: they are tiny and no scheme quantizes them.
+Vectors (rank-1 params such as norm gains) are fp16 (f32 where an override names one exactly, as a GGUF file's
+F32 tensors do): they are tiny and no scheme quantizes them.
 
 >>> from q35c.ir.schemes import parse_scheme
 >>> policy = QuantPolicy(parse_scheme("q3p5"), (Override("lm_head", parse_scheme("int8")),))
@@ -54,6 +55,14 @@ class QuantPolicy:
     def _globs(self) -> list[tuple[int, Override]]:
         return [(i, o) for i, o in reversed(list(enumerate(self.overrides))) if o.is_glob]
 
+    def vector_scheme(self, name: str) -> Scheme:
+        """A vector's scheme: fp16, unless an override names it exactly with an unquantized scheme (a GGUF
+        file's F32 norm gains stay f32)."""
+        i = self._exact.get(name)
+        if i is not None and not self.overrides[i].scheme.is_quantized:
+            return self.overrides[i].scheme
+        return FP16
+
     def choose(self, name: str, kind: str) -> tuple[Scheme, str]:
         """The scheme of weight `name` (declared as `kind`) and where it came from, for messages."""
         best = max(self._exact.get(name, -1), self._exact.get(kind, -1))
@@ -81,7 +90,7 @@ def assign_schemes(
         shape = param.type.shape
         name = instance_name(layer, param.name)
         if len(shape) == 1:
-            result.append(WeightDesc(name, param.name, layer, shape, FP16))
+            result.append(WeightDesc(name, param.name, layer, shape, policy.vector_scheme(name)))
             continue
         scheme, origin = policy.choose(name, param.name)
         if (shape, scheme) not in checked:

@@ -12,6 +12,7 @@ each weight's kind (`q_proj`) and layer (`decoder.3`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -19,7 +20,6 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Attribute
 
-from q35c.analysis.opgraph import type_bytes
 from q35c.dialects.q35 import PackedType, WeightOp
 from q35c.frontend import Model
 from q35c.frontend.graph import Graph, WeightDesc
@@ -32,7 +32,7 @@ class KindRow:
     kind: str
     count: int
     shape: tuple[int, ...]
-    scheme: str  # "mixed" when instances differ
+    scheme: str  # when instances differ, the mix: "q4_k x18, q6_k x12" (most common first)
     params: int
     bytes: int
 
@@ -101,17 +101,26 @@ def _weights(main: FuncOp, graph: Graph) -> list[_Weight]:
 
 def _kind_rows(weights: list[_Weight]) -> tuple[KindRow, ...]:
     kinds: dict[str, KindRow] = {}
+    mixes: dict[str, dict[str, int]] = {}
     for w in weights:
+        mix = mixes.setdefault(w.desc.kind, {})
+        mix[w.scheme] = mix.get(w.scheme, 0) + 1
         row = kinds.get(w.desc.kind)
         if row is None:
             kinds[w.desc.kind] = KindRow(w.desc.kind, 1, w.desc.shape, w.scheme, w.params, w.bytes)
             continue
         shape = row.shape if row.shape == w.desc.shape else ()
-        scheme = row.scheme if row.scheme == w.scheme else "mixed"
         kinds[w.desc.kind] = KindRow(
-            w.desc.kind, row.count + 1, shape, scheme, row.params + w.params, row.bytes + w.bytes
+            w.desc.kind, row.count + 1, shape, row.scheme, row.params + w.params, row.bytes + w.bytes
         )
-    return tuple(kinds.values())
+    return tuple(replace(row, scheme=_mix_text(mixes[kind])) for kind, row in kinds.items())
+
+
+def _mix_text(mix: dict[str, int]) -> str:
+    """One scheme's spec, or the mix of several: `q4_k x18, q6_k x12`, most common first."""
+    if len(mix) == 1:
+        return next(iter(mix))
+    return ", ".join(f"{scheme} x{count}" for scheme, count in sorted(mix.items(), key=lambda item: -item[1]))
 
 
 def _layer_rows(weights: list[_Weight]) -> tuple[LayerRow, ...]:
@@ -137,7 +146,9 @@ def _layer_rows(weights: list[_Weight]) -> tuple[LayerRow, ...]:
 def _bytes_per_token(typ: Attribute) -> int:
     """Bytes one token adds to a cache of type tensor<C x W x dtype>."""
     assert isinstance(typ, TensorType)
-    return type_bytes(TensorType(typ.element_type, typ.get_shape()[1:]))
+    bits = getattr(typ.element_type, "bitwidth", None)
+    assert isinstance(bits, int), typ
+    return math.prod(typ.get_shape()[1:]) * ((bits + 7) // 8)
 
 
 def summarize(model: Model) -> Summary:

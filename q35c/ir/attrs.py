@@ -33,6 +33,9 @@ FUSED_ATTR = "q35.fused"  # unit: the op's result stays in registers (fused into
 SRC_SPACE_ATTR = "q35.src_space"  # memory space a staging copy reads from
 DST_SPACE_ATTR = "q35.dst_space"  # memory space a staging copy writes to
 
+# On the module (shard)
+PLACEMENT_ATTR = "q35.placement"  # {tp = T, pp = P, devices_per_stage...}: the placement the module was sharded for
+
 # On the module (and, for peak bytes, on functions) (schedule-memory)
 SPACES_ATTR = "q35.memory_spaces"  # level names by memory space number, outermost first
 TILE_LEVEL_ATTR = "q35.tile_level"  # the memory level tiles are staged in
@@ -111,6 +114,22 @@ def first_callers(module: ModuleOp) -> dict[str, func.CallOp]:
         if isinstance(op, func.CallOp):
             found.setdefault(op.callee.string_value(), op)
     return found
+
+
+def placement(module: ModuleOp) -> tuple[int, int]:
+    """(tp, pp) the module was sharded for (`shard`), (1, 1) for a one-device module."""
+    value = module.attributes.get(PLACEMENT_ATTR)
+    if not isinstance(value, DictionaryAttr):
+        return 1, 1
+    found = {k: v.value.data for k, v in value.data.items() if isinstance(v, IntegerAttr)}
+    return int(found.get("tp", 1)), int(found.get("pp", 1))
+
+
+def set_placement(module: ModuleOp, tp: int, pp: int) -> None:
+    """Record on the module the placement it was sharded for."""
+    from xdsl.dialects.builtin import i64
+
+    module.attributes[PLACEMENT_ATTR] = DictionaryAttr({"tp": IntegerAttr(tp, i64), "pp": IntegerAttr(pp, i64)})
 
 
 def int_attr(op: Operation, key: str) -> int | None:

@@ -105,10 +105,9 @@ def check_scheduled(module: ModuleOp, target: Target, path: Path) -> None:
         )
 
 
-def cost_file(path: Path, target_name: str, devices: int = 1) -> ModuleCost:
-    """Parse `path`, check it was compiled for `target_name`, and cost its workload on `devices` devices."""
-    if devices < 1:
-        raise Q35Error(f"devices must be at least 1, got {devices}")
+def cost_file(path: Path, target_name: str) -> ModuleCost:
+    """Parse `path`, check it was compiled for `target_name`, and cost its workload on the devices it was
+    sharded for (one unless the `shard` stage placed it)."""
     names = resolve_targets(target_name)
     if len(names) != 1:
         raise Q35Error("q35c cost takes one target")
@@ -119,4 +118,4 @@ def cost_file(path: Path, target_name: str, devices: int = 1) -> ModuleCost:
         work = extract(module)
     except ValueError as err:
         raise Q35Error(str(err), Location(str(path))) from None
-    return ModuleCost(str(path), target.name, devices, work, target.estimate(work, devices=devices))
+    return ModuleCost(str(path), target.name, work.devices, work, target.estimate(work))

@@ -14,9 +14,15 @@ cost model on the workloads those modules give (`q35c.driver.cache`). These are 
 - Prompt and gen default to 512 and 128 tokens, the prompt shortened for a model whose context is shorter.
 - Prefill: B sequences of T = P tokens (B*P rows) with an empty cache. ttft_ms = its time;
   prefill_tok_s = batch * P / TTFT.
-- Devices: the fewest that hold weights + KV cache at P + G tokens (x B) + live activations, or `devices`.
-  A target that cannot hold the model (too few devices asked for, or more than it can use) gets a result
+- Devices and placement (`targets.placement`): `--tp`/`--pp` as given, else `devices` placed by the rule
+  (tensor parallel within a node, pipeline stages across), else the fewest whose placement holds weights + KV
+  cache at P + G tokens (x B) + live activations on every device. A placement over several devices is compiled
+  by the `shard` stage, and those sharded modules (one device's program, with its collectives) are the ones
+  costed. A target that cannot hold the model (too few devices asked for, or more than it can use) gets a result
   with the reason and no figures; when no target can, `compare` raises Q35Error saying what each needs.
+- Pipelines: per-user figures are one step through every stage in turn (decode_tok_s, ms_per_token,
+  joules_per_token); with pp > 1 stages, `pipeline_tok_s` and `pipeline_joules_per_token` are the aggregate when
+  every stage works on a different batch (a step completes every slowest-stage interval).
 - Energy: joules_per_token = decode step energy / B; avg_power_w = the average power of one device during
   decode (never above its TDP); system_power_w = that times the devices.
 - Ranges: decode_tok_s, ms_per_token, prefill_tok_s and joules_per_token each get `<figure>_low` and
@@ -30,14 +36,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from q35c.analysis.workload import Workload
+from xdsl.dialects.builtin import ModuleOp
+
+from q35c.analysis.workload import Workload, extract
 from q35c.driver.cache import CACHE, Key, Options, WorkloadCache
-from q35c.frontend import load_graph
+from q35c.frontend import load_graph, load_model
 from q35c.predict import ranges
 from q35c.targets.calibration import Efficiency, Row
+from q35c.targets.placement import Placement
 from q35c.targets.spec import spec_names
 from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, get_target
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import MAX_DEVICES
+from q35c.util.suggest import did_you_mean
 
 DEFAULT_PROMPT = 512
 DEFAULT_GEN = 128
@@ -85,6 +96,8 @@ RESULT_KEYS = (
     "target",
     "family",
     "devices",
+    "tp",
+    "pp",
     "decode_tok_s",
     "decode_tok_s_low",
     "decode_tok_s_high",
@@ -98,6 +111,8 @@ RESULT_KEYS = (
     "joules_per_token",
     "joules_per_token_low",
     "joules_per_token_high",
+    "pipeline_tok_s",
+    "pipeline_joules_per_token",
     "avg_power_w",
     "system_power_w",
     "weight_bytes",
@@ -133,10 +148,16 @@ class TargetResult:
     prefill_tok_s_high: float | None = None
     joules_per_token_low: float | None = None
     joules_per_token_high: float | None = None
+    tp: int = 1
+    pp: int = 1
+    pipeline_tok_s: float | None = None
+    pipeline_joules_per_token: float | None = None
     decode: Cost | None = None
     prefill: Cost | None = None
     notes: tuple[str, ...] = ()
     error: str | None = None
+    limit: str = "does not fit"
+    placement: Placement = field(default_factory=Placement)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {k: getattr(self, k) for k in RESULT_KEYS}
@@ -178,7 +199,8 @@ def resolve_targets(names: Sequence[str] | str) -> list[str]:
     for item in items:
         for name in valid if item == "all" else [item]:
             if name not in valid:
-                raise Q35Error(f"unknown target '{name}' (valid targets: all, {', '.join(valid)})")
+                hint = did_you_mean(name, valid)
+                raise Q35Error(f"unknown target '{name}' (valid targets: all, {', '.join(valid)}){hint and '; '}{hint}")
             if name not in result:
                 result.append(name)
     return result
@@ -202,6 +224,11 @@ class Predictor:
     scenario: Scenario
     options: Options = ()
     cache: WorkloadCache = field(default_factory=lambda: CACHE)
+    _graph: ModuleOp | None = field(default=None, repr=False)
+    _graph_need: Footprint | None = field(default=None, repr=False)
+    _placements: dict[tuple[str, int | None, int | None, int | None], Placement | ValueError] = field(
+        default_factory=dict[tuple[str, int | None, int | None, int | None], Placement | ValueError], repr=False
+    )
 
     def phase_keys(self) -> dict[str, Key]:
         """The compile key of each phase's module (`Scenario.phases`)."""
@@ -226,24 +253,108 @@ class Predictor:
     def prefill_workload(self, target: Target) -> Workload | None:
         return self.workload("prefill", target)
 
-    def predict(self, target: Target, devices: int | None = None, *, with_ranges: bool = True) -> TargetResult:
-        """The prediction on `target` (with `devices`, else the fewest that hold the model); `with_ranges`
-        also costs the spec's uncertain numbers at their bounds (`q35c.predict.ranges`)."""
+    def graph(self) -> ModuleOp:
+        """The model's graph IR (one device, one token): what placements are checked and sized on."""
+        if self._graph is None:
+            self._graph = load_model(self.model, quant=self.scheme).module
+        return self._graph
+
+    def placement(
+        self, target: Target, devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> Placement:
+        """Where the model runs on `target` (`Target.place`), sized from its graph IR: every weight's storage, the
+        KV cache at P + G tokens x B, the largest activation of a graph op. Q35Error for a placement that cannot
+        be realised; DoesNotFit when no allowed one holds the model. Each answer is kept: `prepare_placed` and
+        `predict` ask the same question."""
+        asked = (target.name, devices, tp, pp)
+        if asked not in self._placements:
+            try:
+                self._placements[asked] = self._place(target, devices, tp, pp)
+            except (Q35Error, DoesNotFit) as err:
+                self._placements[asked] = err
+        found = self._placements[asked]
+        if isinstance(found, ValueError):
+            raise found
+        return found
+
+    def _place(self, target: Target, devices: int | None, tp: int | None, pp: int | None) -> Placement:
+        s = self.scenario
+        if self._graph_need is None:
+            work = extract(self.graph(), batch=1)
+            self._graph_need = Footprint(
+                weight_bytes=float(work.weight_bytes),
+                kv_bytes=work.kv_bytes_per_token * (s.prompt + s.gen) * s.batch,
+                activation_bytes=work.peak_activation_bytes * s.batch,
+            )
+        need = self._graph_need
+        return target.place(self.graph(), need, (s.prompt + s.gen) * s.batch, devices=devices, tp=tp, pp=pp)
+
+    def placements(
+        self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> dict[str, Placement]:
+        """The placement of each target that has one over several devices (those that fail are left out: `predict`
+        says why)."""
+        found: dict[str, Placement] = {}
+        for target in targets:
+            try:
+                placement = self.placement(target, devices, tp, pp)
+            except (Q35Error, DoesNotFit):
+                continue
+            if placement.devices > 1:
+                found[target.name] = placement
+        return found
+
+    def prepare_placed(
+        self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> None:
+        """Compile at once every sharded module the targets' placements need (`placed`), rather than one target
+        at a time as `predict` reaches it: the model is loaded once per phase and shared stages run once."""
+        placed = self.placements(targets, devices, tp, pp)
+        if placed:
+            chosen = [t for t in targets if t.name in placed]
+            per_target = {name: tuple(sorted(p.options().items())) for name, p in placed.items()}
+            self.cache.prepare([(key, t) for key in self.keys() for t in chosen], self.options, per_target=per_target)
+
+    def placed(self, phase: str, target: Target, placement: Placement) -> Workload | None:
+        """The workload of `phase`'s module compiled for `target` and sharded for `placement`."""
+        key = self.phase_keys().get(phase)
+        if key is None:
+            return None
+        if placement.devices == 1:
+            return self.cache.get(key, target, self.options)
+        options = tuple(sorted({**dict(self.options), **placement.options()}.items()))
+        return self.cache.get(key, target, options)
+
+    def predict(
+        self,
+        target: Target,
+        devices: int | None = None,
+        *,
+        tp: int | None = None,
+        pp: int | None = None,
+        with_ranges: bool = True,
+    ) -> TargetResult:
+        """The prediction on `target` (placed by `tp`/`pp`, else on `devices`, else on the fewest that hold the
+        model: `Target.place`); `with_ranges` also costs the spec's uncertain numbers at their bounds
+        (`q35c.predict.ranges`). Q35Error for a placement that cannot be realised."""
         s = self.scenario
         decode_w, prefill_w = self.decode_workload(target), self.prefill_workload(target)
         sizing = decode_w if decode_w is not None else prefill_w
         assert sizing is not None, "a scenario needs a prompt or generated tokens"
         need = footprint(sizing, s)
         try:
-            count = target.devices_needed(need) if devices is None else devices
-            if devices is not None:
-                target.check_devices(devices, need)
+            placement = self.placement(target, devices, tp, pp)
         except DoesNotFit as err:
-            return unfit(target, need, str(err))
+            return unfit(target, need, str(err), err.label)
+        if placement.devices > 1:
+            decode_w, prefill_w = self.placed("decode", target, placement), self.placed("prefill", target, placement)
+            sizing = decode_w if decode_w is not None else prefill_w
+            assert sizing is not None
+        count = placement.devices
 
         def costs(t: Target) -> tuple[Cost | None, Cost | None]:
-            decode = None if decode_w is None else t.estimate(decode_w, devices=count)
-            prefill = None if prefill_w is None else t.estimate(prefill_w, devices=count)
+            decode = None if decode_w is None else t.estimate(decode_w)
+            prefill = None if prefill_w is None else t.estimate(prefill_w)
             return decode, prefill
 
         decode, prefill = costs(target)
@@ -251,6 +362,7 @@ class Predictor:
         assert main is not None
         values = figures(decode, prefill, s, count)
         spans = ranges.spread(target, lambda t: figures(*costs(t), s, count), values) if with_ranges else {}
+        staged = decode is not None and placement.pp > 1
         return TargetResult(
             target=target.name,
             family=target.family,
@@ -261,9 +373,14 @@ class Predictor:
             kv_bytes=need.kv_bytes,
             bottleneck=describe_bottleneck(main),
             roofline_fraction=main.roofline_seconds / main.seconds if main.seconds else None,
+            tp=placement.tp,
+            pp=placement.pp,
+            pipeline_tok_s=s.batch / decode.interval_seconds if staged and decode is not None else None,
+            pipeline_joules_per_token=decode.interval_joules / s.batch if staged and decode is not None else None,
             decode=decode,
             prefill=prefill,
-            notes=(target.explain_devices(need, count, sizing), s.note(), *target.notes()),
+            notes=(target.explain_devices(need, placement, sizing), s.note(), *target.notes()),
+            placement=placement,
         )
 
 
@@ -280,7 +397,7 @@ def figures(decode: Cost | None, prefill: Cost | None, s: Scenario, devices: int
     }
 
 
-def unfit(target: Target, need: Footprint, reason: str) -> TargetResult:
+def unfit(target: Target, need: Footprint, reason: str, label: str = "does not fit") -> TargetResult:
     """The result for a target that cannot hold the model: no figures, the reason instead."""
     return TargetResult(
         target=target.name,
@@ -295,9 +412,10 @@ def unfit(target: Target, need: Footprint, reason: str) -> TargetResult:
         system_power_w=None,
         weight_bytes=need.weight_bytes,
         kv_bytes=need.kv_bytes,
-        bottleneck="does not fit",
+        bottleneck=label,
         roofline_fraction=None,
         error=reason,
+        limit=label,
     )
 
 
@@ -337,12 +455,19 @@ def compare(
     prompt: int | None = None,
     gen: int | None = None,
     devices: int | None = None,
+    tp: int | None = None,
+    pp: int | None = None,
     options: Mapping[str, str] | None = None,
 ) -> Report:
     """Predict `model` quantized with `scheme` on each of `targets` (names, a comma list, or `all`); `options`
-    are pipeline options (`targets/pipelines.py`) for every target's compile."""
-    if devices is not None and devices < 1:
-        raise Q35Error(f"devices must be at least 1, got {devices}")
+    are pipeline options (`targets/pipeline.py`) for every target's compile; `devices`, or `tp` and `pp`, the
+    placement (see `Predictor.predict`). With one target, a placement that cannot be realised is a Q35Error; with
+    several, that target's result says why."""
+    for name, value in (("devices", devices), ("tp", tp), ("pp", pp)):
+        if value is not None and not 1 <= value <= MAX_DEVICES:
+            raise Q35Error(f"{name} must be between 1 and {MAX_DEVICES}, got {value}")
+    if devices is not None and (tp is not None or pp is not None) and devices != (tp or 1) * (pp or 1):
+        raise Q35Error(f"--devices {devices} disagrees with --tp {tp or 1} x --pp {pp or 1}")
     chosen = [get_target(name) for name in resolve_targets(targets)]
     graph = load_graph(model, quant=scheme)
     prompt, gen = scenario_lengths(prompt, gen, graph.max_context, graph.source)
@@ -350,7 +475,16 @@ def compare(
         raise Q35Error("batch must be at least 1, and prompt + gen at least 1")
     predictor = Predictor(model, scheme, Scenario(batch, prompt, gen), tuple(sorted((options or {}).items())))
     predictor.prepare(chosen)
-    results = tuple(predictor.predict(t, devices) for t in chosen)
+    predictor.prepare_placed(chosen, devices, tp, pp)
+    found: list[TargetResult] = []
+    for target in chosen:
+        try:
+            found.append(predictor.predict(target, devices, tp=tp, pp=pp))
+        except Q35Error as err:
+            if len(chosen) == 1:
+                raise
+            found.append(unfit(target, Footprint(0.0, 0.0, 0.0), f"{target.name}: {err.message}", "placement"))
+    results = tuple(found)
     if all(r.error is not None for r in results):
         raise Q35Error("; ".join(r.error for r in results if r.error is not None))
     return Report(model, scheme, predictor.scenario, results)

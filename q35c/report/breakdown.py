@@ -139,17 +139,16 @@ def breakdown(
     workload: Workload,
     phase: str,
     *,
-    devices: int,
     callers: Mapping[str, tuple[str, ...]],
 ) -> Breakdown:
-    """The pass `workload` (as compiled, its batch included) on `devices` devices of `target`, kernel by kernel,
-    priced by the target's own `kernel_cost` and `communication` exactly as `Target.estimate` prices the whole."""
+    """The pass `workload` (as compiled, its batch and placement included) on `target`, kernel by kernel, priced
+    by the target's own `kernel_cost` and `collective_cost` exactly as `Target.estimate` prices the whole."""
     work = workload
     parts: list[Part] = []
     for kernel in work.kernels:
         kind, label = classify(kernel, callers)
-        parts.append(Part(kind, label, kernel.calls, target.kernel_cost(kernel, work, devices) * kernel.calls))
-    communication = target.communication(work, devices)
+        parts.append(Part(kind, label, kernel.calls, target.kernel_cost(kernel, active=work.tp) * kernel.calls))
+    communication = sum((target.collective_cost(c, work) * c.calls for c in work.collectives), Cost())
     busy = sum(p.cost.seconds for p in parts) + communication.seconds
-    static = target.spec.power.static.value * devices * busy
+    static = target.spec.power.static.value * work.devices * busy
     return Breakdown(phase, tuple(parts), communication, static)

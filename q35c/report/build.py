@@ -142,9 +142,10 @@ def _detail(report: Report, result: TargetResult, options: Options, ir: TargetIR
         return TargetDetail(result.target, None, None, (), cited, target.efficiency, rows, files)
     predictor = Predictor(report.model, report.scheme, report.scenario, options)
     parts: dict[str, Breakdown] = {}
-    for phase, work in (("decode", predictor.decode_workload(target)), ("prefill", predictor.prefill_workload(target))):
+    for phase in ("decode", "prefill"):
+        work = predictor.placed(phase, target, result.placement)
         if work is not None:
-            parts[phase] = breakdown(target, work, phase, devices=result.devices, callers=callers)
+            parts[phase] = breakdown(target, work, phase, callers=callers)
     points = [
         roofline_point(target.spec, phase, cost)
         for phase, cost in (("decode", result.decode), ("prefill", result.prefill))

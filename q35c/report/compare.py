@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from q35c.util.errors import Location, Q35Error
+from q35c.util.limits import MAX_INT_DIGITS, MAX_NESTING, line_col, read_source, too_deep
 
 # (key in report.json, label, digits)
 METRICS: tuple[tuple[str, str, int], ...] = (
@@ -68,6 +69,15 @@ class Build:
     @property
     def label(self) -> str:
         return f"{self.model} {self.scheme or 'own schemes'}"
+
+
+MAX_REPORT_BYTES = 64 * 2**20  # a report.json of every target is a few hundred kilobytes
+
+
+def _integer(text: str) -> int | float:
+    """A JSON integer; one of more digits than an i64 has becomes a float (inf beyond 1e308), which `_number`
+    refuses or keeps, without Python's slow and limited conversion of very long integers."""
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
 
 
 def _fail(path: str, message: str) -> Q35Error:
@@ -122,15 +132,15 @@ def load_build(path: str) -> Build:
     if file.is_dir():
         file = file / "report.json"
         path = str(file)
+    if not file.exists():
+        raise _fail(path, "no such file")
+    text = read_source(path, MAX_REPORT_BYTES, "a report.json")
+    deep = too_deep(text, escapes=True)
+    if deep is not None:
+        line, col, context = line_col(text, deep)
+        raise Q35Error(f"arrays and objects nest more than {MAX_NESTING} deep", Location(path, line, col), context)
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _fail(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise _fail(path, f"cannot read: {reason}") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as err:
         raise Q35Error(f"not valid JSON: {err.msg}", Location(path, err.lineno, err.colno)) from None
     return parse_build(path, data)

@@ -23,15 +23,16 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from q35c.frontend import load_graph
-from q35c.predict.predictor import Report, Scenario, compare, resolve_targets, scenario_lengths
+from q35c.predict.predictor import Predictor, Report, Scenario, compare, resolve_targets, scenario_lengths
 from q35c.report.build import BuildReport, IRModule, collect, ir_module
 from q35c.report.ir import TargetIR, dump_stages
 from q35c.report.table import render_csv
+from q35c.targets.target import get_target
 from q35c.util.errors import Location, Q35Error
 from q35c.util.output import AtomicDirectory
 from q35c.util.progress import Progress
@@ -49,6 +50,8 @@ class Request:
     gen: int | None = None
     devices: int | None = None
     options: tuple[tuple[str, str], ...] = ()
+    tp: int | None = None
+    pp: int | None = None
 
 
 def check_destination(path: Path) -> None:
@@ -84,6 +87,16 @@ def planned_module(request: Request) -> IRModule | None:
     return ir_module(Report(request.model, request.scheme, Scenario(request.batch, prompt, gen)))
 
 
+def planned_placements(request: Request, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The pipeline options of each target `compare` will place over several devices (`Predictor.placements`),
+    known before anything is compiled, so that one dump compiles the modules the cost model needs."""
+    graph = load_graph(request.model, quant=request.scheme)
+    prompt, gen = scenario_lengths(request.prompt, request.gen, graph.max_context, graph.source)
+    predictor = Predictor(request.model, request.scheme, Scenario(request.batch, prompt, gen))
+    found = predictor.placements([get_target(n) for n in names], request.devices, request.tp, request.pp)
+    return {name: placement.options() for name, placement in found.items()}
+
+
 def build_report(request: Request, outdir: Path | str, progress: Progress | None = None) -> BuildReport:
     """Compile, dump the IR, predict, and write the report directory `outdir` (see the module docstring).
 
@@ -99,14 +112,22 @@ def build_report(request: Request, outdir: Path | str, progress: Progress | None
     show.note("cost model", f"compiling {request.model} (decode step and prefill) for {len(names)} target(s)")
     with AtomicDirectory(path) as out:
 
-        def dump(module: IRModule) -> dict[str, TargetIR]:
+        def dump(module: IRModule, placed: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, TargetIR]:
             ir_dir = out.tmp / "ir"
             shutil.rmtree(ir_dir, ignore_errors=True)
             return dump_stages(
-                request.model, request.scheme, names, ir_dir, module.keys(), options=options, progress=show
+                request.model,
+                request.scheme,
+                names,
+                ir_dir,
+                module.keys(),
+                options=options,
+                progress=show,
+                placements=placed,
             )
 
-        ir = None if plan is None else dump(plan)
+        planned = {} if plan is None else planned_placements(request, names)
+        ir = None if plan is None else dump(plan, planned)
         report = compare(
             request.model,
             request.scheme,
@@ -115,10 +136,13 @@ def build_report(request: Request, outdir: Path | str, progress: Progress | None
             prompt=request.prompt,
             gen=request.gen,
             devices=request.devices,
+            tp=request.tp,
+            pp=request.pp,
             options=options,
         )
-        if plan is None or plan != ir_module(report):
-            ir = dump(ir_module(report))  # the plan missed compare's scenario: dump the modules it reports
+        placed = {r.target: r.placement.options() for r in report.targets if r.placement.devices > 1}
+        if plan is None or plan != ir_module(report) or placed != planned:
+            ir = dump(ir_module(report), placed)  # the modules compare costed: its scenario, sharded where placed
         assert ir is not None
         show.note("report", "report.json, report.md, report.csv, plots")
         build = collect(report, ir, request.options, request.devices)

@@ -90,6 +90,7 @@ def dump_stages(
     options: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     cache: WorkloadCache | None = None,
+    placements: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, TargetIR]:
     """Compile `model` for each phase (by name; (T, C, B) each: T tokens after C cached ones for B sequences)
     for each target and write `directory/<target>/<phase>/NN-<stage>.mlir`.
@@ -99,7 +100,8 @@ def dump_stages(
     Stages all targets share run once;
     where the pipelines part, the branches run in parallel processes when the machine has several cores.
     Q35Error when a stage fails (a tile that cannot fit). `progress` counts a step per stage compiled (once for
-    a stage the targets share: `[2/39] 12 targets: materialize`).
+    a stage the targets share: `[2/39] 12 targets: materialize`). `placements` gives, per target, the pipeline
+    options of its placement over several devices (`Placement.options`): those targets' modules are sharded.
     """
     names = list(dict.fromkeys(targets))
     chosen = [get_target(name) for name in names]
@@ -119,10 +121,11 @@ def dump_stages(
 
     watches = [Watch(key, writer(phase), lambda name, module: kernel_callers(module)) for phase, key in keys.items()]
     requests = [(k, target) for k in dict.fromkeys(keys.values()) for target in chosen]
-    kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress)
+    per_target = {name: tuple(sorted(extra.items())) for name, extra in (placements or {}).items()}
+    kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress, per_target=per_target)
     result: dict[str, TargetIR] = {}
     for target in chosen:
-        stages = target.pipeline(dict(opts))
+        stages = target.pipeline({**dict(opts), **dict(per_target.get(target.name, ()))})
         files = tuple(f for phase in keys for f in _files(target.name, phase, stages))
         callers: dict[str, tuple[str, ...]] = {}
         for key in keys.values():

@@ -63,8 +63,8 @@ def comparison(report: Report) -> list[str]:
         "W/device during decode (W never above TDP); bottleneck (N%): the resource that bound the most of the "
         "decode step's time (the prefill's where there is no decode), N% its share of that time; roofline: the "
         "phase's roofline bound (per kernel, its slowest resource at the spec's rates, no efficiency or launch "
-        "overhead, summed) / its predicted time, how close the prediction is to the roofline (not the `of roof` "
-        "of the Roofline section). "
+        "overhead, summed) / its predicted time, how close the prediction is to the roofline (the same measure "
+        "as the Roofline section's). "
         "`value (low-high)`: the range of a figure with the specs' uncertain numbers at their bounds, the "
         "device count held (worst-case corners; see What is uncertain)."
     )
@@ -149,10 +149,11 @@ def roofline_section(build: BuildReport) -> list[str]:
     lines.append(
         "Per working device: ops are everything the cost model charged to a compute unit (a MAC counts 2; "
         "unpacking and element-wise ops included), bytes the traffic to the memory level the weights live in. "
-        "The roof is min(peak, intensity x bandwidth) with the highest spec peak among the units and dtypes the "
-        "pass used and that level's bandwidth. `of roof` = achieved / roof ops/s: a different measure from the "
-        "Comparison's `roofline` column (the per-kernel roofline bound / the predicted time), looser because "
-        "one peak and one bandwidth stand for every kernel of the pass."
+        "`bound` = ops / the roofline bound (per kernel, its slowest resource at the spec's rates, summed); "
+        "`roofline` = the roofline bound / the predicted time = achieved / bound, the Comparison's `roofline` "
+        "column. The spec roof is min(peak, intensity x bandwidth) with the highest spec peak among the units "
+        "and dtypes the pass used and that memory level's bandwidth; a bound far below it means another "
+        "resource set the time (`bound by`: the resources that bound the most, with their shares of the time)."
     )
     lines.append("")
     body: list[list[str]] = []
@@ -163,12 +164,15 @@ def roofline_section(build: BuildReport) -> list[str]:
                 p.phase,
                 f"{p.intensity:.3g}",
                 f"{p.achieved_ops_per_s / 1e12:.3g}",
+                f"{p.bound_ops_per_s / 1e12:.3g}",
+                "-" if p.roofline_fraction is None else f"{100 * p.roofline_fraction:.0f}%",
                 f"{p.roof_ops_per_s / 1e12:.3g}",
-                f"{100 * p.achieved_ops_per_s / p.roof_ops_per_s:.0f}%" if p.roof_ops_per_s else "-",
-                f"{p.peak} {p.peak_ops_per_s / 1e12:.4g} T, {p.bandwidth_bytes_per_s / 1e12:.4g} TB/s",
+                f"{p.peak} {p.peak_ops_per_s / 1e12:.4g} T, {p.memory} {p.bandwidth_bytes_per_s / 1e12:.4g} TB/s",
+                p.bound_by(),
             ])  # fmt: skip
-    headers = ["target", "phase", "ops/byte", "achieved Tops/s", "roof Tops/s", "of roof", "peak, bandwidth"]
-    lines += table(headers, body, left=(0, 1, 6))
+    headers = ["target", "phase", "ops/byte", "achieved Tops/s", "bound Tops/s", "roofline", "spec roof Tops/s",
+               "peak, bandwidth", "bound by"]  # fmt: skip
+    lines += table(headers, body, left=(0, 1, 7, 8))
     lines += ["", f"![{PLOTS['roofline']}](roofline.png)", ""]
     return lines
 

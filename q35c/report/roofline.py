@@ -6,12 +6,13 @@ For one pass on one working device (`Cost.ops` and `Cost.bytes` are per working 
                ops included; work a spec gives no rate for, `untimed.*`, left out)
     bytes      traffic to and from the memory level the weights live in (HBM, DRAM, Groq's SRAM)
     intensity  ops / bytes
-    achieved   ops / the pass's time
+    achieved   ops / the pass's predicted time
+    bound      ops / the pass's roofline bound (`Cost.roofline_seconds`: per kernel, its slowest resource at the
+               spec's rates, no efficiency or launch overhead, summed)
+    roofline   bound time / predicted time = achieved / bound: the table's `roofline` column, one meaning everywhere
     roof       min(peak, intensity x bandwidth): the highest peak among the units and dtypes the pass charged ops
-               to, and the bandwidth of that memory level, both from the target's spec
-
-So `achieved / roof` is how close the pass comes to what the spec's two figures allow; the report's own
-`roofline` column is the stricter per-kernel bound (`Cost.roofline_seconds`).
+               to, and the bandwidth of that memory level, both from the target's spec (the classic two-figure
+               roof; a bound far below it means another resource, named in `limits`, set the time)
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class RooflinePoint:
     peak_ops_per_s: float
     peak: str
     bandwidth_bytes_per_s: float
+    memory: str = ""
+    roofline_seconds: float = 0.0
+    limits: tuple[tuple[str, float], ...] = ()
+    """(resource, seconds it bound), largest first: what set the pass's time."""
 
     @property
     def intensity(self) -> float:
@@ -51,6 +56,21 @@ class RooflinePoint:
     def roof_ops_per_s(self) -> float:
         return self.roof_at(self.intensity)
 
+    @property
+    def bound_ops_per_s(self) -> float:
+        """Ops / the roofline bound: the highest rate the pass's own kernels allow."""
+        return self.ops / self.roofline_seconds if self.roofline_seconds else 0.0
+
+    @property
+    def roofline_fraction(self) -> float | None:
+        """The roofline bound / the predicted time (the table's `roofline` column)."""
+        return self.roofline_seconds / self.seconds if self.seconds else None
+
+    def bound_by(self, count: int = 2, floor: float = 0.1) -> str:
+        """The resources that bound the most of the time, with their shares: `vxm unpacking 94%`."""
+        shares = [(name, s / self.seconds) for name, s in self.limits[:count] if self.seconds]
+        return ", ".join(f"{name} {100 * share:.0f}%" for name, share in shares if share >= floor) or "-"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "phase": self.phase,
@@ -63,6 +83,10 @@ class RooflinePoint:
             "peak_ops_per_s": self.peak_ops_per_s,
             "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
             "roof_ops_per_s": self.roof_ops_per_s,
+            "memory": self.memory,
+            "roofline_seconds": self.roofline_seconds,
+            "bound_ops_per_s": self.bound_ops_per_s,
+            "roofline_fraction": self.roofline_fraction,
         }
 
 
@@ -90,4 +114,7 @@ def roofline_point(spec: HardwareSpec, phase: str, cost: Cost) -> RooflinePoint 
         peak_ops_per_s=peak,
         peak=name,
         bandwidth_bytes_per_s=main.bandwidth_bytes_per_s,
+        memory=main.name,
+        roofline_seconds=cost.roofline_seconds,
+        limits=tuple(sorted(cost.limits.items(), key=lambda kv: (-kv[1], kv[0]))),
     )

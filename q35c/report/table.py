@@ -64,13 +64,20 @@ def ranged(value: float | None, low: float | None, high: float | None, digits: i
     return f"{text} ({lo_text}-{hi_text})"
 
 
+def _devices(r: TargetResult) -> str:
+    """`16 (8x2)`: the devices, and tensor-parallel x pipeline degrees where there are several."""
+    if not r.devices:
+        return "-"
+    return str(r.devices) if r.devices == 1 else f"{r.devices} ({r.tp}x{r.pp})"
+
+
 def _figure(name: str, digits: int) -> Callable[[TargetResult], str]:
     return lambda r: ranged(getattr(r, name), getattr(r, f"{name}_low"), getattr(r, f"{name}_high"), digits)
 
 
 COLUMNS: tuple[Column, ...] = (
     ("target", lambda r: r.target),
-    ("devices", lambda r: str(r.devices) if r.devices else "-"),
+    ("devices", lambda r: _devices(r)),
     ("decode tok/s", _figure("decode_tok_s", 1)),
     ("ms/token", _figure("ms_per_token", 2)),
     ("prefill tok/s", _figure("prefill_tok_s", 1)),
@@ -127,6 +134,15 @@ def render_table(report: Report) -> str:
     lines.append("value (low-high): the range over the specs' uncertain numbers at their bounds, device count held.")
     lines.append(BOTTLENECK_NOTE)
     lines.append(ROOFLINE_NOTE)
+    if any(r.devices > 1 for r in report.targets):
+        lines.append("devices N (TxP): T tensor-parallel devices per pipeline stage x P stages (per-user figures: one")
+        lines.append("token through every stage in turn).")
+    for r in report.targets:
+        if r.pipeline_tok_s is not None and r.pipeline_joules_per_token is not None:
+            lines.append(
+                f"{r.target}: with each of its {r.pp} stages busy on another batch, the pipeline delivers "
+                f"{_num(r.pipeline_tok_s)} tok/s at {r.pipeline_joules_per_token:.3g} J/token."
+            )
     notes: dict[str, list[str]] = {}
     for r in report.targets:
         for note in r.notes:

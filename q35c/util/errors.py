@@ -43,7 +43,16 @@ class Q35Error(ValueError):
         where = f"{self.location}: " if self.location is not None else ""
         text = f"q35c: error: {where}{self.message}"
         if self.context is not None and self.location is not None and self.location.col is not None:
-            line = self.context.rstrip("\n")
-            caret = " " * (self.location.col - 1) + "^"
-            text += f"\n{line}\n{caret}"
+            line, col = _window(self.context.rstrip("\n"), self.location.col)
+            text += f"\n{line}\n{' ' * (col - 1)}^"
         return text
+
+
+def _window(line: str, col: int, width: int = 120) -> tuple[str, int]:
+    """At most about `width` characters of a long source line around column `col`, and col within them."""
+    if len(line) <= width:
+        return line, col
+    start = max(0, min(col - 1 - width // 2, len(line) - width))
+    head = "..." if start > 0 else ""
+    tail = "..." if start + width < len(line) else ""
+    return head + line[start : start + width] + tail, col - start + len(head)

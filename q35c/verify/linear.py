@@ -54,6 +54,7 @@ from q35c.formats import QuantizedTensor
 from q35c.ir.schemes import parse_scheme
 from q35c.targets.registry import get_target
 from q35c.util.errors import Q35Error
+from q35c.util.limits import MAX_DIM, MAX_VERIFY_ELEMENTS, clip, parse_int
 from q35c.verify.harness import (
     ACTIVATIONS,
     HostResult,
@@ -195,9 +196,18 @@ class LinearCase:
     def parse_shape(text: str) -> tuple[int, int, int]:
         """`TxNxK` -> (T, N, K); ValueError otherwise."""
         parts = text.lower().split("x")
-        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise Q35Error(f"--linear expects TxNxK with positive integers (e.g. 2x32x128), got '{text}'")
-        t, n, k = (int(p) for p in parts)
+        values = [parse_int(p, "a size") if p.isdigit() else "" for p in parts]
+        if len(values) != 3 or not all(isinstance(v, int) and 0 < v <= MAX_DIM for v in values):
+            raise Q35Error(
+                f"--linear expects TxNxK, positive integers up to {MAX_DIM} (e.g. 2x32x128), got '{clip(text)}'"
+            )
+        t, n, k = (int(v) for v in values)
+        elements = t * k + n * k + t * n
+        if elements > MAX_VERIFY_ELEMENTS:
+            raise Q35Error(
+                f"--linear {text} needs {elements:,} weights, inputs and outputs, more than the limit of "
+                f"{MAX_VERIFY_ELEMENTS:,} that verify runs through mlir-runner (try e.g. 2x32x128)"
+            )
         return t, n, k
 
 

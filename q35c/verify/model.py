@@ -32,8 +32,10 @@ within the tolerance of each other (a tie at this precision, reported as such).
 
 from __future__ import annotations
 
+import math
+import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from q35c.dialects.q35 import AttentionOp, EmbedOp, PackedType, WeightOp
 from q35c.driver.mlir_input import read_module
 from q35c.formats import QuantizedTensor
 from q35c.util.errors import Q35Error
+from q35c.util.limits import MAX_VERIFY_ELEMENTS
 from q35c.verify.linear import BitFlip, arguments_for, lower_for_host, run_on_host
 from q35c.verify.mlir_tools import MlirTools, find_tools
 from q35c.verify.reference import PerturbedRounding, evaluate, rounding_depth
@@ -58,6 +61,10 @@ SENSITIVITY_RUNS = 4
 ENTRY = "main"
 RENAMED_ENTRY = "forward"  # the harness owns @main
 GAIN_NOISE = 0.1
+# Memory of a verify run: measured peaks (the Python process plus mlir-runner, `ru_maxrss`) were about 190 MB
+# for tiny (0.1 M elements) and 15 bytes per element more at 3-4 M elements; twice that, to be safe.
+BASE_BYTES = 256 * 2**20
+BYTES_PER_ELEMENT = 32
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,58 @@ def load_graph_module(case: ModelCase) -> tuple[str, ModuleOp]:
     path = Path(case.model)
     module = read_module(path)
     return path.stem, module
+
+
+def count_elements(module: ModuleOp) -> int:
+    """The random weights and inputs verifying `module` generates."""
+    weights = {op.param_name.data: op.result.type for op in module.walk() if isinstance(op, WeightOp)}
+    elements = sum(math.prod(typ.get_shape()) for typ in weights.values() if isinstance(typ, PackedType))
+    for arg in _entry(module).args:
+        if isinstance(arg.type, TensorType):
+            elements += math.prod(arg.type.get_shape())
+    return elements
+
+
+def memory_needed(elements: int) -> int:
+    """Bytes a verify run of `elements` random weights and inputs needs (see BYTES_PER_ELEMENT)."""
+    return BASE_BYTES + BYTES_PER_ELEMENT * elements
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux `MemAvailable`, else physical memory); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(name: str, module: ModuleOp, available: int | None = None) -> None:
+    """Q35Error, before any data is generated, if verifying `module` needs more memory than is available."""
+    available = available if available is not None else available_memory()
+    elements = count_elements(module)
+    need = memory_needed(elements)
+    if available is not None and need > available:
+        raise Q35Error(
+            f"verifying {name} needs about {need / 1e9:.3g} GB of memory ({elements:,} random weights and inputs "
+            f"at ~{BYTES_PER_ELEMENT} bytes each, with the numpy reference and mlir-runner), but "
+            f"{available / 1e9:.3g} GB is available; verify a small model such as tiny"
+        )
+
+
+def check_size(name: str, module: ModuleOp) -> None:
+    """Q35Error if verifying `module` would generate more than MAX_VERIFY_ELEMENTS random weights and inputs."""
+    elements = count_elements(module)
+    if elements > MAX_VERIFY_ELEMENTS:
+        raise Q35Error(
+            f"verifying {name} needs {elements:,} random weights and inputs, more than the limit of "
+            f"{MAX_VERIFY_ELEMENTS:,} that verify runs through mlir-runner (verify a small model such as tiny)"
+        )
 
 
 def _entry(module: ModuleOp, name: str = ENTRY) -> func.FuncOp:
@@ -252,20 +311,43 @@ def _ties(argmax: Sequence[int], rows_ref: NDArray[np.float64], tolerance: float
     )
 
 
-def verify_model(case: ModelCase, tools: MlirTools | None = None, fault: WeightFlip | None = None) -> ModelReport:
+STEPS = (
+    "random weights and inputs",
+    "numpy reference",
+    "lowering with the host pipeline",
+    "mlir-opt + mlir-runner",
+    *(f"rounding sensitivity {i + 1}/{SENSITIVITY_RUNS}" for i in range(SENSITIVITY_RUNS)),
+)
+"""What `verify_model` announces to its `progress` callback, in order, as it starts each."""
+
+
+def verify_model(
+    case: ModelCase,
+    tools: MlirTools | None = None,
+    fault: WeightFlip | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ModelReport:
     """Compile `case` for the host, run it, and compare its logits with the reference; `fault` corrupts the
-    weights given to the compiled program only (to check that the comparison catches it)."""
+    weights given to the compiled program only (to check that the comparison catches it). `progress` is called
+    with each of STEPS as it starts."""
+    step = progress or (lambda _: None)
     name, graph = load_graph_module(case)
+    check_memory(name, graph)
+    check_size(name, graph)
     tools = tools if tools is not None else find_tools()
+    step(STEPS[0])
     rng = np.random.default_rng(case.seed)
     params = model_params(graph, rng)
     inputs = model_inputs(graph, rng)
     emitted = params if fault is None else fault.apply(params)
 
+    step(STEPS[1])
     y_ref = evaluate(graph, inputs, params, ENTRY)[0].astype(np.float64)
+    step(STEPS[2])
     lowered = lower_for_host(graph.clone())
     fn = _entry(lowered)
     fn.sym_name = StringAttr(RENAMED_ENTRY)
+    step(STEPS[3])
     y = run_on_host(lowered, RENAMED_ENTRY, arguments_for(fn, inputs, emitted), tools)[0].values.astype(np.float64)
 
     depth = rounding_depth(graph, ENTRY)
@@ -284,7 +366,7 @@ def verify_model(case: ModelCase, tools: MlirTools | None = None, fault: WeightF
         tolerance=tolerance,
         depth=depth,
         scale=scale,
-        sensitivity=rounding_sensitivity(graph, inputs, params, y_ref),
+        sensitivity=rounding_sensitivity(graph, inputs, params, y_ref, lambda i: step(STEPS[4 + i])),
         argmax=argmax,
         argmax_ref=tuple(int(i) for i in rows_ref.argmax(axis=-1)),
         ties=_ties(argmax, rows_ref, tolerance),
@@ -292,12 +374,18 @@ def verify_model(case: ModelCase, tools: MlirTools | None = None, fault: WeightF
 
 
 def rounding_sensitivity(
-    graph: ModuleOp, inputs: Sequence[NDArray[Any]], params: Mapping[str, QuantizedTensor], y_ref: NDArray[np.float64]
+    graph: ModuleOp,
+    inputs: Sequence[NDArray[Any]],
+    params: Mapping[str, QuantizedTensor],
+    y_ref: NDArray[np.float64],
+    starting: Callable[[int], None] | None = None,
 ) -> float:
     """The largest deviation of the reference's first result when every rounded element of every op is moved
-    one float16 ulp at random (worst of SENSITIVITY_RUNS runs, seeded 0, 1, ...)."""
+    one float16 ulp at random (worst of SENSITIVITY_RUNS runs, seeded 0, 1, ...); `starting(run)` before each."""
     worst = 0.0
     for run in range(SENSITIVITY_RUNS):
+        if starting is not None:
+            starting(run)
         rounding = PerturbedRounding(np.random.default_rng(run))
         y = evaluate(graph, inputs, params, ENTRY, rounding)[0].astype(np.float64)
         worst = max(worst, float(np.abs(y - y_ref).max()))

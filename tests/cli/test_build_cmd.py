@@ -72,7 +72,7 @@ def test_unknown_target_exits_2_listing_the_valid_ones(capsys: pytest.CaptureFix
 
 
 def test_too_few_devices_exit_2_saying_how_many_are_needed(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = build(capsys, "llama-2-7b", "--target", "groq-lpu", "--devices", "4", "--prompt", "0", "--gen", "1")
+    code, _, err = build(capsys, "llama-2-7b", "--target", "groq-lpu", "--devices", "2", "--prompt", "0", "--gen", "1")
     assert code == 2 and "needs at least" in err and "Traceback" not in err
 
 

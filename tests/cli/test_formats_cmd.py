@@ -138,7 +138,12 @@ def test_explain_q4_0_block_bytes_come_from_the_library(capsys: pytest.CaptureFi
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("q5", "q35c: error: unknown quantization scheme 'q5' (valid: fp16, int8, int4, q3p5, q4_0, q8_0)"),
+        (
+            "q5",
+            "q35c: error: unknown quantization scheme 'q5' (valid: fp16, f32, int8, int4, q3p5, q4_0, q8_0, q4_1, "
+            "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs; for sizes only, the other ggml types: iq2_xxs, "
+            "tq1_0, bf16, ...); did you mean 'q5_0', 'q5_1' or 'q5_k'?",
+        ),
         ("q3p5:g=7", "q35c: error: q3p5 group size g must be even (weights pair up along K), got 7"),
         ("int8:container=byte", "q35c: error: unknown key 'container' for scheme int8 (valid keys: g)"),
     ],

@@ -87,8 +87,9 @@ def test_info_quant_changes_the_default_scheme(capsys: pytest.CaptureFixture[str
 def test_unknown_model_lists_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "gpt-j"]) == 2
     assert capsys.readouterr().err == (
-        "q35c: error: unknown model 'gpt-j' (a file path, or one of the bundled examples: llama-2-13b, "
-        "llama-2-70b, llama-2-7b, llama-3-70b, llama-3-8b, llama-3.1-405b, tiny)\n"
+        "q35c: error: unknown model 'gpt-j' (a file path, one of the bundled examples: llama-2-13b, "
+        "llama-2-70b, llama-2-7b, llama-3-70b, llama-3-8b, llama-3.1-405b, tiny, or a packaged model: "
+        "smollm2-135m)\n"
     )
 
 

@@ -25,6 +25,16 @@ CODE_SPECS = [
     "q3p5:g=2:container=byte",
     "q4_0",
     "q8_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
+    "q2_k",
+    "q3_k",
+    "q4_k",
+    "q5_k",
+    "q6_k",
+    "iq4_nl",
+    "iq4_xs",
 ]
 EPS32 = float(np.finfo(np.float32).eps)
 FAST = settings(max_examples=80, deadline=None)

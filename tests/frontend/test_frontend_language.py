@@ -197,7 +197,9 @@ def test_unknown_op() -> None:
 
 def test_unknown_scheme() -> None:
     assert rendered("quant q9\n" + BASE) == (
-        "q35c: error: m.q35:1:7: unknown quantization scheme 'q9' (valid: fp16, int8, int4, q3p5, q4_0, q8_0)\n"
+        "q35c: error: m.q35:1:7: unknown quantization scheme 'q9' (valid: fp16, f32, int8, int4, q3p5, q4_0, q8_0, "
+        "q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs; for sizes only, the other ggml types: "
+        "iq2_xxs, tq1_0, bf16, ...)\n"
         "quant q9\n"
         "      ^"
     )
@@ -206,7 +208,7 @@ def test_unknown_scheme() -> None:
 def test_group_size_must_divide_k() -> None:
     assert rendered("quant int4:g=48\n" + BASE) == (
         "q35c: error: m.q35:4:7: weight w [64, 64] cannot be stored as int4:g=48 (from the default at line 1): "
-        "K=64 is not divisible by the group size g=48\n"
+        "K=64 is not divisible by the group size g=48; group sizes that fit K=64: 16, 32, 64 (e.g. int4:g=64)\n"
         "param w: [d, d]\n"
         "      ^"
     )

@@ -86,7 +86,12 @@ def test_symmetry_and_storage_bytes() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("q5", "unknown quantization scheme 'q5' (valid: fp16, int8, int4, q3p5, q4_0, q8_0)"),
+        (
+            "q5",
+            "unknown quantization scheme 'q5' (valid: fp16, f32, int8, int4, q3p5, q4_0, q8_0, q4_1, q5_0, "
+            "q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs; for sizes only, the other ggml types: iq2_xxs, "
+            "tq1_0, bf16, ...)",
+        ),
         ("", "unknown quantization scheme ''"),
         ("int8:container=byte", "unknown key 'container' for scheme int8 (valid keys: g)"),
         ("q4_0:g=64", "unknown key 'g' for scheme q4_0 (valid keys: none)"),

@@ -54,7 +54,16 @@ def test_roofline_points_lie_under_their_roofs(build: BuildReport) -> None:
         assert {p.phase for p in detail.roofline} == {"decode", "prefill"}
         for p in detail.roofline:
             assert p.intensity > 0 and p.achieved_ops_per_s > 0
-            assert p.achieved_ops_per_s <= p.roof_ops_per_s * (1 + 1e-9)
+            assert p.achieved_ops_per_s <= p.bound_ops_per_s * (1 + 1e-9)  # predicted time >= roofline bound
+            assert p.bound_ops_per_s <= p.roof_ops_per_s * (1 + 1e-9)  # the kernels' bound is under the spec roof
+
+
+def test_roofline_points_carry_the_tables_roofline_fraction(build: BuildReport) -> None:
+    for result in build.report.targets:
+        decode = next(p for p in build.detail(result.target).roofline if p.phase == "decode")
+        assert decode.roofline_fraction == pytest.approx(result.roofline_fraction)
+        assert decode.achieved_ops_per_s / decode.bound_ops_per_s == pytest.approx(result.roofline_fraction)
+        assert result.decode is not None and decode.limits[0][0] == result.decode.bottleneck
 
 
 def test_every_figure_cited_comes_from_the_spec(build: BuildReport) -> None:

@@ -23,7 +23,7 @@ def prefill(target: str, tile_t: int = 0) -> Workload:
 
 
 def main_bytes(target: Target, work: Workload) -> float:
-    return target.estimate(work, devices=1).bytes[target.spec.main_memory.name]
+    return target.estimate(work).bytes[target.spec.main_memory.name]
 
 
 @pytest.mark.parametrize("name", ["h100-sxm", "m2-max"])
@@ -31,7 +31,7 @@ def test_one_token_tiles_reread_the_weights_from_main_memory(name: str) -> None:
     target = get_target(name)
     default, single = prefill(name), prefill(name, tile_t=1)
     assert main_bytes(target, single) >= 3 * main_bytes(target, default)
-    assert target.estimate(single, devices=1).seconds > target.estimate(default, devices=1).seconds
+    assert target.estimate(single).seconds > target.estimate(default).seconds
 
 
 @pytest.mark.parametrize("name", ["h100-sxm", "m2-max"])
@@ -65,13 +65,13 @@ def test_halving_a_level_never_speeds_up_a_kernel(name: str) -> None:
     kernels += [k for k in work.kernels if k.name == "linear"][:3]
     assert kernels
     for level in [m.name for m in target.spec.memory if m.on_chip] or [None]:
-        before = [target.kernel_cost(k, work, 1) for k in kernels]
+        before = [target.kernel_cost(k) for k in kernels]
         capacity = max(m.capacity_bytes for m in target.spec.memory)
         current = target
         for _ in range(30):
             capacity /= 2
             current = shrunk(current, capacity, level)
-            after = [current.kernel_cost(k, work, 1) for k in kernels]
+            after = [current.kernel_cost(k) for k in kernels]
             for a, b in zip(before, after, strict=True):
                 assert b.seconds >= a.seconds * (1 - 1e-12)
                 main = target.spec.main_memory.name

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from q35c.predict.predictor import Predictor, Scenario
 from q35c.targets import host_probe
+from q35c.targets.placement import Placement
 from q35c.targets.spec import load_spec, spec_names
-from q35c.targets.target import DoesNotFit, Footprint, get_target
-
-# llama-3.1-405b and a 70B model at q3p5 (batch 1, prompt 512, generate 128): weights, KV cache, activations
-LLAMA_405B_Q3P5 = Footprint(190.25e9, 0.33e9, 0.3e6)
-LLAMA_70B_Q3P5 = Footprint(32.2e9, 0.3e9, 0.2e6)
+from q35c.targets.target import DoesNotFit, get_target
 
 
 @pytest.fixture(autouse=True)
@@ -35,25 +33,28 @@ def test_usable_bytes_are_below_capacity(name: str) -> None:
     assert "usable" in main.describe_usable()
 
 
+def placement(model: str, name: str, **kwargs: int) -> Placement:
+    """Where `model` at q3p5 runs on target `name` (batch 1, prompt 512, generate 128)."""
+    return Predictor(model, "q3p5", Scenario(1, 512, 128)).placement(get_target(name), **kwargs)
+
+
 def test_405b_q3p5_needs_two_mi300x() -> None:
-    target = get_target("mi300x")
-    assert target.devices_needed(LLAMA_405B_Q3P5) == 2
-    with pytest.raises(DoesNotFit, match="needs at least 2"):
-        target.check_devices(1, LLAMA_405B_Q3P5)
+    assert placement("llama-3.1-405b", "mi300x").devices == 2
+    with pytest.raises(DoesNotFit, match="cannot hold the model"):
+        placement("llama-3.1-405b", "mi300x", devices=1)
 
 
 def test_405b_q3p5_does_not_fit_one_m2_ultra_and_says_why() -> None:
-    target = get_target("m2-ultra")
     with pytest.raises(DoesNotFit) as err:
-        target.devices_needed(LLAMA_405B_Q3P5)
+        placement("llama-3.1-405b", "m2-ultra")
     message = str(err.value)
-    assert "at most 1" in message
+    assert "at most 1" in message and "one Mac" in message
     assert "143 of 192 GB of dram usable" in message and "Metal's default working-set limit" in message
 
 
 @pytest.mark.parametrize("name", ["mi300x", "m2-ultra"])
 def test_70b_q3p5_still_fits_one(name: str) -> None:
-    assert get_target(name).devices_needed(LLAMA_70B_Q3P5) == 1
+    assert placement("llama-2-70b", name).devices == 1
 
 
 def test_explanation_states_usable_of_total() -> None:

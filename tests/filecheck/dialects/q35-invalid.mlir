@@ -30,7 +30,7 @@ func.func @wrong_result(%x: tensor<1x128xf16>) {
 
 // -----
 %w = q35.weight "w" : !q35.packed<128x96, #q35.scheme<int3>>
-// CHECK: unknown quantization scheme 'int3' (valid: fp16, int8, int4, q3p5, q4_0, q8_0)
+// CHECK: unknown quantization scheme 'int3' (valid: fp16, f32, int8, int4, q3p5, q4_0, q8_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs; for sizes only, the other ggml types: iq2_xxs, tq1_0, bf16, ...)
 
 // -----
 %w = q35.weight "w" : !q35.packed<128x96, #q35.scheme<q4_0, g = 64>>

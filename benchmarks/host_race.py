@@ -1,0 +1,346 @@
+"""The host race: q35c's generated matrix-vector kernels (the decode step's linears) against llama.cpp's CPU
+kernels, numpy and MLX on this machine's CPU, in one run.
+
+    python benchmarks/host_race.py [--shapes 4096x4096,11008x4096,4096x11008] [--threads 2] [--reps 15]
+                                   [--llama-lib DIR] [--json benchmarks/results/host_race.json]
+
+Each case is y = W x for one token (batch-1 decode), W of shape N x K (the linears of a llama-2-7b layer:
+q/k/v/o 4096x4096, gate/up 11008x4096, down 4096x11008):
+
+- q35c: `q35c.codegen.host` libraries compiled from the host pipeline's kernels (`linear_module`, the same
+  passes as `q35c build --target host --emit so`), for q3p5 (dense and byte), int4, q4_0, q8_0, int8 and fp16;
+- numpy: float32 W x on the dequantized weights (what a framework without quantized kernels does);
+- llama.cpp: `ggml_mul_mat` of its CPU backend through ctypes on `libggml` (the `llama-cpp-python` sdist built
+  outside this repository; `--llama-lib` names its `lib/` directory, or `import llama_cpp` finds it), for
+  Q4_0, Q8_0, Q4_K and Q3_K in the plain layout (not CPU_REPACK), with the activations in float32 (ggml quantizes
+  them to its dot-product type inside the call, as in llama.cpp's decode);
+- MLX (`mlx[cpu]`, when importable): `mx.quantized_matmul` at 3 and 4 bits, group 64, float32 activations.
+
+The peers live outside this repository (never in CI): `--site DIR` adds the site-packages of a virtual
+environment where `llama-cpp-python` (built from its sdist) and `mlx[cpu]` are installed.
+
+Warm: one weight matrix, called repeatedly (in cache where it fits). Cold: a cycle through copies of the weights
+totalling at least 4x the L3 size (32 MiB here unless `--l3-mib`), so every call streams its weights from DRAM.
+Each figure is the median of `--reps` calls, in wall time or (`--clock cpu`, with `--threads 1`) in this
+process's CPU time, which other processes on a shared machine do not inflate. Printed: milliseconds, GB/s of
+weight bytes, and each peer's time over q35c's q3p5 (dense) time for the same shape and warmth (> 1: q35c is
+faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+Q35C_SCHEMES = ("q3p5", "q3p5:container=byte", "int4", "q4_0", "q8_0", "int8", "fp16")
+GGML_TYPES = {"Q4_0": 2, "Q8_0": 8, "Q3_K": 11, "Q4_K": 12}
+GGML_F32 = 0
+
+
+@dataclass(frozen=True)
+class Case:
+    runner: str  # q35c, numpy, llama.cpp, mlx
+    scheme: str
+    n: int
+    k: int
+    warm_s: float
+    cold_s: float
+    weight_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "scheme": self.scheme,
+            "shape": f"{self.n}x{self.k}",
+            "warm_ms": self.warm_s * 1e3,
+            "cold_ms": self.cold_s * 1e3,
+            "weight_bytes": self.weight_bytes,
+            "warm_gb_s": self.weight_bytes / self.warm_s / 1e9,
+            "cold_gb_s": self.weight_bytes / self.cold_s / 1e9,
+        }
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCK = CLOCKS["wall"]
+
+
+def median_time(calls: list[Callable[[], None]], reps: int) -> float:
+    """Median seconds of one call, cycling through `calls` (one per weight copy), after one warm-up cycle."""
+    for call in calls:
+        call()
+    times: list[float] = []
+    for i in range(max(reps, len(calls))):
+        call = calls[i % len(calls)]
+        start = CLOCK()
+        call()
+        times.append(CLOCK() - start)
+    return statistics.median(times)
+
+
+def copies_for(weight_bytes: int, l3_bytes: int) -> int:
+    return max(2, -(-4 * l3_bytes // weight_bytes))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# q35c
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def q35c_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace, out: Path) -> list[Case]:
+    from q35c import formats
+    from q35c.codegen.host.abi import c_identifier
+    from q35c.codegen.host.library import emit_library
+    from q35c.codegen.host.runtime import HostLibrary
+    from q35c.verify.linear import linear_module, lower_for_host
+
+    modules = {c_identifier(s): lower_for_host(linear_module(1, n, k, s)) for s in Q35C_SCHEMES}
+    emit_library(modules, {"model": f"linear {n}x{k}"}, out, "so")
+    lib = HostLibrary.load(out)
+    lib.set_threads(args.threads)
+    cases: list[Case] = []
+    for scheme in Q35C_SCHEMES:
+        qt = formats.get(scheme).quantize(w)
+        by_role = {"codes": qt.packed, "scale": qt.scale, "offset": qt.offset}
+        entry = next(e for e in lib.entries.values() if e.phase == c_identifier(scheme) and e.kind == "linear")
+        arrays = [by_role[a.role or ""] for a in entry.args[1:]]
+        nbytes = sum(a.nbytes for a in arrays if a is not None)
+        copies = copies_for(nbytes, args.l3_mib << 20)
+        calls = []
+        for i in range(copies):
+            own = [a if i == 0 else a.copy() for a in arrays]
+            call, _ = lib.bind(entry.symbol, [x.astype(np.float16), *own])
+            calls.append(call)
+        warm = median_time(calls[:1], args.reps)
+        cold = median_time(calls, args.reps)
+        cases.append(Case("q35c", scheme, n, k, warm, cold, nbytes))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# numpy
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def numpy_case(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace) -> Case:
+    nbytes = w.nbytes
+    mats = [w] + [w.copy() for _ in range(copies_for(nbytes, args.l3_mib << 20) - 1)]
+    xv = x.reshape(-1)
+    calls = [lambda m=m: np.dot(m, xv) for m in mats]  # type: ignore[misc]
+    return Case("numpy", "fp32", n, k, median_time(calls[:1], args.reps), median_time(calls, args.reps), nbytes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# llama.cpp (ggml through ctypes)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class InitParams(ctypes.Structure):
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+
+def find_ggml(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return None
+    lib = Path(spec.origin).parent / "lib"
+    return lib if (lib / "libggml-cpu.so").exists() else None
+
+
+@dataclass
+class Ggml:
+    base: ctypes.CDLL
+    cpu: ctypes.CDLL
+
+    @classmethod
+    def load(cls, directory: Path) -> Ggml:
+        mode = ctypes.RTLD_GLOBAL
+        ctypes.CDLL(str(directory / "libggml-base.so"), mode=mode)
+        base = ctypes.CDLL(str(directory / "libggml-base.so"), mode=mode)
+        cpu = ctypes.CDLL(str(directory / "libggml-cpu.so"), mode=mode)
+        p, i64, sz = ctypes.c_void_p, ctypes.c_int64, ctypes.c_size_t
+        base.ggml_init.argtypes, base.ggml_init.restype = [InitParams], p
+        base.ggml_free.argtypes = [p]
+        base.ggml_new_tensor_2d.argtypes, base.ggml_new_tensor_2d.restype = [p, ctypes.c_int, i64, i64], p
+        base.ggml_get_data.argtypes, base.ggml_get_data.restype = [p], p
+        base.ggml_nbytes.argtypes, base.ggml_nbytes.restype = [p], sz
+        base.ggml_row_size.argtypes, base.ggml_row_size.restype = [ctypes.c_int, i64], sz
+        base.ggml_mul_mat.argtypes, base.ggml_mul_mat.restype = [p, p, p], p
+        base.ggml_new_graph.argtypes, base.ggml_new_graph.restype = [p], p
+        base.ggml_build_forward_expand.argtypes = [p, p]
+        base.ggml_quantize_chunk.argtypes = [ctypes.c_int, p, p, i64, i64, i64, p]
+        base.ggml_quantize_chunk.restype = sz
+        cpu.ggml_graph_compute_with_ctx.argtypes = [p, p, ctypes.c_int]
+        cpu.ggml_graph_compute_with_ctx.restype = ctypes.c_int
+        if hasattr(cpu, "ggml_cpu_init"):
+            cpu.ggml_cpu_init()
+        return cls(base, cpu)
+
+
+def llama_cases(ggml: Ggml, n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace) -> list[Case]:
+    b = ggml.base
+    cases: list[Case] = []
+    for name, typ in GGML_TYPES.items():
+        nbytes = int(b.ggml_row_size(typ, k)) * n
+        copies = copies_for(nbytes, args.l3_mib << 20)
+        slack = (copies + 1) * (4 << 20)  # tensor and graph headers
+        ctx = b.ggml_init(InitParams(nbytes * copies + 4 * k + 4 * n * copies + slack, None, False))
+        xt = b.ggml_new_tensor_2d(ctx, GGML_F32, k, 1)
+        ctypes.memmove(b.ggml_get_data(xt), x.astype(np.float32).ctypes.data, 4 * k)
+        wf = np.ascontiguousarray(w, dtype=np.float32)
+        graphs = []
+        first = None
+        for _ in range(copies):
+            wt = b.ggml_new_tensor_2d(ctx, typ, k, n)
+            if first is None:
+                b.ggml_quantize_chunk(typ, wf.ctypes.data, b.ggml_get_data(wt), 0, n, k, None)
+                first = wt
+            else:
+                ctypes.memmove(b.ggml_get_data(wt), b.ggml_get_data(first), nbytes)
+            graph = b.ggml_new_graph(ctx)
+            b.ggml_build_forward_expand(graph, b.ggml_mul_mat(ctx, wt, xt))
+            graphs.append(graph)
+        calls = [lambda g=g, c=ctx: ggml.cpu.ggml_graph_compute_with_ctx(c, g, args.threads) for g in graphs]
+        warm = median_time(calls[:1], args.reps)
+        cold = median_time(calls, args.reps)
+        b.ggml_free(ctx)
+        cases.append(Case("llama.cpp", name, n, k, warm, cold, nbytes))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MLX
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def mlx_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace) -> list[Case]:
+    import mlx.core as mx  # type: ignore[import-not-found]
+
+    mx.set_default_device(mx.cpu)
+    cases: list[Case] = []
+    # float32: MLX's CPU quantized_matmul is about 30x slower with float16 activations.
+    xm = mx.array(x.astype(np.float32))
+    for bits in (3, 4):
+        wq, scales, biases = mx.quantize(mx.array(w.astype(np.float32)), group_size=64, bits=bits)
+        mx.eval(wq, scales, biases)
+        nbytes = sum(int(a.nbytes) for a in (wq, scales, biases))
+        copies = copies_for(nbytes, args.l3_mib << 20)
+        sets = [(wq, scales, biases)] + [(mx.array(wq), mx.array(scales), mx.array(biases)) for _ in range(copies - 1)]
+
+        def call(s: tuple[Any, Any, Any] = sets[0], bits: int = bits) -> None:
+            mx.eval(mx.quantized_matmul(xm, s[0], s[1], s[2], transpose=True, group_size=64, bits=bits))
+
+        calls = [lambda s=s: call(s) for s in sets]
+        warm, cold = median_time(calls[:1], args.reps), median_time(calls, args.reps)
+        cases.append(Case("mlx", f"{bits}-bit g64", n, k, warm, cold, nbytes))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def table(cases: list[Case]) -> list[str]:
+    lines = [
+        f"{'shape':<11} {'runner':<10} {'scheme':<20} {'warm ms':>9} {'cold ms':>9} {'cold GB/s':>10} "
+        f"{'warm/q35c':>10} {'cold/q35c':>10}"
+    ]
+    ours = {(c.n, c.k): c for c in cases if c.runner == "q35c" and c.scheme == "q3p5"}
+    for c in cases:
+        base = ours.get((c.n, c.k))
+        warm = f"{c.warm_s / base.warm_s:.2f}" if base else "-"
+        cold = f"{c.cold_s / base.cold_s:.2f}" if base else "-"
+        lines.append(
+            f"{c.n}x{c.k:<6} {c.runner:<10} {c.scheme:<20} {c.warm_s * 1e3:>9.3f} {c.cold_s * 1e3:>9.3f} "
+            f"{c.weight_bytes / c.cold_s / 1e9:>10.2f} {warm:>10} {cold:>10}"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="4096x4096,11008x4096,4096x11008", help="NxK,... (out x in)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--l3-mib", type=int, default=32, help="L3 size for the cold cycle (default 32)")
+    parser.add_argument("--llama-lib", help="the lib/ directory of an installed llama-cpp-python")
+    parser.add_argument(
+        "--site", help="a site-packages directory holding the peers (llama_cpp, mlx), searched after this one's"
+    )
+    parser.add_argument("--json", help="write the cases to this JSON file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall (default) or cpu: this process's CPU time, steadier on a machine shared with other work; "
+        "meaningful with --threads 1 (every runner then computes on the calling thread)",
+    )
+    args = parser.parse_args()
+    global CLOCK
+    CLOCK = CLOCKS[args.clock]
+    if args.site:
+        sys.path.append(args.site)
+
+    ggml_dir = find_ggml(args.llama_lib)
+    ggml = Ggml.load(ggml_dir) if ggml_dir is not None else None
+    if ggml is None:
+        print(
+            "llama.cpp: skipped (llama-cpp-python is not installed; build its sdist outside the repo and pass "
+            "--llama-lib DIR/llama_cpp/lib)",
+            file=sys.stderr,
+        )
+    has_mlx = importlib.util.find_spec("mlx") is not None
+    if not has_mlx:
+        print("mlx: skipped (mlx[cpu] is not importable)", file=sys.stderr)
+    rng = np.random.default_rng(args.seed)
+    cases: list[Case] = []
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="q35c-race-") as tmp:
+        for text in args.shapes.split(","):
+            n, k = (int(v) for v in text.lower().split("x"))
+            w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+            x = rng.standard_normal((1, k)).astype(np.float32)
+            print(f"{n}x{k}: q35c ...", file=sys.stderr)
+            cases += q35c_cases(n, k, w, x, args, Path(tmp) / f"lib{n}x{k}")
+            cases.append(numpy_case(n, k, w, x, args))
+            if ggml is not None:
+                print(f"{n}x{k}: llama.cpp ...", file=sys.stderr)
+                cases += llama_cases(ggml, n, k, w, x, args)
+            if has_mlx:
+                print(f"{n}x{k}: mlx ...", file=sys.stderr)
+                cases += mlx_cases(n, k, w, x, args)
+    print(
+        f"batch-1 GEMV on this CPU ({os.cpu_count()} logical CPUs), {args.threads} thread(s), median of "
+        f"{args.reps}, {args.clock} clock"
+    )
+    print("\n".join(table(cases)))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "threads": args.threads,
+            "reps": args.reps,
+            "clock": args.clock,
+            "l3_mib": args.l3_mib,
+            "cpu_count": os.cpu_count(),
+        }
+        Path(args.json).write_text(json.dumps({**meta, "cases": [c.to_json() for c in cases]}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,77 @@
+"""`q35c run MODEL --target host`: compile the model to native code, run it on this machine with random weights,
+and print measured tok/s beside the host cost model's prediction for the same modules.
+
+The work is `q35c.codegen.host.measure`; this module parses arguments and prints. On a terminal a progress line
+shows the build and each timed step (`q35c.util.progress`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from q35c.cli._args import MODEL_HELP, QUANT_HELP, count_at_least, key_values
+from q35c.util.errors import Q35Error
+from q35c.util.progress import Progress
+
+EPILOG = """\
+examples:
+  q35c run tiny --target host --quant q3p5:g=32 --gen 8
+  q35c run llama-2-7b --quant q3p5 --prompt 16 --gen 16 --threads 2
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="compile a model to native code, run it on this machine and compare tok/s with the prediction",
+        description="Compile MODEL for the host (the decode step and the prefill, as `q35c build --target host "
+        "--emit so`), fill its weights with seeded random values in each weight's scheme, time the prefill and "
+        "one decode step per generated token (medians), and print the measured tok/s beside the host cost "
+        "model's prediction for the same modules.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    parser.add_argument("--target", default="host", metavar="T", help="where to run: host, this machine (default)")
+    parser.add_argument("--quant", metavar="SPEC", help=QUANT_HELP)
+    parser.add_argument("--prompt", type=count_at_least(1), default=16, metavar="P", help="prompt tokens (16)")
+    parser.add_argument("--gen", type=count_at_least(1), default=16, metavar="G", help="generated tokens (16)")
+    parser.add_argument("--batch", type=count_at_least(1), default=1, metavar="B", help="sequences (1)")
+    parser.add_argument(
+        "--threads",
+        type=count_at_least(1),
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="OpenMP threads (default: this machine's logical CPUs)",
+    )
+    parser.add_argument("--seed", type=count_at_least(0), default=0, metavar="S", help="weights' seed (0)")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="pipeline option (as q35c build)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from q35c.codegen.host.library import TARGET
+    from q35c.codegen.host.measure import RunRequest, run_model
+
+    if args.target != TARGET:
+        raise Q35Error(f"q35c run runs on this machine: --target {TARGET} (got '{args.target}')")
+    request = RunRequest(
+        args.model,
+        args.quant,
+        prompt=args.prompt,
+        gen=args.gen,
+        threads=args.threads,
+        batch=args.batch,
+        seed=args.seed,
+        options=key_values(args.option),
+    )
+    progress = Progress.for_stream(sys.stderr, total=13 + request.gen + request.prefill_runs)
+    with progress:
+        result = run_model(request, lambda what: progress.step(args.model, what))
+    print("\n".join(result.lines()))
+    return 0

@@ -1,0 +1,166 @@
+"""`q35c build MODEL --target host --emit so|obj|llvm -o DIR`: the host pipeline's final IR as native code.
+
+    library = build_library(LibraryRequest("tiny", "q3p5:g=32", Scenario(1, 4, 8)), Path("out"), "so")
+
+compiles the scenario's phases (the decode step and the prefill, as `q35c build --target host` and the cost
+model do), merges their final modules into one with a C entry per function (`abi`), runs
+`reassociate-reductions` through the pass runner, lowers with mlir-opt (`lowering.native_lowering`),
+translates to LLVM IR and compiles with clang. DIR receives, through a temporary sibling renamed at the end:
+
+    libq35.so  (--emit so)   the shared library; libq35.o (--emit obj) or libq35.ll (--emit llvm) instead
+    libq35.h                    the C declarations of every entry
+    libq35.json                 the manifest `runtime.HostLibrary` reads: model, scheme, phases, entries
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from q35c.codegen.host.abi import Entry, header, merge_phases
+from q35c.codegen.host.lowering import CLANG_FLAGS, native_lowering
+from q35c.codegen.host.runtime import HEADER, LIBRARY, MANIFEST
+from q35c.codegen.host.toolchain import Toolchain, find_toolchain
+from q35c.driver.pipeline import Runner, Stage, StageCallback, module_text
+from q35c.passes.fuse_unpack import FuseUnpackPass
+from q35c.passes.reassociate_reductions import ReassociateReductionsPass
+from q35c.passes.reduce_in_registers import ReduceInRegistersPass
+from q35c.predict.predictor import Predictor, Scenario
+from q35c.util.errors import Location, Q35Error
+from q35c.util.output import AtomicDirectory
+
+TARGET = "host"
+EMITS = {"so": LIBRARY, "obj": "libq35.o", "llvm": "libq35.ll"}
+NATIVE_STAGE = Stage(
+    "native",
+    (FuseUnpackPass(), ReassociateReductionsPass(), ReduceInRegistersPass()),
+    "matrix-vector kernels unpack in registers; float sums in reductions may be reordered (vector lanes)",
+)
+
+
+@dataclass(frozen=True)
+class LibraryRequest:
+    """What to compile: a model, its scheme, the scenario fixing the phases' shapes, pipeline options."""
+
+    model: str
+    quant: str | None
+    scenario: Scenario
+    options: Mapping[str, Any] = field(default_factory=dict[str, Any])
+
+    def phase_keys(self) -> dict[str, tuple[str, str | None, int, int, int]]:
+        options = tuple(sorted(self.options.items()))
+        return Predictor(self.model, self.quant, self.scenario, options).phase_keys()
+
+
+@dataclass(frozen=True)
+class BuiltLibrary:
+    """A written library directory: its path, the file emitted and the entries exported."""
+
+    directory: Path
+    artifact: Path
+    entries: tuple[Entry, ...]
+    manifest: dict[str, Any]
+
+
+def compile_phase_modules(
+    request: LibraryRequest, callback: Callable[[str], StageCallback | None] | None = None
+) -> tuple[dict[str, ModuleOp], dict[str, tuple[str, str | None, int, int, int]]]:
+    """The final host module of each phase of the request (verified after every stage), and the phase keys."""
+    from q35c.driver.compile import compile_phases
+
+    keys = request.phase_keys()
+    results = compile_phases(keys, TARGET, request.options, callback)
+    return {phase: result.module for phase, result in results.items()}, keys
+
+
+def lower_to_llvm_ir(modules: Mapping[str, ModuleOp], tools: Toolchain) -> tuple[str, tuple[Entry, ...]]:
+    """LLVM IR text of the merged phase modules, and the entries it exports."""
+    merged, entries = merge_phases(modules)
+    Runner(verify=True, target=TARGET).apply(NATIVE_STAGE, merged)
+    lowered = tools.opt(module_text(merged), native_lowering(openmp=tools.openmp is not None))
+    return tools.translate(lowered), entries
+
+
+def clang_flags(emit: str, tools: Toolchain) -> tuple[str, ...]:
+    openmp = ("-fopenmp",) if tools.openmp is not None else ()
+    if emit == "obj":
+        return (*CLANG_FLAGS, *openmp, "-c")
+    link = (f"-L{tools.openmp}", f"-Wl,-rpath,{tools.openmp}") if tools.openmp is not None else ()
+    if tools.runtime is not None:
+        link = (*link, f"-Wl,-rpath,{tools.runtime.parent}")
+    return (*CLANG_FLAGS, *openmp, "-shared", *link)
+
+
+def libraries(emit: str, tools: Toolchain) -> tuple[str, ...]:
+    """What a shared library links after the code: MLIR's C runner utilities (`memrefCopy`)."""
+    return (str(tools.runtime),) if emit == "so" and tools.runtime is not None else ()
+
+
+def manifest_for(request: LibraryRequest, keys: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """What the library was compiled from (`emit_library` adds its entries)."""
+    return {
+        "model": request.model,
+        "quant": request.quant,
+        "target": TARGET,
+        "batch": request.scenario.batch,
+        "prompt": request.scenario.prompt,
+        "gen": request.scenario.gen,
+        "options": dict(sorted(request.options.items())),
+        "phases": {phase: {"seq": key[2], "context": key[3], "batch": key[4]} for phase, key in keys.items()},
+    }
+
+
+def check_destination(path: Path) -> None:
+    """Q35Error unless `path` is free, an empty directory or an earlier library directory (it is replaced)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink() and ((path / MANIFEST).is_file() or not any(path.iterdir())):
+        return
+    raise Q35Error(
+        f"{path} exists and is not a q35c library directory (no {MANIFEST}): choose another -o, or remove it",
+        Location(str(path)),
+    )
+
+
+def emit_library(
+    modules: Mapping[str, ModuleOp],
+    manifest: dict[str, Any],
+    output: Path,
+    emit: str = "so",
+    tools: Toolchain | None = None,
+) -> BuiltLibrary:
+    """Write the library directory for the phases' final modules (see the module docstring)."""
+    if emit not in EMITS:
+        raise Q35Error(f"unknown native output '{emit}' (choose from {', '.join(EMITS)})")
+    check_destination(output)
+    tools = tools if tools is not None else find_toolchain()
+    llvm_ir, entries = lower_to_llvm_ir(modules, tools)
+    manifest = {**manifest, "entries": [e.to_json() for e in entries], "openmp": tools.openmp is not None}
+    title = f"{manifest.get('model')} ({manifest.get('quant') or 'default scheme'}) for the host, compiled by q35c"
+    with AtomicDirectory(output) as out:
+        ll = out.tmp / EMITS["llvm"]
+        ll.write_text(llvm_ir)
+        if emit != "llvm":
+            tools.compile(ll, out.tmp / EMITS[emit], clang_flags(emit, tools), libraries(emit, tools))
+            ll.unlink()
+        (out.tmp / HEADER).write_text(header(output.name, title, entries))
+        (out.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return BuiltLibrary(output, output / EMITS[emit], entries, manifest)
+
+
+def build_library(
+    request: LibraryRequest,
+    output: Path,
+    emit: str = "so",
+    callback: Callable[[str], StageCallback | None] | None = None,
+) -> BuiltLibrary:
+    """Compile the request's phases for the host and write its library directory."""
+    check_destination(output)  # before compiling: bad setup or a bad -o is reported at once
+    tools = find_toolchain()
+    modules, keys = compile_phase_modules(request, callback)
+    return emit_library(modules, manifest_for(request, keys), output, emit, tools)

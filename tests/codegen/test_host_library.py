@@ -1,0 +1,122 @@
+"""Native host code: the tiny model's decode step and prefill compiled to a shared library by mlir-opt,
+mlir-translate and clang-22, called through ctypes and compared with the numpy reference; single linear kernels
+of every scheme family compared with the dequantized weights, their unpacked codes bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from q35c import formats
+from q35c.codegen.host.abi import c_identifier
+from q35c.codegen.host.library import LibraryRequest, build_library, emit_library
+from q35c.codegen.host.measure import step_arguments
+from q35c.codegen.host.runtime import HostLibrary
+from q35c.codegen.host.toolchain import Toolchain
+from q35c.frontend import load_model
+from q35c.predict.predictor import Scenario
+from q35c.util.errors import Q35Error
+from q35c.verify.linear import LinearCase, linear_data, linear_module, lower_for_host, output_tolerance
+from q35c.verify.model import F16_ULP_RELATIVE, model_inputs, model_params
+from q35c.verify.reference import evaluate, rounding_depth
+
+QUANT = "q3p5:g=32"
+SCENARIO = Scenario(batch=1, prompt=3, gen=4)  # prefill: 3 tokens; decode: 1 token after 5 cached
+
+
+@pytest.fixture(scope="module")
+def tiny_library(host_toolchain: Toolchain, tmp_path_factory: pytest.TempPathFactory) -> HostLibrary:
+    out = tmp_path_factory.mktemp("tiny") / "lib"
+    build_library(LibraryRequest("tiny", QUANT, SCENARIO), out, "so")
+    return HostLibrary.load(out)
+
+
+def test_library_directory_has_header_manifest_and_entries(tiny_library: HostLibrary) -> None:
+    directory = tiny_library.path.parent
+    assert sorted(p.name for p in directory.iterdir()) == ["libq35.h", "libq35.json", "libq35.so"]
+    entries = tiny_library.entries
+    assert {"q35_decode_step", "q35_prefill_step"} <= set(entries)
+    kernels = [e for e in entries.values() if e.kind == "linear"]
+    assert kernels and all(e.symbol.startswith(("q35_decode_linear_", "q35_prefill_linear_")) for e in kernels)
+    header = (directory / "libq35.h").read_text()
+    for entry in entries.values():
+        assert f"void {entry.c_name}(" in header
+    assert tiny_library.manifest["phases"] == {
+        "decode": {"seq": 1, "context": 5, "batch": 1},
+        "prefill": {"seq": 3, "context": 0, "batch": 1},
+    }
+
+
+def check_step(library: HostLibrary, phase: str, threads: tuple[int, ...] = (1, 2)) -> None:
+    """The phase's step on random weights and inputs equals the numpy reference within q35c verify's tolerance,
+    and the same (bit for bit) with every thread count in `threads`."""
+    shape = library.manifest["phases"][phase]
+    graph = load_model("tiny", quant=QUANT, seq=shape["seq"], context=shape["context"], batch=shape["batch"]).module
+    rng = np.random.default_rng(7)
+    params, inputs = model_params(graph, rng), model_inputs(graph, rng)
+    y_ref = evaluate(graph, inputs, params, "main")[0].astype(np.float64)
+    entry = library.entries[f"q35_{phase}_step"]
+    outputs: list[NDArray[np.float16]] = []
+    for count in threads:
+        library.set_threads(count)
+        (y,) = library.call(entry.symbol, step_arguments(entry, params, inputs))
+        outputs.append(y)
+    # The threads split parallel loops only: each output is summed in the same order.
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+    y = outputs[0].astype(np.float64)
+    tolerance = rounding_depth(graph, "main") * F16_ULP_RELATIVE * np.abs(y_ref).max()
+    assert y.shape == y_ref.shape
+    assert np.abs(y - y_ref).max() <= tolerance
+    assert np.array_equal(y.argmax(-1), y_ref.argmax(-1))
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+def test_step_matches_reference(tiny_library: HostLibrary, phase: str) -> None:
+    check_step(tiny_library, phase)
+
+
+def test_batch_of_two_matches_reference(host_toolchain: Toolchain, tmp_path: Path) -> None:
+    """Two sequences per step: strided copies of the batch's rows (MLIR's runtime `memrefCopy`) included."""
+    build_library(LibraryRequest("tiny", QUANT, Scenario(batch=2, prompt=2, gen=2)), tmp_path / "lib", "so")
+    library = HostLibrary.load(tmp_path / "lib")
+    for phase in ("decode", "prefill"):
+        check_step(library, phase, threads=(1,))
+
+
+def test_wrong_argument_is_refused_before_the_call(tiny_library: HostLibrary) -> None:
+    entry = tiny_library.entries["q35_decode_step"]
+    args = [np.zeros(t.shape, np.float32) for t in entry.args]
+    with pytest.raises(Q35Error, match="argument ids is \\[1\\] i32, got \\[1\\] float32"):
+        tiny_library.call(entry.symbol, args)
+
+
+SCHEMES = ["q3p5:g=32", "q3p5:g=64:container=byte", "int4:g=32", "q4_0", "q8_0", "int8", "fp16"]
+
+
+def test_linear_kernels_of_every_family(host_toolchain: Toolchain, tmp_path: Path) -> None:
+    """One token (matrix-vector: fuse-unpack and reduce-in-registers apply) and two (unpacked once per tile)."""
+    cases = {
+        c_identifier(f"{s}_t{t}"): LinearCase(tokens=t, n=48, k=128, spec=s, seed=3) for s in SCHEMES for t in (1, 2)
+    }
+    modules = {name: lower_for_host(linear_module(c.tokens, c.n, c.k, c.spec)) for name, c in cases.items()}
+    emit_library(modules, {"model": "linear"}, tmp_path / "lib", "so", host_toolchain)
+    lib = HostLibrary.load(tmp_path / "lib")
+    for name, case in cases.items():
+        x, qt = linear_data(case)
+        entry = lib.entries[f"q35_{name}_linear"]
+        params = {"linear.weight": qt}
+        outputs = lib.call(entry.symbol, step_arguments(entry, params, [x]))
+        fmt = formats.get(case.spec)
+        w_ref = fmt.dequantize(qt)
+        offset = np.zeros_like(w_ref, dtype=np.float64)
+        groups = fmt.scheme.n_groups(case.k) if fmt.scheme.is_quantized else 1
+        if qt.offset is not None:
+            offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
+        y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+        tolerance = output_tolerance(x, w_ref, offset, groups, half=True)
+        assert np.all(np.abs(outputs[0].astype(np.float64) - y_ref) <= tolerance), case.spec
+        if fmt.scheme.is_quantized:
+            assert np.array_equal(outputs[1], fmt.unpack(qt.packed)), f"{case.spec}: codes differ"
