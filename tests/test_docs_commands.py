@@ -45,6 +45,8 @@ SLOW: dict[str, str] = {
     "q35c run llama-2-7b --quant q3p5 --prompt 1 --gen 3 --threads 1": "compiles and runs a 7B model natively",
     "q35c accuracy smollm2-135m --quant q3p5:g=64,int3:g=64,int4:g=64,q4_0,int8 -o out/acc": "minutes of "
     "numpy forward passes; needs smollm2-135m (bash scripts/setup --models)",
+    "q35c accuracy smollm2-135m --quant q3p5:g=64,int3:g=64,int3:g=32,int4:g=64,q4_0,int8,q4_1,int4:g=32": "minutes "
+    "of numpy forward passes; needs smollm2-135m (bash scripts/setup --models)",
     "q35c quantize smollm2-135m --quant q4_0 -o smollm2-q4_0.gguf": "needs smollm2-135m (scripts/setup --models)",
     "q35c quantize smollm2-135m --quant q3p5:g=64 -o smollm2-q3p5.npz": "needs smollm2-135m (scripts/setup --models)",
 }
