@@ -42,7 +42,7 @@ first call of stage s'. Stages may be uneven (`layers`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -479,10 +479,49 @@ class StageMemory:
 def stage_memory(module: ModuleOp) -> list[StageMemory]:
     """Per pipeline stage, what one of its devices holds (a graph the `shard` pass rewrote, or any graph: one
     stage). Weights and caches count on the stage of their first user."""
-    entry = _entry(module)
-    block = entry.body.blocks.first
+    return _stage_memory(module, entry_stages(_entry(module)))
+
+
+def split_stage_memory(module: ModuleOp, pp: int, given: str = "") -> list[StageMemory]:
+    """`stage_memory` of `module` (not yet split into stages) after `pipeline(module, pp, given)`, computed
+    without changing or copying it: the stage `entry_stages` would give each op of the split graph."""
+    calls = decoder_calls(module)
+    counts = stage_layers(len(calls), pp, given)
+    block = _entry(module).body.blocks.first
     assert block is not None
-    stage_of = entry_stages(entry)
+    boundary: dict[Operation, int] = {}  # the last call of each stage but the last -> the stage after it
+    end = 0
+    for stage, count in enumerate(counts[:-1]):
+        end += count
+        boundary[calls[end - 1]] = stage + 1
+    planned: dict[Operation, int] = {}  # the stage `pipeline` puts each op on
+    stage = 0
+    for op in block.ops:
+        planned[op] = stage
+        stage = boundary.get(op, stage)
+    # `pipeline` inserts a stage's incoming transfers right after its boundary, and only where a value it reads
+    # (weights aside) comes from an earlier stage; an op is on the stage of the last transfers above it.
+    received: set[int] = set()
+    for op in block.ops:
+        if isinstance(op, WeightOp | func.ReturnOp | TransferOp):
+            continue
+        here = planned[op]
+        sources = [v.op for v in op.operands if isinstance(v, OpResult) and not isinstance(v.op, WeightOp)]
+        if any(planned.get(source, here) < here for source in sources):
+            received.add(here)
+    stage_of: dict[Operation, int] = {}
+    stage = 0
+    for op in block.ops:
+        stage_of[op] = stage
+        if boundary.get(op, 0) in received:
+            stage = boundary[op]
+    return _stage_memory(module, stage_of)
+
+
+def _stage_memory(module: ModuleOp, stage_of: Mapping[Operation, int]) -> list[StageMemory]:
+    """`stage_memory` with the stage of each op of the entry function's body given."""
+    block = _entry(module).body.blocks.first
+    assert block is not None
     count = max(stage_of.values(), default=0) + 1
     weights = [0.0] * count
     kv = [0.0] * count

@@ -37,8 +37,8 @@ from q35c.passes.shard import (
     StageMemory,
     check_tp,
     decoder_calls,
+    split_stage_memory,
     stage_layers,
-    stage_memory,
 )
 from q35c.targets.cost import DoesNotFit, Footprint
 from q35c.util.errors import Q35Error
@@ -92,9 +92,17 @@ def _clone_sharded(graph: ModuleOp, placement: Placement) -> ModuleOp:
     return module
 
 
+@lru_cache(maxsize=16)
+def _tensor_parallel(graph: ModuleOp, tp: int) -> ModuleOp:
+    """`graph` sharded `tp` ways in one pipeline stage (`graph` itself for one way: that changes nothing the
+    sizing reads); each pipeline split of it is sized without a copy (`split_stage_memory`)."""
+    return graph if tp == 1 else _clone_sharded(graph, Placement(tp, 1))
+
+
 @lru_cache(maxsize=256)
 def _memory(graph: ModuleOp, placement: Placement) -> tuple[StageMemory, ...]:
-    return tuple(stage_memory(_clone_sharded(graph, placement)))
+    layers = ",".join(str(n) for n in placement.layers)
+    return tuple(split_stage_memory(_tensor_parallel(graph, placement.tp), placement.pp, layers))
 
 
 def per_device(graph: ModuleOp, placement: Placement, tokens: int, activations: float) -> Footprint:

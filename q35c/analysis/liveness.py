@@ -207,10 +207,8 @@ def module_peaks(functions: Iterable[func.FuncOp]) -> dict[str, dict[int, Peak]]
     internal: dict[str, dict[int, int]] = {}
     result: dict[str, dict[int, Peak]] = {}
     for name in reversed(list(nx.topological_sort(calls))):
-        graph = alias_graph(fns[name])
-        own = peak(func_buffers(fns[name], internal, graph))
+        # An entry is called by no function here, so only its peak with arguments is needed.
+        own = peak(func_buffers(fns[name], internal, alias_graph(fns[name]), include_arguments=name in entries))
         internal[name] = {space: p.bytes for space, p in own.items()}
-        if name in entries:
-            own = peak(func_buffers(fns[name], internal, graph, include_arguments=True))
         result[name] = own
     return result

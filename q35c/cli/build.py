@@ -225,7 +225,15 @@ def emit_cuda(args: argparse.Namespace) -> int:
     from q35c.predict.predictor import Predictor
 
     if args.target is None or "," in args.target or args.target == "all" or not args.output:
-        raise Q35Error("--emit cuda needs one NVIDIA --target (h100-sxm, h100-pcie, a100-sxm) and -o DIR")
+        import tomllib
+
+        from q35c.targets.spec import SPEC_DIR, spec_names
+
+        def vendor(name: str) -> object:  # read from the file: loading the host's spec would probe the machine
+            return tomllib.loads((SPEC_DIR / f"{name}.toml").read_text(encoding="utf-8")).get("vendor")
+
+        nvidia = ", ".join(n for n in spec_names() if vendor(n) == "NVIDIA")
+        raise Q35Error(f"--emit cuda needs one NVIDIA --target ({nvidia}) and -o DIR")
     if args.seq is not None or args.context is not None:
         raise Q35Error("--seq and --context apply to --emit graph only: the scenario fixes the modules")
     if args.print_ir_after_all or args.print_ir_after or args.dump_ir:

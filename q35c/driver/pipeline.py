@@ -26,7 +26,7 @@ from typing import TextIO
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation
+from xdsl.ir import Attribute, Operation, TypeAttribute
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException
 
@@ -51,10 +51,52 @@ def make_context() -> Context:
     return ctx
 
 
+@dataclass(eq=False, repr=False)
+class _TextPrinter(Printer):
+    """xDSL's printer, writing the same text with fewer calls: a string without a line break goes straight to the
+    stream, a string literal (a weight's name in every argument attribute) is escaped whole, not byte by byte,
+    and each distinct type is printed once, then copied. A report directory prints every stage's module, so
+    printing is much of its time."""
+
+    _types: dict[Attribute, str] = field(default_factory=dict[Attribute, str], init=False)
+
+    def print_attribute(self, attribute: Attribute) -> None:
+        if not isinstance(attribute, TypeAttribute) or self.stream is None:
+            super().print_attribute(attribute)
+            return
+        if (text := self._types.get(attribute)) is not None:
+            self.print_string(text)
+            return
+        stream, self.stream = self.stream, io.StringIO()
+        try:
+            super().print_attribute(attribute)  # keeps the line and column up to date
+            text = self.stream.getvalue()
+        finally:
+            self.stream = stream
+        stream.write(text)
+        if "\n" not in text:
+            self._types[attribute] = text
+
+    def print_string(self, text: str, *, indent: int | None = None) -> None:
+        if self.stream is None or "\n" in text:
+            super().print_string(text, indent=indent)
+            return
+        self._current_column += len(text)
+        self.stream.write(text)
+
+    def print_bytes_literal(self, bytestring: bytes) -> None:
+        # As Printer.print_bytes_literal: backslash doubled, control bytes, '"' and non-ASCII as \XX.
+        escaped = "".join(
+            "\\\\" if byte == 0x5C else f"\\{byte:02X}" if byte < 0x20 or byte > 0x7E or byte == 0x22 else chr(byte)
+            for byte in bytestring
+        )
+        self.print_string(f'"{escaped}"')
+
+
 def module_text(module: Operation) -> str:
     """A module (or any op) as MLIR text in the custom (pretty) form, which mlir-opt reads too."""
     out = io.StringIO()
-    Printer(stream=out).print_op(module)
+    _TextPrinter(stream=out).print_op(module)
     return out.getvalue()
 
 

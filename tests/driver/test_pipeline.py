@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass
+from xdsl.printer import Printer
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 from xdsl.utils.exceptions import PassFailedException, VerifyException
 
@@ -27,6 +28,7 @@ from q35c.driver.pipeline import (
     run_stages,
     stage_names,
 )
+from q35c.frontend import load_model
 from q35c.util.errors import Q35Error
 
 IR = """
@@ -121,3 +123,12 @@ def test_the_runner_times_each_stage_and_calls_back_after_it() -> None:
     seconds = Runner().run(_module(), STAGES, lambda index, stage, module: seen.append((index, stage)))
     assert len(seconds) == len(STAGES) and all(s >= 0 for s in seconds)
     assert seen == [(0, "graph"), (1, "dce"), (2, "again")]
+
+
+def test_module_text_is_the_text_xdsl_prints() -> None:
+    module = load_model("tiny", quant="q3p5:g=32").module
+    names = ["plain", 'quote " and back\\slash', "tab\there\nnewline", "ünïcode ✓", "\x00\x7f"]
+    module.attributes.update({f"q35.t{i}": StringAttr(name) for i, name in enumerate(names)})
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    assert module_text(module) == out.getvalue()

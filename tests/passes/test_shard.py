@@ -12,7 +12,7 @@ from q35c.dialects.q35 import AttentionOp, EmbedOp, LinearOp, PackedType, Weight
 from q35c.dialects.q35_collectives import AllGatherOp, AllReduceOp, TransferOp
 from q35c.frontend import load_model
 from q35c.ir import attrs
-from q35c.passes.shard import ShardError, ShardPass, stage_layers, stage_memory, valid_tp
+from q35c.passes.shard import ShardError, ShardPass, split_stage_memory, stage_layers, stage_memory, valid_tp
 
 
 def sharded(model: str, tp: int, pp: int = 1, quant: str | None = "int4:g=32", layers: str = "") -> ModuleOp:
@@ -70,6 +70,25 @@ def test_pipeline_stages_hand_the_hidden_state_over_in_transfers() -> None:
     whole = stage_memory(load_model("llama-2-7b", quant="q3p5").module)[0]
     assert sum(m.weight_bytes for m in memory) == whole.weight_bytes  # pipelining replicates nothing
     assert sum(m.kv_bytes_per_token for m in memory) == whole.kv_bytes_per_token
+
+
+@pytest.mark.parametrize(
+    ("model", "quant", "tp", "pp", "layers"),
+    [
+        ("tiny", "int4:g=32", 1, 1, ""),
+        ("tiny", "int4:g=32", 2, 2, ""),
+        ("llama-2-7b", "q3p5", 1, 4, ""),
+        ("llama-2-7b", "q3p5", 2, 3, "20,4,8"),
+        ("llama-2-7b", "q3p5", 1, 32, ""),
+    ],
+)
+def test_stage_memory_of_a_split_is_that_of_the_split_graph(
+    model: str, quant: str, tp: int, pp: int, layers: str
+) -> None:
+    unsplit = sharded(model, tp, quant=quant)
+    expected = stage_memory(sharded(model, tp, pp, quant=quant, layers=layers))
+    assert len(expected) == pp
+    assert split_stage_memory(unsplit, pp, layers) == expected
 
 
 def test_extra_layers_go_between_the_first_and_last_stages() -> None:
