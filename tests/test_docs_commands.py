@@ -29,7 +29,7 @@ SLOW: dict[str, str] = {
     "q35c build llama-2-70b --quant int4 --target all -o out/llama-2-70b-int4": "every target, a report directory",
     "q35c compare out/llama-2-70b-q3p5 out/llama-2-70b-int4": "needs the two report directories above",
     "q35c build llama-2-70b --quant q3p5 --target "
-    "a100-sxm,groq-lpu,h100-pcie,h100-sxm,m1-max,m2-max,m2-ultra,m3-max,m4-max,mi210,mi300x": "every target",
+    "a100-sxm,groq-lpu,h100-pcie,h100-sxm,h200,m1-max,m2-max,m2-ultra,m3-max,m4-max,mi210,mi300x": "every target",
     "q35c build llama-3.1-405b --quant q3p5 --target all": "every target",
     "q35c targets host --probe": "measures the host's bandwidth and FLOPS (seconds, and noisy on a busy machine)",
     "q35c build llama-2-7b --target h100-sxm --quant q3p5 --emit cuda -o out/cuda": "nvcc compiles every kernel",
