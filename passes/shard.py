@@ -42,7 +42,7 @@ first call of stage s'. Stages may be uneven (`layers`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -53,7 +53,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from q35c.analysis.workload import entry_stages
+from q35c.analysis.workload import entry_function, entry_stages, functions_of
 from q35c.dialects.q35 import (
     AddOp,
     AttentionOp,
@@ -88,19 +88,11 @@ class _Plan:
     heads: dict[AttentionOp, tuple[int, int]] = field(default_factory=dict[AttentionOp, tuple[int, int]])
 
 
-def _functions(module: ModuleOp) -> dict[str, func.FuncOp]:
-    return {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp) and not op.is_declaration}
-
-
 def _entry(module: ModuleOp) -> func.FuncOp:
-    functions = _functions(module)
-    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
-    if "main" in functions:
-        return functions["main"]
-    uncalled = [fn for name, fn in functions.items() if name not in called]
-    if not uncalled:
-        raise ShardError("no entry function to shard")
-    return uncalled[0]
+    try:
+        return entry_function(module)
+    except ValueError as err:
+        raise ShardError(str(err)) from None
 
 
 def _shape(value: SSAValue | Attribute) -> list[int]:
@@ -147,7 +139,7 @@ class TensorParallel:
     def __init__(self, module: ModuleOp, tp: int) -> None:
         self.module = module
         self.tp = tp
-        self.functions = _functions(module)
+        self.functions = functions_of(module)
         self.entry = _entry(module)
         self.plans: dict[str, _Plan] = {}
         self.arg_types: dict[str, dict[int, Attribute]] = {}  # block -> argument index -> its type on a device
@@ -368,7 +360,7 @@ def valid_tp(module: ModuleOp, limit: int) -> list[int]:
 def decoder_calls(module: ModuleOp) -> list[func.CallOp]:
     """The entry function's calls of other functions (the decoder layers), in order."""
     entry = _entry(module)
-    functions = _functions(module)
+    functions = functions_of(module)
     return [op for op in entry.body.walk() if isinstance(op, func.CallOp) and op.callee.string_value() in functions]
 
 
@@ -456,14 +448,13 @@ class ShardPass(ModulePass):
         attrs.set_placement(op, self.tp, self.pp)
 
 
-def describe(tp: int, pp: int, counts: Sequence[int] = ()) -> str:
+def describe(tp: int, pp: int) -> str:
     """One line for the stage list: what the shard stage does."""
     parts = []
     if tp > 1:
         parts.append(f"tensor parallel over {tp} (heads and FFN split, all-reduce after o_proj and down_proj)")
     if pp > 1:
-        split = f" ({'/'.join(str(c) for c in counts)} layers)" if counts else ""
-        parts.append(f"{pp} pipeline stages{split}, transfers between them")
+        parts.append(f"{pp} pipeline stages, transfers between them")
     return "; ".join(parts) or "one device: nothing to shard"
 
 
@@ -534,7 +525,7 @@ def _stage_memory(module: ModuleOp, stage_of: Mapping[Operation, int]) -> list[S
     caches = {
         arg: call
         for call in decoder_calls(module)
-        for arg, inner in zip(call.arguments, _functions(module)[call.callee.string_value()].args, strict=True)
+        for arg, inner in zip(call.arguments, functions_of(module)[call.callee.string_value()].args, strict=True)
         if isinstance(arg, BlockArgument) and any(isinstance(u.operation, AttentionOp) for u in inner.uses)
     }
     for arg, call in caches.items():

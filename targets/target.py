@@ -203,9 +203,6 @@ class Target:
             total, reason = per_node, f"one node of {per_node}: the spec gives no link between nodes"
         return Limits(per_node, max(1, total), reason)
 
-    def max_devices(self) -> int:
-        return self.limits().total
-
     def place(
         self,
         graph: ModuleOp,

@@ -30,7 +30,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "q35c.predict": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.predict"),
     "q35c.verify": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.verify"),
     "q35c.accuracy": (*LOWER, "q35c.frontend", "q35c.verify", "q35c.accuracy"),
-    "q35c.codegen": (*LOWER, "q35c.targets", "q35c.frontend", "q35c.driver", "q35c.predict", "q35c.codegen"),
+    "q35c.codegen": (
+        *LOWER,
+        "q35c.targets",
+        "q35c.frontend",
+        "q35c.driver",
+        "q35c.predict",
+        "q35c.verify",
+        "q35c.codegen",
+    ),
     "q35c.report": (
         *LOWER,
         "q35c.targets",

@@ -407,7 +407,8 @@ def _kernel_work(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _functions(module: ModuleOp) -> dict[str, func.FuncOp]:
+def functions_of(module: ModuleOp) -> dict[str, func.FuncOp]:
+    """The module's defined functions by name."""
     return {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp) and not op.is_declaration}
 
 
@@ -418,6 +419,13 @@ def _entry(functions: Mapping[str, func.FuncOp], called: set[str]) -> str:
     if not uncalled:
         raise ValueError("no entry function: every function is called by another")
     return uncalled[0]
+
+
+def entry_function(module: ModuleOp) -> func.FuncOp:
+    """The entry function: `@main`, else the first function no other calls (ValueError when there is none)."""
+    functions = functions_of(module)
+    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
+    return functions[_entry(functions, called)]
 
 
 def _call_sites(block: Block, trips: int = 1) -> list[tuple[func.CallOp, int]]:
@@ -524,7 +532,7 @@ def _weight_stages(entry: func.FuncOp, stages: Mapping[Operation, int]) -> dict[
 
 def weight_tensors(module: ModuleOp) -> tuple[WeightTensor, ...]:
     """Every stored weight tensor: tagged entry-function arguments, or `q35.weight` ops before materializing."""
-    functions = _functions(module)
+    functions = functions_of(module)
     called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
     entry = functions[_entry(functions, called)] if functions else None
     found: list[WeightTensor] = []
@@ -545,7 +553,7 @@ def kv_appends(graph: ModuleOp) -> dict[str, list[float]]:
     """Per function, the KV-cache bytes each attention appends per call: bytes of the k and v operands of a
     `q35.attention` (graph IR), or the `q35.kv_append_bytes` lower-graph put on its attention kernel."""
     found: dict[str, list[float]] = {}
-    for fn in _functions(graph).values():
+    for fn in functions_of(graph).values():
         for op in fn.walk():
             if isinstance(op, AttentionOp):
                 found.setdefault(fn.sym_name.data, []).append(tensor_bytes(op.k.type) + tensor_bytes(op.v.type))
@@ -590,7 +598,7 @@ def extract(
     """The workload of `module`. What attention appends to the KV cache comes from `appends` (`kv_appends` of
     the graph IR it was compiled from), else from `graph`, else from `module` itself (its `q35.attention` ops,
     or the attention kernels lower-graph tagged); the batch likewise (`batch_of`) unless given."""
-    functions = _functions(module)
+    functions = functions_of(module)
     if not functions:
         raise ValueError("the module has no function to cost")
     called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}

@@ -226,20 +226,26 @@ def model_inputs(module: ModuleOp, rng: np.random.Generator) -> list[NDArray[Any
     return inputs
 
 
+def random_weight(packed: PackedType, rng: np.random.Generator) -> QuantizedTensor:
+    """One random weight of a `!q35.packed` type, quantized in its scheme: gains near 1 for vectors, N(0, 1/K)
+    for matrices (see the module docstring)."""
+    shape = packed.get_shape()
+    if len(shape) == 1:
+        w = (1.0 + GAIN_NOISE * rng.standard_normal(shape)).reshape(1, shape[0])
+    else:
+        w = rng.standard_normal(shape) / np.sqrt(shape[1])
+    return formats.get(packed.scheme).quantize(w.astype(np.float32))
+
+
 def model_params(module: ModuleOp, rng: np.random.Generator) -> dict[str, QuantizedTensor]:
-    """Random weights for every `q35.weight`, quantized in its scheme (see the module docstring)."""
+    """Random weights for every `q35.weight`, quantized in its scheme (`random_weight`)."""
     params: dict[str, QuantizedTensor] = {}
     for op in module.walk():
         if not isinstance(op, WeightOp) or op.param_name.data in params:
             continue
         packed = op.result.type
         assert isinstance(packed, PackedType)
-        shape = packed.get_shape()
-        if len(shape) == 1:
-            w = (1.0 + GAIN_NOISE * rng.standard_normal(shape)).reshape(1, shape[0])
-        else:
-            w = rng.standard_normal(shape) / np.sqrt(shape[1])
-        params[op.param_name.data] = formats.get(packed.scheme).quantize(w.astype(np.float32))
+        params[op.param_name.data] = random_weight(packed, rng)
     return params
 
 

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from q35c import formats
 from q35c.codegen.host.abi import Entry
 from q35c.codegen.host.library import TARGET, LibraryRequest, build_library
 from q35c.codegen.host.runtime import DTYPES, HostLibrary
@@ -39,8 +38,7 @@ from q35c.formats import QuantizedTensor
 from q35c.frontend import load_model
 from q35c.predict.predictor import Predictor, Scenario
 from q35c.util.errors import Q35Error
-
-GAIN_NOISE = 0.1
+from q35c.verify.model import random_weight
 
 
 @dataclass(frozen=True)
@@ -124,12 +122,8 @@ def random_weights(module: Any, seed: int) -> dict[str, QuantizedTensor]:
         packed = op.result.type
         assert isinstance(packed, PackedType)
         shape, scheme = tuple(packed.get_shape()), str(packed.scheme)
-        if (shape, scheme) not in drawn:
-            if len(shape) == 1:
-                w = (1.0 + GAIN_NOISE * rng.standard_normal(shape)).reshape(1, shape[0])
-            else:
-                w = rng.standard_normal(shape) / np.sqrt(shape[1])
-            drawn[(shape, scheme)] = formats.get(packed.scheme).quantize(w.astype(np.float32))
+        if (shape, scheme) not in drawn:  # drawn once per shape and scheme: a 7B model's layers share them
+            drawn[(shape, scheme)] = random_weight(packed, rng)
         qt = drawn[(shape, scheme)]
         params[op.param_name.data] = QuantizedTensor(
             qt.packed.copy(),
