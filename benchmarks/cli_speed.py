@@ -13,8 +13,9 @@ Measures, each as the median of `--repeat` runs:
 and prints each against its goal, as a multiple of the interpreter's own start, and the CPU time it used
 (q35c and its worker processes), so that a busy machine (which slows wall time most) can be told from a slow
 command. `--profile` also runs the two builds once in this
-process under cProfile and prints where the time goes: the functions with the most cumulative time, and the
-time per area of the code (a q35c package, xdsl, or anything else), counted where the time is spent.
+process under cProfile, their worker processes' work run here too, and prints where the time goes: the
+functions with the most cumulative time, and the time per area of the code (a q35c package, xdsl, or anything
+else), counted where the time is spent.
 """
 
 from __future__ import annotations
@@ -92,12 +93,18 @@ def _area(filename: str) -> str:
 
 
 def profile(argv: Sequence[str], top: int = 25) -> None:
-    """Run `q35c argv` in this process under cProfile; print the top functions and the time per area."""
+    """Run `q35c argv` in this process under cProfile, its worker processes' work included (run here: one
+    worker), and print the top functions and the time per area."""
+    import q35c.driver.tree as tree
     from q35c.cli.main import main
 
     profiler = cProfile.Profile()
+    workers, tree._workers = tree._workers, lambda tasks: 1  # pyright: ignore[reportPrivateUsage]
     start = time.perf_counter()
-    profiler.runcall(main, list(argv))
+    try:
+        profiler.runcall(main, list(argv))
+    finally:
+        tree._workers = workers  # pyright: ignore[reportPrivateUsage]
     wall = time.perf_counter() - start
     stats = pstats.Stats(profiler, stream=io.StringIO())
     print(f"\n## q35c {' '.join(argv)}: {wall:.2f} s under cProfile\n")

@@ -39,6 +39,7 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
+    opt_operand_def,
     opt_prop_def,
     prop_def,
     result_def,
@@ -423,6 +424,17 @@ class AttentionOp(IRDLOperation):
     h // (H / Hkv). New token t of sequence b sees that sequence's C cached tokens (cache rows b*C .. b*C+C-1)
     and its own new tokens 0..t (rows b*T .. b*T+t), nothing of the other sequences.
 
+    With the optional `positions` operand (tensor<B*T x i32>, the new tokens' positions, as `q35.rope` takes
+    them) the cache is a buffer of capacity C filled at run time: cache row j holds the token at position j, and
+    new token t sees cache row j only when j + t < positions[t], i.e. below its sequence's first new position
+    (positions run consecutively within a step). Rows at or past that position (not yet written, or stale) are
+    masked. When the first new position is C (a full cache) every cache row is seen, as without the operand.
+
+        %o = q35.attention %q, %k, %v, %kc, %vc positions %pos {num_heads = 32 : i64, num_kv_heads = 8 : i64,
+                                                              head_dim = 128 : i64}
+            : (tensor<1x4096xf16>, tensor<1x1024xf16>, tensor<1x1024xf16>, tensor<512x1024xf16>,
+               tensor<512x1024xf16>, tensor<1xi32>) -> tensor<1x4096xf16>
+
         %o = q35.attention %q, %k, %v, %kc, %vc {num_heads = 32 : i64, num_kv_heads = 8 : i64, head_dim = 128 : i64}
             : (tensor<1x4096xf16>, tensor<1x1024xf16>, tensor<1x1024xf16>, tensor<512x1024xf16>,
                tensor<512x1024xf16>) -> tensor<1x4096xf16>
@@ -439,6 +451,7 @@ class AttentionOp(IRDLOperation):
     v = operand_def(_ActivationT)
     k_cache = operand_def(_ActivationT)
     v_cache = operand_def(_ActivationT)
+    positions = opt_operand_def(TensorType[IntegerType])
     num_heads = prop_def(IntegerAttr[IntegerType])
     num_kv_heads = prop_def(IntegerAttr[IntegerType])
     head_dim = prop_def(IntegerAttr[IntegerType])
@@ -446,8 +459,8 @@ class AttentionOp(IRDLOperation):
     result = result_def(_ActivationT)
 
     assembly_format = (
-        "$q `,` $k `,` $v `,` $k_cache `,` $v_cache attr-dict `:` `(` type($q) `,` type($k) `,` type($v) `,` "
-        "type($k_cache) `,` type($v_cache) `)` `->` type($result)"
+        "$q `,` $k `,` $v `,` $k_cache `,` $v_cache (`positions` $positions^)? attr-dict `:` `(` type($q) `,` "
+        "type($k) `,` type($v) `,` type($k_cache) `,` type($v_cache) (`,` type($positions)^)? `)` `->` type($result)"
     )
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
@@ -463,6 +476,7 @@ class AttentionOp(IRDLOperation):
         num_kv_heads: int,
         head_dim: int,
         batch: int = 1,
+        positions: SSAValue | None = None,
     ) -> None:
         properties: dict[str, Attribute] = {
             "num_heads": IntegerAttr(num_heads, i64),
@@ -471,7 +485,8 @@ class AttentionOp(IRDLOperation):
         }
         if batch != 1:
             properties["batch"] = IntegerAttr(batch, i64)
-        super().__init__(operands=[q, k, v, k_cache, v_cache], properties=properties, result_types=[q.type])
+        operands = [q, k, v, k_cache, v_cache, [] if positions is None else [positions]]
+        super().__init__(operands=operands, properties=properties, result_types=[q.type])
 
     @property
     def batch(self) -> int:
@@ -514,6 +529,10 @@ class AttentionOp(IRDLOperation):
                 raise VerifyException("attention operands must share one element type")
         if self.result.type != self.q.type:
             raise VerifyException("attention result type must equal the type of q")
+        if self.positions is not None:
+            pos = _tensor(self.positions, "attention positions")
+            if pos.get_shape() != (t,) or pos.element_type != i32:
+                raise VerifyException(f"attention positions must be tensor<{t}xi32> (one per new row), got {pos}")
 
 
 class _ElementwiseOp(IRDLOperation):

@@ -35,12 +35,16 @@ rounding) are not tagged.
       s[h, t, j] = (q[t, h, :] . K[j, h / G, :]) / sqrt(hd)          G = H / Hkv
       m[h, t] = max_{j valid} s,  e = exp(s - m) where j valid else 0,  l[h, t] = sum_j e
       o[t, h, :] = (sum_j e[h, t, j] V[j, h / G, :]) / l[h, t]
-  where j is valid for query t iff j <= C + t. The (h, t) rows are loops of their own: q is expanded to
-  [T, H, hd] and K, V to [L, Hkv, hd], read through (.., h floordiv G, ..). The tagged op is the e.V product;
+  where j is valid for query t iff j <= C + t; with the op's `positions` operand (a cache filled at run time)
+  a cache row j < C is valid only when also j + t < pos[t] (below the sequence's first new position): the
+  masked generics read pos through (.., t); with C = 0 there is no cache row and pos is not read. The (h, t)
+  rows are loops of their own: q is expanded to [T, H, hd] and K, V to [L, Hkv, hd], read through
+  (.., h floordiv G, ..). The tagged op is the e.V product;
   it also carries `q35.kv_append_bytes` (the bytes of k and v: what the step adds to the cache) and, for a
   batch, `q35.batch`, so the cost model reads them from the lowered IR as from the graph.
   The KV cache is read-only here: the step's new k and v are the last T rows of K and V, and writing them to
-  cache slots C..C+T-1 for the next step is the runtime's job (the graph form has no state).
+  cache slots C..C+T-1 (with positions: pos..pos+T-1) for the next step is the runtime's job (the graph form
+  has no state; `runtime-kv-cache` makes the step return them).
   A batch of B sequences (`batch = B`: q, k, v of B*T rows, caches of B*C) adds an outer parallel loop b to
   every one of these generics: q becomes [B, T, H, hd], K and V [B, L, Hkv, hd] (sequence b's cache rows, then
   its new rows), so no sequence reads another's keys. B = 1 lowers exactly as above.
@@ -78,7 +82,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import AddOp, AttentionOp, EmbedOp, MulOp, RMSNormOp, RopeOp, SiluOp
 from q35c.dialects.q35_storage import CODES, AssembleOp, UnpackOp
-from q35c.passes._build.attention import batched_map, record_appends, split, with_cache
+from q35c.passes._build.attention import batched_map, record_appends, runtime_positions, split, with_cache
 from q35c.passes._build.linalg import (
     PARALLEL,
     REDUCTION,
@@ -283,9 +287,19 @@ class LowerAttention(RewritePattern):
         v = with_cache(rewriter, op.v_cache, op.v, (*lead, length, hkv, hd), "v_all")
         scale = 1.0 / math.sqrt(hd)
 
-        def valid(s: Scalar, t_dim: int, j_dim: int) -> SSAValue:
-            """Query t sees the cache and the new tokens up to itself: j <= C + t."""
-            return s.cmpi(s.index(at + j_dim), s.addi(s.index(at + t_dim), c), "sle")
+        # With positions, cache row j is filled only below the sequence's first new position: query t sees it
+        # when j + t < pos[t]. No cache rows (C = 0): nothing to mask, positions unread.
+        positions = runtime_positions(rewriter, op, lead)
+
+        def valid(s: Scalar, t_dim: int, j_dim: int, pos: SSAValue | None = None) -> SSAValue:
+            """Query t sees the cache and the new tokens up to itself: j <= C + t (and j + t < pos[t] for a
+            cache row when the cache is filled at run time)."""
+            j, t_index = s.index(at + j_dim), s.index(at + t_dim)
+            causal = s.cmpi(j, s.addi(t_index, c), "sle")
+            if pos is None:
+                return causal
+            filled = s.ori(s.cmpi(j, c, "sge"), s.cmpi(s.addi(j, t_index), pos, "slt"))
+            return s.andi(causal, filled)
 
         def dot(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
             return s.addf(a[2], s.mulf(s.to_f32(a[0]), s.to_f32(a[1])))
@@ -297,20 +311,28 @@ class LowerAttention(RewritePattern):
         dots = generic(rewriter, [q, k], scores_init, [per_seq(m) for m in maps], dot_loops, dot, "dots")
         scores = _map_all(rewriter, [dots], dots, lambda s, a: s.mulf(a[0], scale), "scores")
 
+        pos_in = [] if positions is None else [positions]
+        pos_maps = [] if positions is None else [per_seq(lambda h, t, j: (t,))]
+        pos_names = () if positions is None else ("pos",)
+
         def row_max(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
-            return s.maximumf(a[1], s.select(valid(s, 1, 2), a[0], s.fconst(NEG_INF)))
+            pos = a[1] if positions is not None else None
+            return s.maximumf(a[-1], s.select(valid(s, 1, 2, pos), a[0], s.fconst(NEG_INF)))
 
         row_maps = [per_seq(3), per_seq(lambda h, t, j: (h, t))]
         row_loops = loops(PARALLEL, PARALLEL, REDUCTION)
         m_init = fill(rewriter, NEG_INF, f32, (*lead, h, t), "max")
-        m = generic(rewriter, [scores], m_init, row_maps, row_loops, row_max, "max", ("s", "max"))
+        max_maps = [row_maps[0], *pos_maps, row_maps[1]]
+        m = generic(rewriter, [scores, *pos_in], m_init, max_maps, row_loops, row_max, "max", ("s", *pos_names, "max"))
 
         def exponent(s: Scalar, a: Sequence[BlockArgument]) -> SSAValue:
-            return s.select(valid(s, 1, 2), s.exp(s.subf(a[0], a[1])), s.fconst(0.0))
+            pos = a[2] if positions is not None else None
+            return s.select(valid(s, 1, 2, pos), s.exp(s.subf(a[0], a[1])), s.fconst(0.0))
 
         e_init = empty(rewriter, f32, (*lead, h, t, length), "e_init")
-        e_maps = [per_seq(3), per_seq(lambda h, t, j: (h, t)), per_seq(3)]
-        e = generic(rewriter, [scores, m], e_init, e_maps, loops(*(PARALLEL,) * 3), exponent, "e", ("s", "max", "out"))
+        e_maps = [per_seq(3), per_seq(lambda h, t, j: (h, t)), *pos_maps, per_seq(3)]
+        e_names = ("s", "max", *pos_names, "out")
+        e = generic(rewriter, [scores, m, *pos_in], e_init, e_maps, loops(*(PARALLEL,) * 3), exponent, "e", e_names)
         total = lambda s, a: s.addf(a[1], a[0])  # noqa: E731
         sums = zeros(rewriter, (*lead, h, t), "sum")
         denominators = generic(rewriter, [e], sums, row_maps, row_loops, total, "sum")

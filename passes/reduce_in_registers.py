@@ -1,11 +1,13 @@
-"""reduce-in-registers: a linear kernel's contraction sums in an SSA value, its reduction an explicit loop nest.
+"""reduce-in-registers: a reduction sums in an SSA value, its reduction dimensions an explicit loop nest.
 
 Lowered as it is, a linalg reduction adds into its output buffer: every step loads and stores the accumulator
 in memory, and a compiler that cannot prove the buffer apart from the inputs (a parallel body outlined into a
 thread function sees only pointers) keeps it there, one dependent load-add-store per weight, never vectorized.
-This pass turns each `linalg.generic` marked `q35.kernel = "linear"` whose reduction dimensions follow its
-parallel ones into a generic over the parallel dimensions only, whose body runs the reduction as `scf.for`
-loops carrying the partial sum, reading the inputs with `tensor.extract` at their indexing maps' positions:
+This pass turns each `linalg.generic` with one output whose reduction dimensions follow its parallel ones and
+whose output map is the parallel dimensions in order (a linear kernel's contraction; attention's scores and
+weighted values) into a generic over the parallel dimensions only,
+whose body runs the reduction as `scf.for` loops carrying the partial sum, reading the inputs with
+`tensor.extract` at their indexing maps' positions:
 
     %acc = linalg.generic {indexing_maps = [(d0, d1, d2) -> (d0, d2), (d0, d1, d2) -> (d1, d2),
                                             (d0, d1, d2) -> (d0, d1)],
@@ -29,7 +31,12 @@ becomes
     }
 
 The parallel dimensions stay a linalg op, so they still become parallel loops (threads); the sum now lives in a
-register, and the innermost loop is one a vectorizer can take. Each output's sum runs in the same order.
+register, and the innermost loop is one a vectorizer can take. Each output's sum runs in the same order. An
+element-wise producer of another reduction's input is no longer fused into it by mlir-opt: it is computed once
+(attention's masked exponentials once per score, not once per score and value column). Left as they are: a
+linear contraction whose input an element-wise op computes through a reshape (weights dequantized by
+`fuse-unpack`'s float path for several token rows: left for that fusion), and other reductions whose result a
+generic reads broadcast (softmax's max and sum, a norm's sum of squares: `_read_one_to_one`).
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from q35c.ir.attrs import KERNEL_ATTR, kernel_kind
+from q35c.ir.attrs import kernel_kind
 
 _PARALLEL = IteratorType.PARALLEL
 _REDUCTION = IteratorType.REDUCTION
@@ -78,13 +85,16 @@ class ReduceInRegisters(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: GenericOp, rewriter: PatternRewriter) -> None:
         kinds = [it.data for it in op.iterator_types.data]
-        if kernel_kind(op) != "linear" or len(op.outputs) != 1 or _REDUCTION not in kinds:
+        if len(op.outputs) != 1 or _REDUCTION not in kinds:
             return
         parallel = kinds.index(_REDUCTION)
         if any(k != _REDUCTION for k in kinds[parallel:]) or any(k != _PARALLEL for k in kinds[:parallel]):
             return
-        if any(_computed(operand) for operand in op.inputs):
+        linear = kernel_kind(op) == "linear"
+        if linear and any(_computed(operand) for operand in op.inputs):
             return  # an input an elementwise op computes: left for fusion into this contraction
+        if not linear and not _read_one_to_one(op.results[0]):
+            return  # a consumer broadcasting the sums: fused into it, the loop would run once per its element
         maps = [m.data for m in op.indexing_maps.data]
         if maps[-1] != AffineMap.identity(parallel).replace_dims_and_symbols(
             [AffineExpr.dimension(i) for i in range(parallel)], [], len(kinds), 0
@@ -153,8 +163,27 @@ class ReduceInRegisters(RewritePattern):
         identity = AffineMapAttr(AffineMap.identity(parallel))
         kinds_attr: list[Attribute] = [IteratorTypeAttr(_PARALLEL)] * parallel
         reduced = GenericOp([], [acc], Region(block), [identity], kinds_attr, [acc_type])
-        reduced.attributes[KERNEL_ATTR] = op.attributes[KERNEL_ATTR]
+        for name, attr in op.attributes.items():
+            reduced.attributes[name] = attr
         rewriter.replace(op, reduced)
+
+
+def _read_one_to_one(value: SSAValue) -> bool:
+    """Whether every linalg.generic reading `value` reads each element once (its map a permutation of all its
+    loops). mlir-opt's element-wise fusion puts this op's loop into such consumers: once per output it stays
+    one loop per sum; under a broadcast it would run once per consumer element, from a start the consumer's
+    earlier iterations overwrote."""
+    for use in value.uses:
+        user = use.operation
+        if not isinstance(user, GenericOp):
+            continue
+        if use.index >= len(user.inputs):
+            return False
+        m = user.indexing_maps.data[use.index].data
+        positions = [e.position for e in m.results if isinstance(e, AffineDimExpr)]
+        if len(positions) != len(m.results) or sorted(positions) != list(range(m.num_dims)):
+            return False
+    return True
 
 
 def _computed(value: SSAValue) -> bool:

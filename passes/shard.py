@@ -470,67 +470,89 @@ class StageMemory:
 def stage_memory(module: ModuleOp) -> list[StageMemory]:
     """Per pipeline stage, what one of its devices holds (a graph the `shard` pass rewrote, or any graph: one
     stage). Weights and caches count on the stage of their first user."""
-    return _stage_memory(module, entry_stages(_entry(module)))
+    return StageSplit(module).memory(entry_stages(_entry(module)))
 
 
 def split_stage_memory(module: ModuleOp, pp: int, given: str = "") -> list[StageMemory]:
     """`stage_memory` of `module` (not yet split into stages) after `pipeline(module, pp, given)`, computed
     without changing or copying it: the stage `entry_stages` would give each op of the split graph."""
-    calls = decoder_calls(module)
-    counts = stage_layers(len(calls), pp, given)
-    block = _entry(module).body.blocks.first
-    assert block is not None
-    boundary: dict[Operation, int] = {}  # the last call of each stage but the last -> the stage after it
-    end = 0
-    for stage, count in enumerate(counts[:-1]):
-        end += count
-        boundary[calls[end - 1]] = stage + 1
-    planned: dict[Operation, int] = {}  # the stage `pipeline` puts each op on
-    stage = 0
-    for op in block.ops:
-        planned[op] = stage
-        stage = boundary.get(op, stage)
-    # `pipeline` inserts a stage's incoming transfers right after its boundary, and only where a value it reads
-    # (weights aside) comes from an earlier stage; an op is on the stage of the last transfers above it.
-    received: set[int] = set()
-    for op in block.ops:
-        if isinstance(op, WeightOp | func.ReturnOp | TransferOp):
-            continue
-        here = planned[op]
-        sources = [v.op for v in op.operands if isinstance(v, OpResult) and not isinstance(v.op, WeightOp)]
-        if any(planned.get(source, here) < here for source in sources):
-            received.add(here)
-    stage_of: dict[Operation, int] = {}
-    stage = 0
-    for op in block.ops:
-        stage_of[op] = stage
-        if boundary.get(op, 0) in received:
-            stage = boundary[op]
-    return _stage_memory(module, stage_of)
+    return StageSplit(module).split(pp, given)
 
 
-def _stage_memory(module: ModuleOp, stage_of: Mapping[Operation, int]) -> list[StageMemory]:
-    """`stage_memory` with the stage of each op of the entry function's body given."""
-    block = _entry(module).body.blocks.first
-    assert block is not None
-    count = max(stage_of.values(), default=0) + 1
-    weights = [0.0] * count
-    kv = [0.0] * count
-    for op in block.ops:
-        if isinstance(op, WeightOp):
-            used = [stage_of.get(u.operation, 0) for u in op.result.uses]
-            typ = op.result.type
-            assert isinstance(typ, PackedType)
-            weights[min(used, default=0)] += typ.storage_bytes()
-    caches = {
-        arg: call
-        for call in decoder_calls(module)
-        for arg, inner in zip(call.arguments, functions_of(module)[call.callee.string_value()].args, strict=True)
-        if isinstance(arg, BlockArgument) and any(isinstance(u.operation, AttentionOp) for u in inner.uses)
-    }
-    for arg, call in caches.items():
-        typ = arg.type
-        assert isinstance(typ, TensorType)
-        row = typ.get_shape()[-1] * typ.element_type.bitwidth / 8  # type: ignore[union-attr]
-        kv[stage_of.get(call, 0)] += row
-    return [StageMemory(w, k) for w, k in zip(weights, kv, strict=True)]
+class StageSplit:
+    """What the stage memory of a graph reads, gathered once, so that many splits of one graph (a placement
+    trying pipeline depths) are sized cheaply: the decoder calls, the entry's ops with the values they read
+    from other ops (weights aside), each weight's size and users, each KV cache's bytes per token and its call.
+    The graph must not change while this is used."""
+
+    def __init__(self, module: ModuleOp) -> None:
+        self.calls = decoder_calls(module)
+        block = _entry(module).body.blocks.first
+        assert block is not None
+        self.ops = list(block.ops)
+        # The ops each op reads (weights aside), for the ops `pipeline` may give an incoming transfer.
+        self.sources = [
+            (op, [v.op for v in op.operands if isinstance(v, OpResult) and not isinstance(v.op, WeightOp)])
+            for op in self.ops
+            if not isinstance(op, WeightOp | func.ReturnOp | TransferOp)
+        ]
+        sizes: dict[PackedType, int] = {}
+        self.weights: list[tuple[list[Operation], int]] = []
+        for op in self.ops:
+            if isinstance(op, WeightOp):
+                typ = op.result.type
+                assert isinstance(typ, PackedType)
+                if typ not in sizes:
+                    sizes[typ] = typ.storage_bytes()
+                self.weights.append(([u.operation for u in op.result.uses], sizes[typ]))
+        functions = functions_of(module)
+        caches = {
+            arg: call
+            for call in self.calls
+            for arg, inner in zip(call.arguments, functions[call.callee.string_value()].args, strict=True)
+            if isinstance(arg, BlockArgument) and any(isinstance(u.operation, AttentionOp) for u in inner.uses)
+        }
+        self.caches: list[tuple[func.CallOp, float]] = []
+        for arg, call in caches.items():
+            typ = arg.type
+            assert isinstance(typ, TensorType)
+            self.caches.append((call, typ.get_shape()[-1] * typ.element_type.bitwidth / 8))  # type: ignore[union-attr]
+
+    def split(self, pp: int, given: str = "") -> list[StageMemory]:
+        """`split_stage_memory` of the graph."""
+        counts = stage_layers(len(self.calls), pp, given)
+        boundary: dict[Operation, int] = {}  # the last call of each stage but the last -> the stage after it
+        end = 0
+        for stage, count in enumerate(counts[:-1]):
+            end += count
+            boundary[self.calls[end - 1]] = stage + 1
+        planned: dict[Operation, int] = {}  # the stage `pipeline` puts each op on
+        stage = 0
+        for op in self.ops:
+            planned[op] = stage
+            stage = boundary.get(op, stage)
+        # `pipeline` inserts a stage's incoming transfers right after its boundary, and only where a value it
+        # reads (weights aside) comes from an earlier stage; an op is on the stage of the last transfers above it.
+        received: set[int] = set()
+        for op, sources in self.sources:
+            here = planned[op]
+            if any(planned.get(source, here) < here for source in sources):
+                received.add(here)
+        stage_of: dict[Operation, int] = {}
+        stage = 0
+        for op in self.ops:
+            stage_of[op] = stage
+            if boundary.get(op, 0) in received:
+                stage = boundary[op]
+        return self.memory(stage_of)
+
+    def memory(self, stage_of: Mapping[Operation, int]) -> list[StageMemory]:
+        """`stage_memory` with the stage of each op of the entry function's body given."""
+        count = max(stage_of.values(), default=0) + 1
+        weights = [0.0] * count
+        kv = [0.0] * count
+        for users, size in self.weights:
+            weights[min((stage_of.get(u, 0) for u in users), default=0)] += size
+        for call, row in self.caches:
+            kv[stage_of.get(call, 0)] += row
+        return [StageMemory(w, k) for w, k in zip(weights, kv, strict=True)]

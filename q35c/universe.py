@@ -69,10 +69,40 @@ def _fuse_unpack() -> type[ModulePass]:
     return FuseUnpackPass
 
 
+def _fuse_gather() -> type[ModulePass]:
+    from q35c.passes.fuse_gather import FuseGatherPass
+
+    return FuseGatherPass
+
+
 def _reduce_in_registers() -> type[ModulePass]:
     from q35c.passes.reduce_in_registers import ReduceInRegistersPass
 
     return ReduceInRegistersPass
+
+
+def _integer_matvec() -> type[ModulePass]:
+    from q35c.passes.integer_matvec import IntegerMatvecPass
+
+    return IntegerMatvecPass
+
+
+def _unstage_tiles() -> type[ModulePass]:
+    from q35c.passes.unstage_tiles import UnstageTilesPass
+
+    return UnstageTilesPass
+
+
+def _copy_to_memcpy() -> type[ModulePass]:
+    from q35c.passes.copy_to_memcpy import CopyToMemcpyPass
+
+    return CopyToMemcpyPass
+
+
+def _runtime_kv_cache() -> type[ModulePass]:
+    from q35c.passes.runtime_kv_cache import RuntimeKVCachePass
+
+    return RuntimeKVCachePass
 
 
 DIALECTS: dict[str, Callable[[], Dialect]] = {"q35": _q35_dialect, "q35_storage": _q35_storage_dialect}
@@ -85,7 +115,12 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "shard": _shard,
     "reassociate-reductions": _reassociate_reductions,
     "fuse-unpack": _fuse_unpack,
+    "fuse-gather": _fuse_gather,
     "reduce-in-registers": _reduce_in_registers,
+    "integer-matvec": _integer_matvec,
+    "unstage-tiles": _unstage_tiles,
+    "copy-to-memcpy": _copy_to_memcpy,
+    "runtime-kv-cache": _runtime_kv_cache,
 }
 
 Q35C_UNIVERSE = Universe(all_dialects=DIALECTS, all_passes=PASSES)

@@ -16,7 +16,20 @@ What it measures, and its limits:
   all three alike; each figure is the median over the runs. The spread of a figure is (max - min) / median over
   the runs; above 20% the probe is noisy (the machine was busy): it is measured once more and the quieter of the
   two kept, and a probe still noisy is cached marked as such, with a warning on stderr, never silently.
+- Parallel region: the fork/join of one OpenMP `parallel for` on one thread -- what every parallel loop nest of
+  a host library pays per call, whatever its size (a q35c kernel lowers to one or more). A C microkernel
+  (`REGION_C`) is compiled once per process with the toolchain host libraries are built with (clang-22 and
+  LLVM 22's libomp, in `/usr/lib/llvm-22`); the figure is the median over the runs of (a call with the region - the
+  same call without it), the ctypes call itself cancelling out. Without a compiler or OpenMP it is `None`
+  (documented fallback: no per-region time; the library then has no parallel regions either).
 - The whole probe takes a few seconds at the default sizes on an idle machine.
+
+Figures of the code q35c generates (`GeneratedCode`: the time per weight of the generated matrix-vector and
+matrix kernels per scheme class, the fixed time of a kernel call) are measured by `q35c.codegen.host.calibrate`,
+which compiles microkernels with q35c itself (this module cannot: `targets` does not import the compiler), and
+cached next to the probe in `host-codegen.json`; `load_generated` reads them, `runtime_values` offers them to
+the spec (`probe:generated:...`), and an absent or stale file means "not measured" (value 0: the cost model
+falls back to the op-count model for that figure).
 
 The result is cached as JSON in `$Q35C_CACHE_DIR/host.json` (else `$XDG_CACHE_HOME/q35c/host.json`, else
 `~/.cache/q35c/host.json`) with the date and the machine it was measured on; it is measured again when the file is
@@ -25,28 +38,49 @@ absent, unreadable, from another machine, or when asked (`q35c targets --probe`)
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-SCHEMA = 2
+SCHEMA = 3
 DEFAULT_ARRAY_BYTES = 128 * 2**20
 DEFAULT_MATMUL_N = 2048
 DEFAULT_MIN_SECONDS = 0.02
 DEFAULT_RUNS = 5
 NOISY = 0.20
 """A figure whose runs spread by more than this share of their median makes the probe noisy."""
+LLVM = Path("/usr/lib/llvm-22")
+REGION_C = """
+void q35p_region(float *a, long n) {
+#pragma omp parallel for
+  for (long i = 0; i < n; i++) a[i] += 1.0f;
+}
+void q35p_plain(float *a, long n) {
+  for (long i = 0; i < n; i++) a[i] += 1.0f;
+}
+"""
+REGION_CALLS = 2000
+GENERATED_SCHEMA = 3
+GENERATED_FILE = "host-codegen.json"
+SCHEME_CLASSES = ("q3p5", "int4", "q4_0", "q4_1", "q8_0", "int8", "fp16")
+"""The scheme classes whose generated kernels `q35c.codegen.host.calibrate` times (a class: the scheme without
+its group size)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +110,9 @@ class HostMeasurement:
     triad_samples: tuple[float, ...] = ()
     fp32_samples: tuple[float, ...] = ()
     """Each run's figure; the fields above are their medians."""
+    parallel_region_s: float | None = None
+    """Seconds one OpenMP parallel region's fork/join adds to a call on one thread (None: no compiler/OpenMP)."""
+    region_samples: tuple[float, ...] = ()
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
@@ -91,6 +128,12 @@ class HostMeasurement:
         """(max - min) / median of each figure over the runs."""
         samples = {"copy": self.copy_samples, "triad": self.triad_samples, "fp32 matmul": self.fp32_samples}
         return {name: _spread(values) for name, values in samples.items()}
+
+    @property
+    def region_spread(self) -> float:
+        """(max - min) / median of the parallel-region figure (reported, not part of `noisy`: a microsecond
+        figure on a shared machine spreads more than the streaming ones)."""
+        return _spread(self.region_samples)
 
     @property
     def spread(self) -> float:
@@ -152,6 +195,65 @@ def _best_seconds(work: Callable[[], object], min_seconds: float, min_repeats: i
     return best
 
 
+_REGION_LIBRARY: list[ctypes.CDLL | None] = []
+
+
+def _openmp_compiler() -> tuple[str, tuple[str, ...]] | None:
+    """(clang, link flags) of the toolchain the host libraries are built with (clang-22 and LLVM 22's libomp),
+    or None: another compiler's OpenMP runtime loaded beside a library's would be a second runtime in the
+    process."""
+    clang = shutil.which("clang-22") or shutil.which("clang", path=str(LLVM / "bin"))
+    lib = LLVM / "lib"
+    if clang is None or not (lib / "libomp.so").exists():
+        return None
+    return clang, (f"-L{lib}", f"-Wl,-rpath,{lib}")
+
+
+def region_library() -> ctypes.CDLL | None:
+    """`REGION_C` compiled with OpenMP and loaded (once per process); None without a compiler or OpenMP."""
+    if _REGION_LIBRARY:
+        return _REGION_LIBRARY[0]
+    found: ctypes.CDLL | None = None
+    compiler = _openmp_compiler()
+    if compiler is not None:
+        clang, link = compiler
+        with tempfile.TemporaryDirectory(prefix="q35c-probe-") as tmp:
+            source, library = Path(tmp) / "region.c", Path(tmp) / "region.so"
+            source.write_text(REGION_C)
+            args = [clang, "-O2", "-fopenmp", "-shared", "-fPIC", str(source), *link, "-o", str(library)]
+            try:
+                done = subprocess.run(args, capture_output=True, timeout=60, check=False)
+                if done.returncode == 0:
+                    found = ctypes.CDLL(str(library))  # loaded before the file is removed
+            except (OSError, subprocess.TimeoutExpired):
+                found = None
+    _REGION_LIBRARY.append(found)
+    return found
+
+
+def region_seconds(library: ctypes.CDLL, calls: int = REGION_CALLS) -> float:
+    """Seconds a one-thread OpenMP parallel region adds to a call: the median of three batches of `calls`
+    calls with the region, less the same calls without it (thread CPU time)."""
+    a = np.zeros(8, dtype=np.float32)
+    pointer, n = ctypes.c_void_p(a.ctypes.data), ctypes.c_long(4)
+    with_region, without = library.q35p_region, library.q35p_plain
+    previous = library.omp_get_max_threads()
+    library.omp_set_num_threads(1)
+    try:
+        with_region(pointer, n)  # start the OpenMP runtime
+
+        def batch(f: Callable[[ctypes.c_void_p, ctypes.c_long], None]) -> float:
+            t0 = time.thread_time()
+            for _ in range(calls):
+                f(pointer, n)
+            return (time.thread_time() - t0) / calls
+
+        extra = [batch(with_region) - batch(without) for _ in range(3)]
+    finally:
+        library.omp_set_num_threads(previous)
+    return max(0.0, statistics.median(extra))
+
+
 def measure(
     array_bytes: int = DEFAULT_ARRAY_BYTES,
     matmul_n: int = DEFAULT_MATMUL_N,
@@ -176,6 +278,8 @@ def measure(
     copies: list[float] = []
     triads: list[float] = []
     flops: list[float] = []
+    regions: list[float] = []
+    library = region_library()
     with ThreadPoolExecutor(threads) as pool:
         works = (lambda: list(pool.map(copy, chunks)), lambda: list(pool.map(triad, chunks)), lambda: x @ y)
         for work in works:  # warm-up: page in the arrays, start the threads and BLAS
@@ -184,6 +288,8 @@ def measure(
             copies.append(2 * a.nbytes / _best_seconds(works[0], min_seconds))
             triads.append(3 * a.nbytes / _best_seconds(works[1], min_seconds))
             flops.append(2 * matmul_n**3 / _best_seconds(works[2], min_seconds, min_repeats=1))
+            if library is not None:
+                regions.append(region_seconds(library))
     return HostMeasurement(
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         machine=current_machine(),
@@ -197,17 +303,23 @@ def measure(
         copy_samples=tuple(copies),
         triad_samples=tuple(triads),
         fp32_samples=tuple(flops),
+        parallel_region_s=statistics.median(regions) if regions else None,
+        region_samples=tuple(regions),
     )
 
 
-def save(result: HostMeasurement) -> Path:
-    """Write the measurement to the cache (atomically: a temporary file renamed into place)."""
-    path = cache_path()
+def _write_cache(path: Path, data: dict[str, Any]) -> Path:
+    """Write a cache file atomically: a temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"schema": SCHEMA, **asdict(result)}, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def save(result: HostMeasurement) -> Path:
+    """Write the measurement to the cache."""
+    return _write_cache(cache_path(), {"schema": SCHEMA, **asdict(result)})
 
 
 def load_cached() -> HostMeasurement | None:
@@ -216,7 +328,8 @@ def load_cached() -> HostMeasurement | None:
         data = json.loads(cache_path().read_text())
         if data.pop("schema") != SCHEMA:
             return None
-        samples = {k: tuple(float(v) for v in data[k]) for k in ("copy_samples", "triad_samples", "fp32_samples")}
+        keys = ("copy_samples", "triad_samples", "fp32_samples", "region_samples")
+        samples = {k: tuple(float(v) for v in data[k]) for k in keys}
         result = HostMeasurement(**{**data, **samples, "machine": Machine(**data["machine"])})
     except (OSError, ValueError, TypeError, KeyError):
         return None
@@ -245,6 +358,113 @@ def measurement(refresh: bool = False, warn: Callable[[str], None] = _warn) -> H
             "measures again)"
         )
     return result
+
+
+@dataclass(frozen=True)
+class GeneratedCode:
+    """Figures of the code q35c generates for this machine, measured on microkernels q35c compiled itself
+    (`q35c.codegen.host.calibrate`), on one thread, thread CPU time, medians. Zero or absent: not measured."""
+
+    measured_at: str
+    machine: Machine
+    threads: int
+    microkernels: str
+    """What was compiled and timed (model, schemes, kernels), for the source line."""
+    linear_call_s: float
+    """Fixed seconds of one call of a generated linear kernel (the intercept of time against weights)."""
+    elementwise_call_s: float
+    """Fixed seconds of one call of a generated element-wise kernel (norm, rope, attention, add, ...)."""
+    elementwise_s_per_op: float
+    """Seconds per op (token-side ALU op or MAC) of the generated element-wise kernels, data in cache."""
+    unpack_s_per_byte: float
+    """Seconds per storage byte of a table the generated code unpacks whole (an embedding's)."""
+    unpack_s_per_op: float
+    """Seconds per weight-side ALU op (unpacking, dequantizing) of a table unpacked whole."""
+    matvec_s_per_weight: dict[str, float]
+    """Seconds per weight of a generated one-row linear (matrix-vector), weights in cache, by scheme class."""
+    matmul_s_per_mac: dict[str, float]
+    """Seconds per MAC of a generated many-row linear (prefill), weights in cache, by scheme class."""
+
+
+def generated_path() -> Path:
+    return cache_path().with_name(GENERATED_FILE)
+
+
+def save_generated(result: GeneratedCode) -> Path:
+    """Write the generated-code figures next to the probe's cache (atomically)."""
+    return _write_cache(generated_path(), {"schema": GENERATED_SCHEMA, **asdict(result)})
+
+
+def load_generated() -> GeneratedCode | None:
+    """The cached generated-code figures of this machine, or None (absent, unreadable, another machine)."""
+    try:
+        data = json.loads(generated_path().read_text())
+        if data.pop("schema") != GENERATED_SCHEMA:
+            return None
+        rates = {k: {str(s): float(v) for s, v in data[k].items()} for k in ("matvec_s_per_weight", "matmul_s_per_mac")}
+        result = GeneratedCode(**{**data, **rates, "machine": Machine(**data["machine"])})
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return result if result.machine == current_machine() else None
+
+
+def _generated_values(found: GeneratedCode | None) -> dict[str, tuple[float, str, str] | None]:
+    """`probe:generated:...` values: measured figures, or 0 with a source saying they were not measured."""
+    if found is None:
+        source = (
+            "not measured: no generated-code figures cached for this machine (`python -m "
+            "q35c.codegen.host.calibrate` or benchmarks/host_fidelity.py measures them); 0: the cost model's "
+            "fallback"
+        )
+    else:
+        source = (
+            f"q35c microkernels ({found.microkernels}), {found.threads} thread, thread CPU time, medians; "
+            f"measured {found.measured_at} on {found.machine.cpu_model}"
+        )
+    values: dict[str, tuple[float, str, str] | None] = {
+        "probe:generated:linear_call_s": (
+            0.0 if found is None else found.linear_call_s,
+            source,
+            "fixed time of one call of a generated linear kernel (intercept of time against weights)",
+        ),
+        "probe:generated:elementwise_call_s": (
+            0.0 if found is None else found.elementwise_call_s,
+            source,
+            "fixed time of one call of a generated element-wise kernel (intercept of the decoder function's time, "
+            "less its linears, against its ops, per kernel)",
+        ),
+        "probe:generated:unpack_per_byte": (
+            0.0 if found is None else found.unpack_s_per_byte * 1e12,
+            source,
+            "picoseconds per storage byte of a table the generated code unpacks whole (embedding tables)",
+        ),
+        "probe:generated:unpack_per_op": (
+            0.0 if found is None else found.unpack_s_per_op * 1e12,
+            source,
+            "picoseconds per weight-side ALU op of a table unpacked whole (with the per-byte figure: a least-squares"
+            " fit over the schemes' embedding tables)",
+        ),
+        "probe:generated:elementwise_per_op": (
+            0.0 if found is None else found.elementwise_s_per_op * 1e12,
+            source,
+            "picoseconds per op (token-side ALU op or MAC) of the generated element-wise kernels (the slope of the "
+            "same fit)",
+        ),
+    }
+    for scheme in SCHEME_CLASSES:
+        matvec = 0.0 if found is None else found.matvec_s_per_weight.get(scheme, 0.0)
+        matmul = 0.0 if found is None else found.matmul_s_per_mac.get(scheme, 0.0)
+        values[f"probe:generated:matvec:{scheme}"] = (
+            matvec * 1e12,
+            source,
+            f"picoseconds per weight of the generated {scheme} matrix-vector kernel, weights in cache",
+        )
+        values[f"probe:generated:matmul:{scheme}"] = (
+            matmul * 1e12,
+            source,
+            f"picoseconds per MAC of the generated {scheme} many-row (prefill) linear kernel, weights in cache",
+        )
+    return values
 
 
 def _cache_bytes() -> dict[str, float]:
@@ -295,6 +515,14 @@ def runtime_values(result: HostMeasurement) -> dict[str, tuple[float, str, str] 
         "os:cpu_count": (float(result.machine.cpu_count), os_source, "os.cpu_count()"),
         "os:physical_memory_bytes": None,
     }
+    region = result.parallel_region_s
+    values["probe:parallel_region_s"] = (
+        0.0 if region is None else region,
+        probe if region is not None else "not measured: no clang with OpenMP found (fallback 0)",
+        f"fork/join of one OpenMP parallel-for on one thread, C microkernel (median of {len(result.region_samples)}"
+        f" runs, spread {result.region_spread:.0%})",
+    )
+    values.update(_generated_values(load_generated()))
     memory = _physical_memory_bytes()
     if memory is not None:
         values["os:physical_memory_bytes"] = (memory, os_source, "sysconf page size x physical pages")

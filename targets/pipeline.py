@@ -14,9 +14,11 @@ They reach the passes as pass options (`targets.pass_options`). The host's final
 mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in address spaces the CPU ignores.
 
 Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
-per tile, e.g. another Apple threadgroup size), `keep-int-codes` (override the family's choice), and the
-placement over devices, `tp`, `pp` and `layers` (the `shard` stage, first, only when the placement spans more than
-one device: `passes.shard`; `q35c build --devices/--tp/--pp` choose them through `Target.placement`).
+per tile, e.g. another Apple threadgroup size), `keep-int-codes` (override the family's choice),
+`integer-activations` (native host code only, default true: one-token kernels quantize their activations to
+integers, `q35c.codegen.host`), and the placement over devices, `tp`, `pp` and `layers` (the `shard` stage,
+first, only when the placement spans more than one device: `passes.shard`; `q35c build --devices/--tp/--pp`
+choose them through `Target.placement`).
 
 >>> from q35c.targets.registry import get_target
 >>> [stage.name for stage in get_target("h100-sxm").pipeline()]
@@ -46,6 +48,7 @@ OPTIONS: dict[str, type] = {
     "tile-k": int,
     "budget-bytes": int,
     "keep-int-codes": bool,
+    "integer-activations": bool,
     "tp": int,
     "pp": int,
     "layers": str,

@@ -31,13 +31,14 @@ from functools import lru_cache
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 
+from q35c.ir.clone import clone
 from q35c.passes.shard import (
     ShardError,
     ShardPass,
     StageMemory,
+    StageSplit,
     check_tp,
     decoder_calls,
-    split_stage_memory,
     stage_layers,
 )
 from q35c.targets.cost import DoesNotFit, Footprint
@@ -86,7 +87,7 @@ class Limits:
 
 
 def _clone_sharded(graph: ModuleOp, placement: Placement) -> ModuleOp:
-    module = graph.clone()
+    module = clone(graph)
     layers = ",".join(str(n) for n in placement.layers)
     ShardPass(tp=placement.tp, pp=placement.pp, layers=layers).apply(Context(), module)
     return module
@@ -95,14 +96,20 @@ def _clone_sharded(graph: ModuleOp, placement: Placement) -> ModuleOp:
 @lru_cache(maxsize=16)
 def _tensor_parallel(graph: ModuleOp, tp: int) -> ModuleOp:
     """`graph` sharded `tp` ways in one pipeline stage (`graph` itself for one way: that changes nothing the
-    sizing reads); each pipeline split of it is sized without a copy (`split_stage_memory`)."""
+    sizing reads); each pipeline split of it is sized without a copy (`StageSplit`)."""
     return graph if tp == 1 else _clone_sharded(graph, Placement(tp, 1))
+
+
+@lru_cache(maxsize=16)
+def _split(graph: ModuleOp, tp: int) -> StageSplit:
+    """What sizing the pipeline splits of `graph` sharded `tp` ways reads (`StageSplit`), gathered once."""
+    return StageSplit(_tensor_parallel(graph, tp))
 
 
 @lru_cache(maxsize=256)
 def _memory(graph: ModuleOp, placement: Placement) -> tuple[StageMemory, ...]:
     layers = ",".join(str(n) for n in placement.layers)
-    return tuple(split_stage_memory(_tensor_parallel(graph, placement.tp), placement.pp, layers))
+    return tuple(_split(graph, placement.tp).split(placement.pp, layers))
 
 
 def per_device(graph: ModuleOp, placement: Placement, tokens: int, activations: float) -> Footprint:

@@ -43,9 +43,13 @@ SLOW: dict[str, str] = {
     "q35c run tiny --target host --quant q3p5:g=32 --gen 8": "compiles and times native code (tests/codegen)",
     "q35c run tiny --target host --quant q3p5:g=32 --gen 8 --threads 1": "compiles and times native code",
     "q35c run llama-2-7b --quant q3p5 --prompt 1 --gen 3 --threads 1": "compiles and runs a 7B model natively",
+    "q35c run smollm2-135m --prompt-text 'The capital of France is' --gen 16 --threads 2": "compiles and runs "
+    "smollm2-135m natively; needs it (bash scripts/setup --models)",
     "q35c accuracy smollm2-135m --quant q3p5:g=64,int3:g=64,int4:g=64,q4_0,int8 -o out/acc": "minutes of "
     "numpy forward passes; needs smollm2-135m (bash scripts/setup --models)",
     "q35c accuracy smollm2-135m --quant q3p5:g=64,int3:g=64,int3:g=32,int4:g=64,q4_0,int8,q4_1,int4:g=32": "minutes "
+    "of numpy forward passes; needs smollm2-135m (bash scripts/setup --models)",
+    "q35c build smollm2-135m --quant q3p5:g=64 --target m2-max,h100-sxm -o out/smollm2-q3p5 --accuracy": "minutes "
     "of numpy forward passes; needs smollm2-135m (bash scripts/setup --models)",
     "q35c quantize smollm2-135m --quant q4_0 -o smollm2-q4_0.gguf": "needs smollm2-135m (scripts/setup --models)",
     "q35c quantize smollm2-135m --quant q3p5:g=64 -o smollm2-q3p5.npz": "needs smollm2-135m (scripts/setup --models)",
@@ -56,6 +60,8 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("docs/host-code.md", "q35c build --target host --emit so"): "a fragment: the options, without a model",
     ("docs/host-code.md", "q35c build --target host"): "a fragment: the option, without a model",
     ("docs/model-language.md", "q35c info bad.q35"): "the document shows the error, not the file",
+    ("docs/host-code.md", "q35c run tiny --weights tiny-llama.gguf"): "the document shows the error, not the file "
+    "(tests/codegen/test_host_generate.py writes one and checks it)",
 }
 """(document, command) pairs that are not commands to run as written."""
 

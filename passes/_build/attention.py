@@ -67,3 +67,13 @@ def with_cache(
         joined.name_hint = f"{name}_rows"
     groups = [[0], [1], [2, 3]] if batched else [[0], [1, 2]]
     return expand_shape(rewriter, joined, groups, shape, name)
+
+
+def runtime_positions(rewriter: PatternRewriter, op: AttentionOp, lead: tuple[int, ...]) -> SSAValue | None:
+    """The new tokens' positions, [T] (or [B, T] for a batch), when the op masks cache rows by position and has
+    cache rows to mask; None otherwise (the plain causal mask)."""
+    if op.positions is None or op.cache_len == 0:
+        return None
+    if not lead:
+        return op.positions
+    return expand_shape(rewriter, op.positions, [[0, 1]], (*lead, op.seq_len), "pos_seq")

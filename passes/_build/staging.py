@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from functools import cache
 
-import networkx as nx
 from xdsl.dialects import func, scf, tensor
 from xdsl.dialects.builtin import TensorType, UnitAttr
 from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation
@@ -50,7 +49,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 from xdsl.transforms.canonicalization_patterns.utils import const_evaluate_operand
 
-from q35c.analysis.opgraph import alias_graph
+from q35c.analysis.opgraph import alias_components
 from q35c.ir.attrs import FUSED_ATTR, SRC_SPACE_ATTR
 from q35c.passes._build.double_buffer import DoubleBuffer, FoldConstantOffsets, alloc_in, copy_between
 from q35c.passes._build.linalg import element_type, shape_of
@@ -119,9 +118,8 @@ def _same_slice(a: tensor.ExtractSliceOp, b: tensor.ExtractSliceOp) -> bool:
 
 def _returned(fn: func.FuncOp) -> set[SSAValue]:
     """The values that share a buffer with what `fn` returns (its output, which lives in main memory)."""
-    graph = alias_graph(fn)
-    returned = [v for op in fn.body.walk() if isinstance(op, func.ReturnOp) for v in op.operands]
-    return set().union(*(nx.node_connected_component(graph, v) for v in returned)) if returned else set()
+    returned = {v for op in fn.body.walk() if isinstance(op, func.ReturnOp) for v in op.operands}
+    return {v for component in alias_components(fn) if not returned.isdisjoint(component) for v in component}
 
 
 def _ring_loop(loop: scf.ForOp) -> bool:

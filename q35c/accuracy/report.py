@@ -205,11 +205,26 @@ def plot_json(data: dict[str, Any], path: Path) -> None:
     fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
 
 
+FILES = ("accuracy.md", "accuracy.json", "accuracy.png")
+
+
+def write_files(study: Study, directory: Path) -> list[Path]:
+    """accuracy.md, accuracy.json and accuracy.png into an existing `directory` (a report being written)."""
+    (directory / FILES[0]).write_text(render_markdown(study), encoding="utf-8")
+    (directory / FILES[1]).write_text(json.dumps(to_json(study), indent=2) + "\n", encoding="utf-8")
+    draw_plot(study, directory / FILES[2])
+    return [directory / n for n in FILES]
+
+
+def render_section(study: Study) -> str:
+    """The study as a section of a build's report.md (`q35c build ... -o DIR --accuracy`): its table and notes
+    one heading level down, the plot beside it."""
+    body = render_markdown(study).split("\n", 1)[1]
+    return f"## Accuracy: {study.model_name}, requantized, against its own weights\n{body}"
+
+
 def write_report(study: Study, directory: Path) -> list[Path]:
     """accuracy.md, accuracy.json and accuracy.png in `directory`, written whole or not at all."""
-    names = ("accuracy.md", "accuracy.json", "accuracy.png")
     with AtomicDirectory(directory) as out:
-        (out.tmp / names[0]).write_text(render_markdown(study), encoding="utf-8")
-        (out.tmp / names[1]).write_text(json.dumps(to_json(study), indent=2) + "\n", encoding="utf-8")
-        draw_plot(study, out.tmp / names[2])
-    return [directory / n for n in names]
+        write_files(study, out.tmp)
+    return [directory / n for n in FILES]

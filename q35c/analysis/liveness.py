@@ -26,16 +26,16 @@ arguments, which are the caller's buffers) at the call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
 from xdsl.dialects import func
 from xdsl.dialects.bufferization import AllocTensorOp
 from xdsl.dialects.builtin import IntegerAttr
-from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, Region, SSAValue
 
-from q35c.analysis.opgraph import alias_graph, buffer_root, type_bytes
+from q35c.analysis.opgraph import alias_components, buffer_root, type_bytes
 from q35c.ir.attrs import FUSED_ATTR
 
 """Unit attribute on an elementwise `linalg.generic` whose result streams into its consumer (no buffer)."""
@@ -91,15 +91,16 @@ def positions(fn: func.FuncOp) -> tuple[dict[Operation, int], dict[Operation, in
     """Pre-order position of every op of `fn`'s body and the last position nested inside it."""
     start: dict[Operation, int] = {}
     end: dict[Operation, int] = {}
-    stack: list[Operation] = []
-    for index, op in enumerate(fn.body.walk()):
-        while stack and not stack[-1].is_ancestor(op):
-            end[stack.pop()] = index - 1
-        start[op] = index
-        stack.append(op)
-    last = len(start) - 1
-    while stack:
-        end[stack.pop()] = last
+
+    def visit(region: Region) -> None:
+        for block in region.blocks:
+            for op in block.ops:
+                start[op] = len(start)
+                for inner in op.regions:
+                    visit(inner)
+                end[op] = len(start) - 1
+
+    visit(fn.body)
     return start, end
 
 
@@ -129,7 +130,7 @@ def _is_fused(value: SSAValue) -> bool:
     return isinstance(value, OpResult) and FUSED_ATTR in value.op.attributes
 
 
-def _last_reads(components: list[set[SSAValue]], end: Mapping[Operation, int]) -> list[int]:
+def _last_reads(components: Sequence[Collection[SSAValue]], end: Mapping[Operation, int]) -> list[int]:
     """The last position at which each component of the alias graph is read; a read by a fused generic lasts
     until the fused value's own last read."""
     component_of = {value: i for i, component in enumerate(components) for value in component}
@@ -160,10 +161,9 @@ def func_buffers(
 ) -> list[Buffer]:
     """The buffers of `fn` with their live ranges; arguments only if `include_arguments` (an entry function's
     inputs and weights); plus, at each call, one pseudo-buffer per memory space of the callee's peak."""
-    graph = alias_graph(fn) if graph is None else graph
+    components = alias_components(fn) if graph is None else list(nx.connected_components(graph))
     start, end = positions(fn)
     last = max(end.values(), default=0)
-    components = list(nx.connected_components(graph))
     last_reads = _last_reads(components, end)
     buffers: list[Buffer] = []
     for index, component in enumerate(components):
@@ -208,7 +208,7 @@ def module_peaks(functions: Iterable[func.FuncOp]) -> dict[str, dict[int, Peak]]
     result: dict[str, dict[int, Peak]] = {}
     for name in reversed(list(nx.topological_sort(calls))):
         # An entry is called by no function here, so only its peak with arguments is needed.
-        own = peak(func_buffers(fns[name], internal, alias_graph(fns[name]), include_arguments=name in entries))
+        own = peak(func_buffers(fns[name], internal, include_arguments=name in entries))
         internal[name] = {space: p.bytes for space, p in own.items()}
         result[name] = own
     return result

@@ -18,6 +18,7 @@ them.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import networkx as nx
 from xdsl.dialects import scf, tensor
@@ -80,6 +81,19 @@ def _is_buffer_value(value: SSAValue) -> bool:
     return isinstance(value.type, TensorType | PackedType)
 
 
+# The kinds of op `aliases` tells apart, in the order it tries them, and each op class's kind (-1: none), found
+# once per class (`isinstance` against LinalgStructuredOperation, an ABC, is slow for every op of a walk).
+_KIND_TYPES: tuple[Any, ...] = (
+    LinalgStructuredOperation,
+    tensor.InsertSliceOp,
+    _VIEWS,
+    AssembleOp,
+    scf.ForOp,
+    scf.ExecuteRegionOp | scf.IfOp,
+)
+_KINDS: dict[type, int] = {}
+
+
 def aliases(op: Operation) -> list[tuple[SSAValue, SSAValue]]:
     """The (value, value) pairs of `op` that share a buffer once bufferized in place.
 
@@ -88,13 +102,20 @@ def aliases(op: Operation) -> list[tuple[SSAValue, SSAValue]]:
     argument and yield to its result; `scf.execute_region`/`scf.if` results are what their regions yield.
     """
     pairs: list[tuple[SSAValue, SSAValue]] = []
-    if isinstance(op, LinalgStructuredOperation):
-        pairs += zip(op.results, op.outputs, strict=False)
-    elif isinstance(op, tensor.InsertSliceOp):
+    kind = _KINDS.get(type(op))
+    if kind is None:
+        kind = _KINDS[type(op)] = next((i for i, k in enumerate(_KIND_TYPES) if isinstance(op, k)), -1)
+    if kind == -1:
+        return pairs
+    if kind == 0:
+        pairs += zip(op.results, op.outputs, strict=False)  # type: ignore[attr-defined]
+    elif kind == 1:
+        assert isinstance(op, tensor.InsertSliceOp)
         pairs.append((op.result, op.dest))
-    elif isinstance(op, _VIEWS):
+    elif kind == 2:
         pairs.append((op.results[0], op.operands[0]))
-    elif isinstance(op, AssembleOp):
+    elif kind == 3:
+        assert isinstance(op, AssembleOp)
         pairs += [(op.result, value) for value in op.storage]
     elif isinstance(op, scf.ForOp):
         body = op.body.block
@@ -130,6 +151,50 @@ def alias_graph(func: FuncOp) -> nx.Graph:
         graph.add_nodes_from(r for r in op.results if _is_buffer_value(r))
         graph.add_edges_from(aliases(op))
     return graph
+
+
+def alias_components(func: FuncOp) -> list[list[SSAValue]]:
+    """The connected components of `alias_graph(func)` (each one buffer), found without building the graph: in
+    the order `networkx.connected_components` yields them (by their first value in the graph's order), each
+    component's values in that order.
+
+    >>> from q35c.frontend import load_model
+    >>> main = load_model("tiny").module.ops.first
+    >>> [set(c) for c in alias_components(main)] == list(nx.connected_components(alias_graph(main)))
+    True
+    """
+    parent: dict[SSAValue, SSAValue] = {}  # union-find over the graph's nodes, in the order it adds them
+
+    def find(value: SSAValue) -> SSAValue:
+        root = value
+        while (up := parent[root]) is not root:
+            root = up
+        while value is not root:
+            parent[value], value = root, parent[value]
+        return root
+
+    for arg in func.args:
+        if _is_buffer_value(arg):
+            parent.setdefault(arg, arg)
+    for op in func.body.walk():
+        for region in op.regions:
+            for block in region.blocks:
+                for arg in block.args:
+                    if _is_buffer_value(arg):
+                        parent.setdefault(arg, arg)
+        for result in op.results:
+            if _is_buffer_value(result):
+                parent.setdefault(result, result)
+        for a, b in aliases(op):
+            parent.setdefault(a, a)
+            parent.setdefault(b, b)
+            root_a, root_b = find(a), find(b)
+            if root_a is not root_b:
+                parent[root_b] = root_a
+    components: dict[SSAValue, list[SSAValue]] = {}
+    for value in list(parent):
+        components.setdefault(find(value), []).append(value)
+    return list(components.values())
 
 
 def buffer_root(value: SSAValue) -> bool:

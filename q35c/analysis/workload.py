@@ -43,8 +43,9 @@ computed from the IR alone (never from a parameter count), so that a change to a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import (
@@ -93,6 +94,28 @@ class Counts(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._data)
 
+    # The mapping's views and lookups straight from the dict (the cost model adds and scales counts per kernel
+    # and per bound of every uncertain figure: the generic Mapping versions were much of its time).
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[float]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[str, float]:
+        return self._data.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Counts):
+            return self._data == other._data
+        return super().__eq__(other)
+
     def __hash__(self) -> int:
         return hash(tuple(self._data.items()))
 
@@ -106,13 +129,19 @@ def _frozen(values: Mapping[str, float]) -> Counts:
 
 def add_counts(a: Counts, b: Counts, scale: float = 1.0) -> Counts:
     """a + scale * b, key by key."""
-    out = dict(a)
+    if not b and isinstance(a, Counts):
+        return a
+    if not a and scale == 1.0 and isinstance(b, Counts):
+        return b  # 0 + 1 * v is v
+    out = dict(a.items())
     for k, v in b.items():
         out[k] = out.get(k, 0.0) + v * scale
     return _frozen(out)
 
 
 def scale_counts(a: Counts, scale: float) -> Counts:
+    if scale == 1.0 and isinstance(a, Counts):
+        return a
     return _frozen({k: v * scale for k, v in a.items()})
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from q35c.cli._args import count_at_least, key_values
-from q35c.util.errors import Q35Error
+from q35c.util.errors import Location, Q35Error
 from q35c.util.limits import MAX_DEVICES
 from q35c.util.progress import Progress
 
@@ -101,6 +102,36 @@ def run_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def accuracy_section(args: argparse.Namespace) -> Callable[[Progress], Callable[[Path], str]]:
+    """`--accuracy`: checked before anything compiles (a GGUF model with weights, a scheme), then a writer the
+    report directory calls: the study of `--quant` against the model's own weights, as `q35c accuracy` runs it
+    (q3p5 also with slot assignment), written as accuracy.md/json/png into the report, its section returned for
+    report.md."""
+    from q35c.frontend import resolve_model
+
+    path = resolve_model(args.model)
+    if Path(path).suffix != ".gguf":
+        raise Q35Error("--accuracy needs a model with weights: a .gguf file, or smollm2-135m", Location(path))
+    if not args.quant:
+        raise Q35Error("--accuracy measures the scheme --quant names against the file's own weights: add --quant S")
+    from q35c.accuracy.requant import codec
+
+    codec(args.quant)  # an unknown or unsupported scheme: before any compile
+
+    def writer(progress: Progress) -> Callable[[Path], str]:
+        def write(directory: Path) -> str:
+            from q35c.accuracy.report import render_section, write_files
+            from q35c.accuracy.study import run_study
+
+            study = run_study(path, [args.quant], model_name=args.model, slots=True, progress=progress)
+            write_files(study, directory)
+            return render_section(study)
+
+        return write
+
+    return writer
+
+
 def run_report(args: argparse.Namespace) -> int:
     """`-o DIR` with `--target`: write the report directory, then print the table (or the JSON)."""
     from q35c.report.directory import Request, build_report
@@ -129,11 +160,13 @@ def run_report(args: argparse.Namespace) -> int:
         pp=args.pp,
         options=tuple(sorted(key_values(getattr(args, "option", None) or []).items())),
     )
+    accuracy = accuracy_section(args) if getattr(args, "accuracy", False) else None
     with Progress.for_stream(sys.stderr) as progress:
-        build = build_report(request, Path(args.output), progress)
+        build = build_report(request, Path(args.output), progress, None if accuracy is None else accuracy(progress))
     if args.format == "json":
         print(render_json(build.report))
     else:
         print(render_table(build.report))
-        print(f"\nreport written to {args.output}: report.md, report.json, report.csv, plots (*.png), ir/")
+        extra = ", accuracy.md/json/png" if accuracy is not None else ""
+        print(f"\nreport written to {args.output}: report.md, report.json, report.csv, plots (*.png){extra}, ir/")
     return 0

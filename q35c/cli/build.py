@@ -109,7 +109,14 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="pipeline option: tile-t, tile-n, tile-k, budget-bytes, keep-int-codes (repeatable)",
+        help="pipeline option: tile-t, tile-n, tile-k, budget-bytes, keep-int-codes, integer-activations (repeatable)",
+    )
+    parser.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="with --target, -o DIR, a GGUF model (such as smollm2-135m) and --quant: also measure what the scheme "
+        "costs in accuracy against the model's own weights, as `q35c accuracy` does (minutes): DIR/accuracy.md, "
+        "accuracy.json, accuracy.png and a section of report.md",
     )
     ir = parser.add_argument_group("IR between stages (with --target)")
     ir.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every stage to stderr")
@@ -261,6 +268,15 @@ def emit_cuda(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from q35c.driver.tree import collecting_less
+
+    with collecting_less():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.accuracy and args.emit != "graph":
+        raise Q35Error(f"--accuracy belongs to a report (--target T -o DIR), not to --emit {args.emit}")
     if args.emit == "cuda":
         return emit_cuda(args)
     if args.emit in NATIVE_EMITS:
@@ -273,13 +289,15 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.output:
             return run_report(args)
+        if args.accuracy:
+            raise Q35Error("--accuracy writes into a report directory: add -o DIR")
         if comparison_only(args):
             return run_cost(args)
         compile_for_target(args)
         print()
         return run_cost(args)
-    if args.print_ir_after_all or args.print_ir_after or args.dump_ir or args.option:
-        raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir and --option need --target")
+    if args.print_ir_after_all or args.print_ir_after or args.dump_ir or args.option or args.accuracy:
+        raise Q35Error("--print-ir-after-all, --print-ir-after, --dump-ir, --option and --accuracy need --target")
     from q35c.driver.pipeline import module_text
     from q35c.frontend import load_model
 

@@ -24,15 +24,20 @@ QUOTE = "'"
 # The names of `q35c.universe.PASSES`, sorted (tests/cli check they agree): spelled out so that building the
 # parser does not import xdsl.
 PASS_NAMES = (
+    "copy-to-memcpy",
+    "fuse-gather",
     "fuse-unpack",
+    "integer-matvec",
     "lower-graph",
     "materialize-weights",
     "reassociate-reductions",
     "reduce-in-registers",
+    "runtime-kv-cache",
     "schedule-memory",
     "shard",
     "tile",
     "unpack-bits",
+    "unstage-tiles",
 )
 
 EPILOG = """\

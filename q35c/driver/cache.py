@@ -28,12 +28,14 @@ from xdsl.dialects.builtin import ModuleOp
 
 from q35c.analysis.workload import Workload, extract, kv_appends
 from q35c.driver.tree import Pipeline, StepCallback, Tree, TreeCallback, count_nodes, run_trees
-from q35c.frontend import load_model
+from q35c.frontend import Model, load_model
+from q35c.ir.clone import clone
 from q35c.targets.target import Target
 from q35c.util.progress import Progress
 
 Key = tuple[str, str | None, int, int, int]  # model, scheme, seq (T), context (C), batch (B)
 Options = tuple[tuple[str, str], ...]  # pipeline options (see targets/pipeline.py), sorted
+Request = tuple[Key, Target] | tuple[Key, Target, Options]  # a module to compile for a target (with more options)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,18 +49,19 @@ class Watch:
     finish: Callable[[str, ModuleOp], Any]
 
 
-def _tree(key: Key, pipelines: Mapping[str, Pipeline], watch: Watch | None = None) -> Tree[tuple[Workload, Any]]:
-    """The tree that compiles `key` with `pipelines` (by label) and extracts each one's workload (and what
-    `watch` keeps)."""
-    model, scheme, seq, context, batch = key
-    loaded = load_model(model, quant=scheme, seq=seq, context=context, batch=batch)
-    appends = kv_appends(loaded.module)
+def _tree(
+    key: Key, module: ModuleOp, source: str, pipelines: Mapping[str, Pipeline], watch: Watch | None = None
+) -> Tree[tuple[Workload, Any]]:
+    """The tree that compiles `module` (`key`'s model, loaded from `source`) with `pipelines` (by label) and
+    extracts each one's workload (and what `watch` keeps)."""
+    batch = key[4]
+    appends = kv_appends(module)
 
     def finish(label: str, module: ModuleOp) -> tuple[Workload, Any]:
         kept = None if watch is None else watch.finish(label, module)
         return extract(module, appends=appends, batch=batch), kept
 
-    return Tree(loaded.module, pipelines, finish, loaded.path, None if watch is None else watch.visit)
+    return Tree(module, pipelines, finish, source, None if watch is None else watch.visit)
 
 
 def _steps(progress: Progress) -> StepCallback:
@@ -80,12 +83,46 @@ def compile_keys(
     where none watches it). Q35Error when a stage fails, naming the first label that runs it. `progress` counts a step
     per stage run (once for a stage several pipelines share)."""
     keys = list(jobs)
-    if progress is not None:
-        progress.add(sum(count_nodes(jobs[key].values()) for key in keys))
-    watched = {w.key: w for w in watches}
-    trees = [_tree(key, jobs[key], watched.get(key)) for key in keys]
-    found = run_trees(trees, verify=False, on_step=None if progress is None else _steps(progress), parallel=parallel)
+    found = compile_trees([(key, jobs[key]) for key in keys], watches=watches, progress=progress, parallel=parallel)
     return dict(zip(keys, found, strict=True))
+
+
+def compile_trees(
+    jobs: Sequence[tuple[Key, Mapping[str, Pipeline]]],
+    *,
+    watches: Sequence[Watch] = (),
+    progress: Progress | None = None,
+    parallel: bool = True,
+    more: Callable[[], Sequence[tuple[Key, Mapping[str, Pipeline]]]] | None = None,
+) -> list[dict[str, tuple[Workload, Any]]]:
+    """`compile_keys` for trees given in order, a key possibly in several (the same target's pipelines with and
+    without a placement): each key's model is loaded once, and later trees of a key run on copies of it. A
+    key's watch watches its first tree. `more` (see `run_trees`) gives more trees once these have started;
+    their results follow."""
+    watched = {w.key: w for w in watches}
+    loaded: dict[Key, Model] = {}
+    pristine: dict[Key, ModuleOp] = {}  # a copy of each key's module as loaded, for `more`'s trees
+
+    def trees(batch: Sequence[tuple[Key, Mapping[str, Pipeline]]]) -> list[Tree[tuple[Workload, Any]]]:
+        if progress is not None:
+            progress.add(sum(count_nodes(pipelines.values()) for _, pipelines in batch))
+        found = []
+        for key, pipelines in batch:
+            if key in loaded:
+                module = clone(pristine.get(key, loaded[key].module))
+                found.append(_tree(key, module, loaded[key].path, pipelines))
+                continue
+            model, scheme, seq, context, batch_size = key
+            loaded[key] = load_model(model, quant=scheme, seq=seq, context=context, batch=batch_size)
+            if more is not None:
+                pristine[key] = clone(loaded[key].module)
+            found.append(_tree(key, loaded[key].module, loaded[key].path, pipelines, watched.get(key)))
+        return found
+
+    later = None if more is None else lambda: trees(more())
+    return run_trees(
+        trees(jobs), verify=False, on_step=None if progress is None else _steps(progress), parallel=parallel, more=later
+    )
 
 
 def compile_key(key: Key, pipelines: Mapping[str, Pipeline]) -> dict[str, Workload]:
@@ -101,31 +138,71 @@ class WorkloadCache:
 
     def prepare(
         self,
-        requests: Sequence[tuple[Key, Target]],
+        requests: Sequence[Request],
         options: Options = (),
         *,
         watches: Sequence[Watch] = (),
         progress: Progress | None = None,
         per_target: Mapping[str, Options] | None = None,
+        more: Callable[[], Sequence[Request]] | None = None,
     ) -> dict[Key, dict[str, Any]]:
         """Compile every (key, target) whose (key, pipeline) is not cached yet, each distinct one once, in one
-        run (`compile_keys`); for a key a watch watches, every target requested with it too. `per_target` adds
-        options for some targets (their placement). What each watch's `finish` returned, by key and target
-        name."""
+        run (`compile_trees`); for a key a watch watches, every target requested with it too. `per_target` adds
+        options for some targets (their placement); a request (key, target, extra) adds `extra` instead, so one
+        run may compile a target's module both as is and placed over several devices. `more`, called once the
+        requests' compiles have started, gives more requests for the same run (those it takes to work them
+        out overlap the compiles). What each watch's `finish` returned, by key and target name."""
         watched = {w.key for w in watches}
-        jobs: dict[Key, dict[str, Pipeline]] = {}
-        for key, target in requests:
-            own = dict((per_target or {}).get(target.name, ()))
-            stages = target.pipeline({**dict(options), **own})
-            if (key, stages) not in self.found or key in watched:
-                jobs.setdefault(key, {})[target.name] = stages
+        jobs: list[tuple[Key, dict[str, Pipeline]]] = []
+        self._plan(requests, options, per_target, watched, jobs)
+        first_batch = len(jobs)
+
+        def more_jobs() -> list[tuple[Key, dict[str, Pipeline]]]:
+            assert more is not None
+            self._plan(more(), options, per_target, watched, jobs, first_batch)
+            return jobs[first_batch:]
+
+        found = compile_trees(
+            jobs[:first_batch], watches=watches, progress=progress, more=None if more is None else more_jobs
+        )
         kept: dict[Key, dict[str, Any]] = {}
-        for key, results in compile_keys(jobs, watches=watches, progress=progress).items():
+        firsts = {id(pipelines) for pipelines in {k: p for k, p in reversed(jobs)}.values()}
+        for (key, pipelines), results in zip(jobs, found, strict=True):
             for label, (workload, extra) in results.items():
-                self.found[(key, jobs[key][label])] = workload
-                if key in watched:
+                self.found[(key, pipelines[label])] = workload
+                if key in watched and id(pipelines) in firsts:
                     kept.setdefault(key, {})[label] = extra
         return kept
+
+    def _plan(
+        self,
+        requests: Sequence[Request],
+        options: Options,
+        per_target: Mapping[str, Options] | None,
+        watched: set[Key],
+        jobs: list[tuple[Key, dict[str, Pipeline]]],
+        start: int = 0,
+    ) -> None:
+        """Add the trees that compile `requests` to `jobs`, new trees and those from `start` on taking more: one
+        tree per key where it can (equal pipelines together, a target's name once per tree); nothing for a
+        pipeline cached or already in `jobs`."""
+        for request in requests:
+            key, target = request[0], request[1]
+            own = dict(request[2]) if len(request) == 3 else dict((per_target or {}).get(target.name, ()))
+            stages = target.pipeline({**dict(options), **own})
+            if (key, stages) in self.found and key not in watched:
+                continue
+            if any(k == key and stages in p.values() for k, p in jobs[:start]):
+                continue  # compiled in this run, in a batch already started
+            trees = [pipelines for k, pipelines in jobs[start:] if k == key]
+            same = [p for p in trees if stages in p.values()]
+            tree = next((p for p in same if target.name not in p), None)
+            if tree is None and same:
+                continue  # compiled in this run under another name
+            tree = tree if tree is not None else next((p for p in trees if target.name not in p), None)
+            if tree is None:
+                jobs.append((key, tree := {}))
+            tree[target.name] = stages
 
     def get(self, key: Key, target: Target, options: Options = ()) -> Workload:
         """The workload of `key` compiled with `target`'s pipeline (compiled now if not cached)."""

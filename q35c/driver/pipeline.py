@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import TextIO
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Attribute, Operation, TypeAttribute
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp
+from xdsl.dialects.utils.format import _print_func_outputs as print_func_outputs  # pyright: ignore[reportPrivateUsage]
+from xdsl.dialects.utils.format import print_func_argument
+from xdsl.ir import Attribute, BlockArgument, Operation, TypeAttribute
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException
 
@@ -51,12 +54,51 @@ def make_context() -> Context:
     return ctx
 
 
+# Functions with at least this many arguments have their printed argument lists kept (`_TextPrinter`).
+LONG_SIGNATURE = 64
+SIGNATURES_KEPT = 4
+
+
+@dataclass(frozen=True, eq=False)
+class _Signature:
+    """A function's argument list as printed: what it was printed from (the attributes and types compared by
+    identity: a module's copies and later stages share them), the naming state before and after, the text and
+    each argument's name. An entry function's thousands of weight arguments print the same after every stage."""
+
+    arg_attrs: ArrayAttr[DictionaryAttr]
+    types: tuple[Attribute, ...]
+    hints: tuple[str | None, ...]
+    state: tuple[tuple[tuple[str, int], ...], int]
+    text: str
+    names: tuple[str, ...]
+    names_after: tuple[tuple[str, int], ...]
+    next_after: int
+
+    def matches(
+        self,
+        args: Sequence[BlockArgument],
+        attrs: ArrayAttr[DictionaryAttr],
+        hints: tuple[str | None, ...],
+        state: tuple[tuple[tuple[str, int], ...], int],
+    ) -> bool:
+        return (
+            attrs is self.arg_attrs
+            and len(args) == len(self.types)
+            and all(arg.type is typ for arg, typ in zip(args, self.types, strict=True))
+            and hints == self.hints
+            and state == self.state
+        )
+
+
+_SIGNATURES: list[_Signature] = []  # the most recent first
+
+
 @dataclass(eq=False, repr=False)
 class _TextPrinter(Printer):
     """xDSL's printer, writing the same text with fewer calls: a string without a line break goes straight to the
     stream, a string literal (a weight's name in every argument attribute) is escaped whole, not byte by byte,
-    and each distinct type is printed once, then copied. A report directory prints every stage's module, so
-    printing is much of its time."""
+    each distinct type is printed once, then copied, and so is a long argument list printed before (`_Signature`).
+    A report directory prints every stage's module, so printing is much of its time."""
 
     _types: dict[Attribute, str] = field(default_factory=dict[Attribute, str], init=False)
 
@@ -83,6 +125,77 @@ class _TextPrinter(Printer):
             return
         self._current_column += len(text)
         self.stream.write(text)
+
+    def print_op(self, op: Operation) -> None:
+        if isinstance(op, func.FuncOp) and self._long_signature(op):
+            self._print_func(op)
+        else:
+            super().print_op(op)
+
+    def _long_signature(self, op: func.FuncOp) -> bool:
+        """A function defined with many arguments (an entry function taking every weight's storage), printed in
+        the custom form without debug information or messages: its argument list may come from `_SIGNATURES`."""
+        block = op.body.blocks.first
+        return (
+            self.stream is not None
+            and not self.print_generic_format
+            and not self.print_debuginfo
+            and block is not None
+            and len(block.args) >= LONG_SIGNATURE
+            and op.arg_attrs is not None
+            and op not in self.diagnostic.op_messages
+        )
+
+    def _print_func(self, op: func.FuncOp) -> None:
+        # As Printer.print_op (a func.func has no results and is isolated from above: a scope of its own), then
+        # FuncOp.print and print_func_op_like for a definition, the argument list aside (`_print_arguments`).
+        self.enter_scope()
+        self.print_string(op.name)
+        if op.sym_visibility:
+            self.print_string(" ")
+            self.print_string(op.sym_visibility.data)
+        self.print_string(" ")
+        self.print_symbol_name(op.sym_name.data)
+        self.print_string("(")
+        self._print_arguments(op)
+        self.print_string(")")
+        print_func_outputs(self, op.function_type.outputs.data, op.res_attrs)
+        self.print_op_attributes(
+            op.attributes,
+            reserved_attr_names=("sym_name", "function_type", "sym_visibility", "arg_attrs"),
+            print_keyword=True,
+        )
+        self.print_string(" ", indent=0)
+        self.print_region(op.body, False, False)
+        self.exit_scope()
+
+    def _print_arguments(self, op: func.FuncOp) -> None:
+        """A function's arguments as print_func_op_like prints them; an argument list printed before (the same
+        types, attributes and names, from the same naming state) is copied, and its names given to these."""
+        block = op.body.blocks.first
+        assert block is not None and op.arg_attrs is not None and self.stream is not None
+        args, attrs = block.args, op.arg_attrs
+        hints = tuple(arg.name_hint for arg in args)
+        state = (tuple(self.ssa_names.items()), self._next_valid_name_id[-1])
+        for known in _SIGNATURES:
+            if known.matches(args, attrs, hints, state):
+                self.print_string(known.text)
+                self._ssa_values.update(zip(args, known.names, strict=True))
+                self._ssa_names[-1] = dict(known.names_after)
+                self._next_valid_name_id[-1] = known.next_after
+                return
+        stream, self.stream = self.stream, io.StringIO()
+        try:
+            self.print_list(zip(args, attrs, strict=False), lambda pair: print_func_argument(self, pair[0], pair[1]))
+            text = self.stream.getvalue()
+        finally:
+            self.stream = stream
+        stream.write(text)
+        if "\n" not in text:
+            names = tuple(self._ssa_values[arg] for arg in args)
+            after = (tuple(self.ssa_names.items()), self._next_valid_name_id[-1])
+            _SIGNATURES.insert(0, _Signature(attrs, tuple(a.type for a in args), hints, state, text, names, *after))
+            del _SIGNATURES[SIGNATURES_KEPT:]
 
     def print_bytes_literal(self, bytestring: bytes) -> None:
         # As Printer.print_bytes_literal: backslash doubled, control bytes, '"' and non-ASCII as \XX.

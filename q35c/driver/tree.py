@@ -22,14 +22,17 @@ relayed from the workers: a progress display.
 from __future__ import annotations
 
 import ctypes
+import gc
+import itertools
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from queue import Empty
@@ -38,6 +41,7 @@ from typing import Any, Generic, TypeVar
 from xdsl.dialects.builtin import ModuleOp
 
 from q35c.driver.pipeline import GRAPH_STAGE, Runner, Stage, make_context
+from q35c.ir.clone import clone
 
 R = TypeVar("R")
 Pipeline = tuple[Stage, ...]
@@ -125,29 +129,75 @@ class _Walk(Generic[R]):
         self.node(task.tree, depth, task.stage.name, task.labels, module)
         following = self.split(task.tree, module, depth, task.labels, results)
         for position, (stage, members) in enumerate(following):
-            mine = module if position == len(following) - 1 else module.clone()
+            mine = module if position == len(following) - 1 else clone(module)
             self.branch(_Task(task.tree, mine, depth, stage, members), mine, results)
 
 
 def run_trees(
-    trees: Sequence[Tree[R]], *, verify: bool, on_step: StepCallback | None = None, parallel: bool = True
+    trees: Sequence[Tree[R]],
+    *,
+    verify: bool,
+    on_step: StepCallback | None = None,
+    parallel: bool = True,
+    more: Callable[[], Sequence[Tree[R]]] | None = None,
 ) -> list[dict[str, R]]:
     """Run every tree's pipelines (see the module docstring); per tree, `finish`'s result by label.
 
-    `verify` is `Runner.verify`; `parallel` False runs everything in this process."""
-    results: list[dict[str, R]] = [{} for _ in trees]
-    ctx = make_context()
-    walk = _Walk(trees, [Runner(verify=verify, source=tree.source, ctx=ctx) for tree in trees], on_step)
-    tasks = [task for index in range(len(trees)) for task in walk.trunk(index, results[index])]
-    workers = _workers(len(tasks)) if parallel else 1
-    if workers > 1:
-        for index, found in _run_parallel(walk, tasks, workers, on_step):
-            results[index].update(found)
-    else:
-        for position, task in enumerate(tasks):
-            last = all(later.module is not task.module for later in tasks[position + 1 :])
-            walk.branch(task, task.module if last else task.module.clone(), results[task.tree])
-    return results
+    `verify` is `Runner.verify`; `parallel` False runs everything in this process. `more`, when given, is called
+    here once the trees' branches have started (in workers, on a machine with several cores): the trees it
+    returns run too, their results following, so that what decides them (where a model is placed) is worked
+    out while the first ones compile."""
+    with collecting_less():
+        with ExitStack() as stack:
+            first = _Batch(trees, verify, on_step, parallel, stack)
+            batches = [first] if more is None else [first, _Batch(more(), verify, on_step, parallel, stack)]
+            results = [found for batch in batches for found in batch.finish()]
+        for batch in batches:  # the steps the workers sent as they exited
+            if batch.pool is not None:
+                batch.pool.relay()
+        return results
+
+
+# The cyclic garbage collector's thresholds while compiling (CPython's defaults: 700, 10, 10).
+COLLECT_THRESHOLDS = (50_000, 20, 10)
+
+
+@contextmanager
+def collecting_less() -> Iterator[None]:
+    """Compiling allocates millions of short-lived IR objects whose references form cycles (an op and the block
+    holding it), so the cyclic garbage collector, at its default thresholds, takes a fifth of a compile's time.
+    Within this it runs less often (every generation still runs, so memory stays bounded)."""
+    old = gc.get_threshold()
+    gc.set_threshold(*COLLECT_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+class _Batch(Generic[R]):
+    """Trees whose shared stages have run here and whose branches run in a pool of forked workers (started at
+    once, waited for by `finish`), or here, in `finish`, with one worker."""
+
+    def __init__(
+        self, trees: Sequence[Tree[R]], verify: bool, on_step: StepCallback | None, parallel: bool, stack: ExitStack
+    ) -> None:
+        self.results: list[dict[str, R]] = [{} for _ in trees]
+        ctx = make_context()
+        self.walk = _Walk(trees, [Runner(verify=verify, source=tree.source, ctx=ctx) for tree in trees], on_step)
+        self.tasks = [task for index in range(len(trees)) for task in self.walk.trunk(index, self.results[index])]
+        workers = _workers(len(self.tasks)) if parallel else 1
+        self.pool = _Pool(self.walk, self.tasks, workers, on_step, stack) if workers > 1 else None
+
+    def finish(self) -> list[dict[str, R]]:
+        if self.pool is not None:
+            for index, found in self.pool.wait():
+                self.results[index].update(found)
+            return self.results
+        for position, task in enumerate(self.tasks):
+            last = all(later.module is not task.module for later in self.tasks[position + 1 :])
+            self.walk.branch(task, task.module if last else clone(task.module), self.results[task.tree])
+        return self.results
 
 
 def _workers(tasks: int) -> int:
@@ -156,20 +206,49 @@ def _workers(tasks: int) -> int:
     return max(1, min(tasks, os.cpu_count() or 1))
 
 
-# What a forked worker needs: the walk (the trees), the tasks, and the queue its steps go to (or None).
-_FORKED: tuple[_Walk[Any], list[_Task], Any] | None = None
+# What the forked workers of each pool (by number) need: the walk (the trees), the tasks, and the queue their
+# steps go to (or None).
+_FORKED: dict[int, tuple[_Walk[Any], list[_Task], Any]] = {}
+_POOLS = itertools.count()
 
 
-def _run_task(index: int) -> tuple[int, dict[str, Any]]:
-    """In a forked worker: run task `index` on a copy of its module; (its tree, the results it found)."""
-    assert _FORKED is not None
-    walk, tasks, queue = _FORKED
+def _run_task(pool: int, index: int) -> tuple[int, dict[str, Any]]:
+    """In a forked worker of pool `pool`: run task `index` on a copy of its module; (its tree, the results it
+    found)."""
+    walk, tasks, queue = _FORKED[pool]
     if queue is not None:
         walk = _Walk(walk.trees, walk.runners, lambda labels, stage: queue.put((labels, stage)))
     task = tasks[index]
     found: dict[str, Any] = {}
-    walk.branch(task, task.module.clone(), found)
+    walk.branch(task, clone(task.module), found)
     return task.tree, found
+
+
+# What `map_forked`'s workers call: the function given, by item index.
+_MAPPED: Callable[[int], Any] | None = None
+
+
+def _call_mapped(index: int) -> Any:
+    assert _MAPPED is not None
+    return _MAPPED(index)
+
+
+def map_forked(function: Callable[[int], R], count: int) -> list[R]:
+    """`[function(i) for i in range(count)]`, shared among forked processes on a machine with several cores
+    (each sees this process as it is now; `function`'s results must be picklable, and its effects inside the
+    workers are lost)."""
+    global _MAPPED
+    workers = _workers(count)
+    if workers <= 1:
+        return [function(i) for i in range(count)]
+    _MAPPED = function
+    gc.freeze()
+    try:
+        with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_call_mapped, range(count)))
+    finally:
+        _MAPPED = None
+        gc.unfreeze()
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -202,32 +281,48 @@ def worker_pool(workers: int, context: BaseContext) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, context, initializer=_exit_with, initargs=(os.getpid(),))
 
 
-def _run_parallel(
-    walk: _Walk[R], tasks: list[_Task], workers: int, on_step: StepCallback | None
-) -> list[tuple[int, dict[str, R]]]:
-    """Run `tasks` in `workers` forked processes, relaying their steps to `on_step`; results in task order."""
-    global _FORKED
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue() if on_step is not None else None
-    _FORKED = (walk, tasks, queue)
+def _size(walk: _Walk[Any], task: _Task) -> int:
+    """The stages `task` runs: its own and all below it."""
+    pipelines = walk.trees[task.tree].pipelines
+    return count_nodes(pipelines[label][task.depth :] for label in task.labels) - 1
 
-    def relay() -> None:
-        while queue is not None and on_step is not None:
+
+class _Pool(Generic[R]):
+    """`tasks` running in `workers` forked processes (longest first, by the stages below each, so that no long
+    branch starts last), their steps relayed to `on_step`; `stack` shuts the pool down, and lets the objects
+    frozen for it be collected again."""
+
+    def __init__(
+        self, walk: _Walk[R], tasks: list[_Task], workers: int, on_step: StepCallback | None, stack: ExitStack
+    ) -> None:
+        context = multiprocessing.get_context("fork")
+        self.on_step = on_step
+        self.queue = context.Queue() if on_step is not None else None
+        number = next(_POOLS)
+        _FORKED[number] = (walk, tasks, self.queue)
+        stack.callback(_FORKED.pop, number)
+        # What exists now stays out of the workers' collections: they neither walk nor copy its pages.
+        gc.freeze()
+        stack.callback(gc.unfreeze)
+        pool = stack.enter_context(worker_pool(workers, context))
+        order = sorted(range(len(tasks)), key=lambda i: -_size(walk, tasks[i]))
+        submitted = {i: pool.submit(_run_task, number, i) for i in order}
+        self.futures: list[Future[tuple[int, dict[str, R]]]] = [submitted[i] for i in range(len(tasks))]
+
+    def relay(self) -> None:
+        while self.queue is not None and self.on_step is not None:
             try:
-                labels, stage = queue.get_nowait()
+                labels, stage = self.queue.get_nowait()
             except Empty:
                 return
-            on_step(labels, stage)
+            self.on_step(labels, stage)
 
-    try:
-        with worker_pool(workers, context) as pool:
-            futures: list[Future[tuple[int, dict[str, R]]]] = [pool.submit(_run_task, i) for i in range(len(tasks))]
-            pending = set(futures)
-            while pending:
-                _, pending = wait(pending, timeout=0.1)
-                relay()
-            results = [future.result() for future in futures]
-        relay()
-    finally:
-        _FORKED = None
-    return results
+    def wait(self) -> list[tuple[int, dict[str, R]]]:
+        """The tasks' results, in task order."""
+        pending = set(self.futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.1)
+            self.relay()
+        results = [future.result() for future in self.futures]
+        self.relay()
+        return results

@@ -32,6 +32,7 @@ cost model on the workloads those modules give (`q35c.driver.cache`). These are 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,8 +40,10 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from q35c.analysis.workload import Workload, extract
-from q35c.driver.cache import CACHE, Key, Options, WorkloadCache
+from q35c.driver.cache import CACHE, Key, Options, Request, WorkloadCache
+from q35c.driver.tree import map_forked
 from q35c.frontend import load_graph, load_model
+from q35c.frontend.examples import resolve_model
 from q35c.predict import ranges
 from q35c.targets.calibration import Efficiency, Row
 from q35c.targets.placement import Placement
@@ -206,6 +209,22 @@ def resolve_targets(names: Sequence[str] | str) -> list[str]:
     return result
 
 
+# The graph IR of each model file and scheme, which placements only read: the predictors of one run (a report's
+# plan and its comparison) share one module, and so the placements cached on it (`targets/placement.py`).
+_GRAPHS: dict[tuple[str, str | None, str, int, int], ModuleOp] = {}
+
+
+def _graph_of(model: str, scheme: str | None) -> ModuleOp:
+    path = resolve_model(model)
+    stat = os.stat(path)
+    key = (model, scheme, path, stat.st_mtime_ns, stat.st_size)
+    if key not in _GRAPHS:
+        if len(_GRAPHS) >= 8:
+            _GRAPHS.clear()
+        _GRAPHS[key] = load_model(model, quant=scheme).module
+    return _GRAPHS[key]
+
+
 def footprint(decode: Workload, scenario: Scenario) -> Footprint:
     """What must be resident: weights, the KV cache at P + G tokens for B sequences, a decode step's activations."""
     return Footprint(
@@ -256,7 +275,7 @@ class Predictor:
     def graph(self) -> ModuleOp:
         """The model's graph IR (one device, one token): what placements are checked and sized on."""
         if self._graph is None:
-            self._graph = load_model(self.model, quant=self.scheme).module
+            self._graph = _graph_of(self.model, self.scheme)
         return self._graph
 
     def placement(
@@ -304,6 +323,40 @@ class Predictor:
                 found[target.name] = placement
         return found
 
+    def sizing_phase(self) -> str:
+        """The phase whose module, compiled for one device, sizes what a target must hold: the decode step, else
+        the prefill."""
+        return "decode" if "decode" in self.phase_keys() else "prefill"
+
+    def prepare_needed(
+        self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> None:
+        """Compile, in one run, exactly what `predict` reads for each target: the sizing phase's module as is
+        (what must be held), every other phase's as is where the model runs on one device, and every phase's
+        placed (`placed`) where it runs on several; a target that cannot hold the model is costed from nothing
+        but its size. Placements come from the graph IR: they are worked out while the sizing modules compile."""
+        keys = self.phase_keys()
+        sizing = keys[self.sizing_phase()]
+
+        def rest() -> list[Request]:
+            own: list[Request] = []
+            placed: list[Request] = []
+            for target in targets:
+                try:
+                    placement = self.placement(target, devices, tp, pp)
+                except DoesNotFit:
+                    continue
+                except Q35Error:
+                    placement = Placement()  # `predict` raises it after sizing; compile as before
+                if placement.devices == 1:
+                    own += [(key, target) for key in keys.values() if key != sizing]
+                else:
+                    extra = tuple(sorted(placement.options().items()))
+                    placed += [(key, target, extra) for key in keys.values()]
+            return [*own, *placed]
+
+        self.cache.prepare([(sizing, target) for target in targets], self.options, more=rest)
+
     def prepare_placed(
         self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
     ) -> None:
@@ -338,8 +391,7 @@ class Predictor:
         model: `Target.place`); `with_ranges` also costs the spec's uncertain numbers at their bounds
         (`q35c.predict.ranges`). Q35Error for a placement that cannot be realised."""
         s = self.scenario
-        decode_w, prefill_w = self.decode_workload(target), self.prefill_workload(target)
-        sizing = decode_w if decode_w is not None else prefill_w
+        sizing = self.workload(self.sizing_phase(), target)
         assert sizing is not None, "a scenario needs a prompt or generated tokens"
         need = footprint(sizing, s)
         try:
@@ -350,6 +402,8 @@ class Predictor:
             decode_w, prefill_w = self.placed("decode", target, placement), self.placed("prefill", target, placement)
             sizing = decode_w if decode_w is not None else prefill_w
             assert sizing is not None
+        else:
+            decode_w, prefill_w = self.decode_workload(target), self.prefill_workload(target)
         count = placement.devices
 
         def costs(t: Target) -> tuple[Cost | None, Cost | None]:
@@ -474,17 +528,19 @@ def compare(
     if batch < 1 or prompt + gen < 1:
         raise Q35Error("batch must be at least 1, and prompt + gen at least 1")
     predictor = Predictor(model, scheme, Scenario(batch, prompt, gen), tuple(sorted((options or {}).items())))
-    predictor.prepare(chosen)
-    predictor.prepare_placed(chosen, devices, tp, pp)
-    found: list[TargetResult] = []
-    for target in chosen:
+    predictor.prepare_needed(chosen, devices, tp, pp)
+
+    def result(index: int) -> TargetResult:
+        target = chosen[index]
         try:
-            found.append(predictor.predict(target, devices, tp=tp, pp=pp))
+            return predictor.predict(target, devices, tp=tp, pp=pp)
         except Q35Error as err:
             if len(chosen) == 1:
                 raise
-            found.append(unfit(target, Footprint(0.0, 0.0, 0.0), f"{target.name}: {err.message}", "placement"))
-    results = tuple(found)
+            return unfit(target, Footprint(0.0, 0.0, 0.0), f"{target.name}: {err.message}", "placement")
+
+    # Everything is compiled: the targets are costed in parallel where there are several cores.
+    results = tuple(map_forked(result, len(chosen)) if len(chosen) > 1 else [result(0)])
     if all(r.error is not None for r in results):
         raise Q35Error("; ".join(r.error for r in results if r.error is not None))
     return Report(model, scheme, predictor.scenario, results)

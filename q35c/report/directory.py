@@ -6,6 +6,7 @@
     DIR/*.png         throughput, energy, roofline, breakdown (`q35c.report.plots`)
     DIR/ir/<target>/decode/NN-<stage>.mlir    the decode step's IR after every stage (`q35c.report.ir`)
     DIR/ir/<target>/prefill/NN-<stage>.mlir   the prefill's: the two modules the figures are costed from
+    DIR/accuracy.md, .json, .png              with `--accuracy` (a GGUF model): what --quant costs in accuracy
 
 Everything is written into a temporary sibling (`.DIR.<pid>.tmp`) that is renamed to DIR at the end
 (`q35c.util.output.AtomicDirectory`), so a build that fails (a model no target can hold, a stage that fails, an
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from q35c.frontend import load_graph
 from q35c.predict.predictor import Predictor, Report, Scenario, compare, resolve_targets, scenario_lengths
 from q35c.report.build import BuildReport, IRModule, collect, ir_module
 from q35c.report.ir import TargetIR, dump_stages
+from q35c.report.plots import load_matplotlib
 from q35c.report.table import render_csv
 from q35c.targets.target import get_target
 from q35c.util.errors import Location, Q35Error
@@ -97,8 +99,15 @@ def planned_placements(request: Request, names: Sequence[str]) -> dict[str, dict
     return {name: placement.options() for name, placement in found.items()}
 
 
-def build_report(request: Request, outdir: Path | str, progress: Progress | None = None) -> BuildReport:
+def build_report(
+    request: Request,
+    outdir: Path | str,
+    progress: Progress | None = None,
+    extra: Callable[[Path], str] | None = None,
+) -> BuildReport:
     """Compile, dump the IR, predict, and write the report directory `outdir` (see the module docstring).
+    `extra(directory)` writes more files into the directory being written (`q35c build --accuracy`: the
+    accuracy study) and returns a section appended to report.md; a failure there leaves nothing, as any other.
 
     Each phase module the IR dumps show is compiled once, for both the dumps and the costs: the dumps are
     written while the cost model's compiles run (`dump_stages`), so `compare` finds every workload it needs
@@ -115,15 +124,19 @@ def build_report(request: Request, outdir: Path | str, progress: Progress | None
         def dump(module: IRModule, placed: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, TargetIR]:
             ir_dir = out.tmp / "ir"
             shutil.rmtree(ir_dir, ignore_errors=True)
+            phases = module.keys()
+            sizing = "decode" if "decode" in phases else "prefill"  # `compare` sizes placed targets from it
             return dump_stages(
                 request.model,
                 request.scheme,
                 names,
                 ir_dir,
-                module.keys(),
+                phases,
                 options=options,
                 progress=show,
                 placements=placed,
+                also=[(sizing, name) for name in placed or {}],
+                meanwhile=load_matplotlib,  # the plots' library loads while the workers compile
             )
 
         planned = {} if plan is None else planned_placements(request, names)
@@ -147,4 +160,8 @@ def build_report(request: Request, outdir: Path | str, progress: Progress | None
         show.note("report", "report.json, report.md, report.csv, plots")
         build = collect(report, ir, request.options, request.devices)
         write_files(build, out.tmp)
+        if extra is not None:
+            section = extra(out.tmp)
+            with (out.tmp / "report.md").open("a", encoding="utf-8") as markdown:
+                markdown.write("\n" + section)
     return build

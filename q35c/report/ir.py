@@ -28,7 +28,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument, SSAValue
 
 from q35c.dialects.q35_storage import CODES
-from q35c.driver.cache import CACHE, Key, Options, Watch, WorkloadCache
+from q35c.driver.cache import CACHE, Key, Options, Request, Watch, WorkloadCache
 from q35c.driver.pipeline import Stage, module_text, stage_names
 from q35c.ir import attrs
 from q35c.targets.target import get_target
@@ -91,6 +91,8 @@ def dump_stages(
     progress: Progress | None = None,
     cache: WorkloadCache | None = None,
     placements: Mapping[str, Mapping[str, str]] | None = None,
+    also: Sequence[tuple[str, str]] = (),
+    meanwhile: Callable[[], object] | None = None,
 ) -> dict[str, TargetIR]:
     """Compile `model` for each phase (by name; (T, C, B) each: T tokens after C cached ones for B sequences)
     for each target and write `directory/<target>/<phase>/NN-<stage>.mlir`.
@@ -102,6 +104,9 @@ def dump_stages(
     Q35Error when a stage fails (a tile that cannot fit). `progress` counts a step per stage compiled (once for
     a stage the targets share: `[2/39] 12 targets: materialize`). `placements` gives, per target, the pipeline
     options of its placement over several devices (`Placement.options`): those targets' modules are sharded.
+    `also` names more modules to compile in the same run, not dumped, as (phase, target) for one device: what
+    the cost model will read besides the dumped modules (a placed target's size). `meanwhile` is called in this
+    process while the compiles run (in worker processes, on a machine with several cores).
     """
     names = list(dict.fromkeys(targets))
     chosen = [get_target(name) for name in names]
@@ -120,9 +125,19 @@ def dump_stages(
         return write
 
     watches = [Watch(key, writer(phase), lambda name, module: kernel_callers(module)) for phase, key in keys.items()]
-    requests = [(k, target) for k in dict.fromkeys(keys.values()) for target in chosen]
     per_target = {name: tuple(sorted(extra.items())) for name, extra in (placements or {}).items()}
-    kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress, per_target=per_target)
+    requests: list[Request] = [
+        (k, target, per_target.get(target.name, ())) for k in dict.fromkeys(keys.values()) for target in chosen
+    ]
+    requests += [(keys[phase], get_target(name), ()) for phase, name in also if phase in keys]
+
+    def nothing_more() -> list[Request]:
+        assert meanwhile is not None
+        meanwhile()
+        return []
+
+    more = None if meanwhile is None else nothing_more
+    kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress, more=more)
     result: dict[str, TargetIR] = {}
     for target in chosen:
         stages = target.pipeline({**dict(opts), **dict(per_target.get(target.name, ()))})

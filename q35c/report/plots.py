@@ -13,7 +13,8 @@ same build draws the same bytes with the same matplotlib and fonts.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -284,13 +285,46 @@ def plot_breakdown(build: BuildReport, path: Path) -> Figure:
 
 
 def write_plots(build: BuildReport, directory: Path) -> list[Path]:
-    """Draw the four plots into `directory`; returns their paths."""
+    """Draw the four plots into `directory`; returns their paths. On a machine with several cores a forked
+    process draws the roofline (the slowest, about as long as the other three) meanwhile; should it fail, it is
+    drawn here."""
+    load_matplotlib()  # once, before the fork
     paths = {name: directory / f"{name}.png" for name in PLOTS}
-    plot_throughput(build.report, paths["throughput"])
-    plot_energy(build.report, paths["energy"])
-    plot_roofline(build, paths["roofline"])
-    plot_breakdown(build, paths["breakdown"])
+    child = _fork_drawing(lambda: plot_roofline(build, paths["roofline"]))
+    drawn = False
+    try:
+        plot_throughput(build.report, paths["throughput"])
+        plot_energy(build.report, paths["energy"])
+        plot_breakdown(build, paths["breakdown"])
+    finally:
+        drawn = child is not None and os.waitpid(child, 0)[1] == 0
+    if not drawn:
+        plot_roofline(build, paths["roofline"])
     return list(paths.values())
+
+
+def load_matplotlib() -> None:
+    """Import what drawing and saving the plots takes (a large library: a report loads it while it compiles)."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+
+
+def _fork_drawing(draw: Callable[[], object]) -> int | None:
+    """Run `draw` in a forked process (its pid), or None where there is no second core or no fork."""
+    if (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
+        return None
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: drawn here
+        return None
+    if pid != 0:
+        return pid
+    status = 1
+    try:
+        draw()
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def log_range(values: Sequence[float]) -> bool:

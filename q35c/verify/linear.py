@@ -33,6 +33,13 @@ Every product x_k w_k thus reaches y through at most m = K + 2 K/g + 2 roundings
 (A >= sum |x_k w_k|, and it also covers the keep-int-codes split w = o + s e into separately rounded
 terms). A float16 output is that value rounded once more: + 2^-11 (|y_ref| + gamma_m A), plus 2^-25 for
 results in float16's subnormal range. Codes have no tolerance: they must equal `formats.unpack` exactly.
+
+Native host code (`q35c.codegen.host`, the `integer-matvec` pass) may quantize a one-token kernel's activations
+to integers per group of g: with Q levels per sign, each x_k is replaced by a value within
+delta_j = max_{k in group j} |x_k| (1 / (2 Q) + 2^-22) of it (half a level, and the float32 rounding of the scaled
+value), and the integer sums are exact. `output_tolerance(...,
+levels=Q)` adds that error, sum_j delta_j sum_{k in j} |w_k - o_k|, and bounds the float rounding with
+|x_k| + delta_j in place of |x_k|.
 """
 
 from __future__ import annotations
@@ -250,15 +257,30 @@ class LinearReport:
 
 
 def output_tolerance(
-    x: NDArray[np.floating], w_ref: NDArray[np.float32], offset: NDArray[np.float32], groups: int, half: bool
+    x: NDArray[np.floating],
+    w_ref: NDArray[np.float32],
+    offset: NDArray[np.float32],
+    groups: int,
+    half: bool,
+    levels: int | None = None,
 ) -> NDArray[np.float64]:
-    """The per-output bound of the module docstring: gamma_m A, plus the float16 rounding if `half`."""
+    """The per-output bound of the module docstring: gamma_m A, plus the float16 rounding if `half`, plus (with
+    `levels`, Q) the rounding of the activations to Q levels per sign and group."""
     k = x.shape[1]
     m = k + 2 * groups + 2
     gamma = m * F32_UNIT_ROUNDOFF / (1 - m * F32_UNIT_ROUNDOFF)
     ax = np.abs(x.astype(np.float64))
-    a = ax @ (np.abs(w_ref.astype(np.float64) - offset) + np.abs(offset)).T
-    bound = gamma * a
+    spread = np.abs(w_ref.astype(np.float64) - offset)
+    quantized = np.zeros((x.shape[0], w_ref.shape[0]))
+    if levels is not None:
+        per_group = ax.reshape(x.shape[0], groups, k // groups)
+        # half a level, plus the float32 rounding of x * Q / max|x| (relative 2^-24 of each of two factors)
+        amax = per_group.max(axis=2)
+        delta = np.repeat(amax / (2 * levels) + amax * 2.0**-22, k // groups, axis=1)
+        quantized = delta @ spread.T
+        ax = ax + delta
+    a = ax @ (spread + np.abs(offset)).T
+    bound = gamma * a + quantized
     if half:
         y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
         bound = bound + F16_UNIT_ROUNDOFF * (np.abs(y_ref) + bound) + F16_SUBNORMAL_HALF_SPACING

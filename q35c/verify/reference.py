@@ -148,10 +148,12 @@ def attention(
     num_kv_heads: int,
     head_dim: int,
     batch: int = 1,
+    positions: Array | None = None,
 ) -> F32:
     """Causal GQA: query t sees the C cached tokens and new tokens 0..t; query head h uses KV head h // G. With
     `batch` = B the rows are B sequences one after another (B*T new rows, B*C cache rows), each attending to
-    its own rows only."""
+    its own rows only. With `positions` ([B*T], the new tokens' positions) the cache is filled at run time:
+    query t sees cache row j only when j + t < positions[t] (below its sequence's first new position)."""
     if batch > 1:
         t, c = q.shape[0] // batch, k_cache.shape[0] // batch
         return np.concatenate(
@@ -165,6 +167,7 @@ def attention(
                     num_heads,
                     num_kv_heads,
                     head_dim,
+                    positions=None if positions is None else positions[i * t : (i + 1) * t],
                 )
                 for i in range(batch)
             ]
@@ -178,6 +181,9 @@ def attention(
     dots = np.einsum("thd,jhd->htj", qh.astype(np.float64), keys.astype(np.float64)).astype(np.float32)
     scores = dots * np.float32(1.0 / np.sqrt(head_dim))
     valid = np.arange(c + t)[None, :] <= c + np.arange(t)[:, None]  # [T, L]
+    if positions is not None:
+        rows, new = np.arange(c + t)[None, :], np.arange(t)[:, None]
+        valid &= (rows >= c) | (rows + new < np.asarray(positions, dtype=np.int64).reshape(t, 1))
     row_max = np.where(valid[None], scores, np.float32(-np.inf)).max(axis=2)  # [H, T]
     with np.errstate(over="ignore", invalid="ignore"):
         e = np.where(valid[None], np.exp(scores - row_max[:, :, None]), np.float32(0))
@@ -258,7 +264,8 @@ class _Interpreter:
         elif isinstance(op, AttentionOp):
             q, k, v, kc, vc = (array(x) for x in (op.q, op.k, op.v, op.k_cache, op.v_cache))
             sizes = (op.num_heads.value.data, op.num_kv_heads.value.data, op.head_dim.value.data)
-            result = attention(q, k, v, kc, vc, *sizes, batch=op.batch)
+            pos = None if op.positions is None else array(op.positions)
+            result = attention(q, k, v, kc, vc, *sizes, batch=op.batch, positions=pos)
         elif isinstance(op, SiluOp):
             result = silu(array(op.x))
         elif isinstance(op, MulOp):

@@ -104,3 +104,34 @@ def test_the_packaged_model_resolves(smollm2: str) -> None:
 def test_the_group_size_error_names_the_sizes_that_fit() -> None:
     with pytest.raises(Q35Error, match=r"K=576 .* group sizes that fit K=576: 16, 32, 64 \(e.g. q3p5:g=64"):
         formats.get("q3p5").quantize(np.zeros((2, 576), np.float32))
+
+
+def test_build_report_with_accuracy(tiny_gguf: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    argv = ["build", tiny_gguf, "--quant", "q3p5:g=64", "--target", "m2-max", "-o", str(out), "--accuracy"]
+    assert main(argv) == 0
+    assert "accuracy.md/json/png" in capsys.readouterr().out
+    data = json.loads((out / "accuracy.json").read_text())
+    assert [s["scheme"] for s in data["schemes"]] == ["q3p5:g=64:container=dense", "q3p5:g=64:container=dense +slots"]
+    assert data["schemes"][0]["kl"] > 0
+    markdown = (out / "report.md").read_text()
+    assert "## Accuracy:" in markdown and "![error vs bits per weight](accuracy.png)" in markdown
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG" and (out / "report.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "tiny", "--quant", "int8", "--target", "m2-max", "-o", "{tmp}/r", "--accuracy"], "with weights"),
+        (["build", "{gguf}", "--target", "m2-max", "-o", "{tmp}/r", "--accuracy"], "add --quant S"),
+        (["build", "{gguf}", "--quant", "int8", "--target", "m2-max", "--accuracy"], "add -o DIR"),
+        (["build", "{gguf}", "--quant", "int8", "--accuracy"], "need --target"),
+        (["build", "{gguf}", "--quant", "int5", "--target", "m2-max", "-o", "{tmp}/r", "--accuracy"], "int5"),
+    ],
+)
+def test_build_accuracy_bad_input(
+    argv: list[str], message: str, tiny_gguf: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([a.format(gguf=tiny_gguf, tmp=tmp_path) for a in argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -17,6 +17,7 @@ from q35c.codegen.host.measure import step_arguments
 from q35c.codegen.host.runtime import HostLibrary
 from q35c.codegen.host.toolchain import Toolchain
 from q35c.frontend import load_model
+from q35c.passes._build.code_layout import MIN_LEVELS
 from q35c.predict.predictor import Scenario
 from q35c.util.errors import Q35Error
 from q35c.verify.linear import LinearCase, linear_data, linear_module, lower_for_host, output_tolerance
@@ -93,7 +94,7 @@ def test_wrong_argument_is_refused_before_the_call(tiny_library: HostLibrary) ->
         tiny_library.call(entry.symbol, args)
 
 
-SCHEMES = ["q3p5:g=32", "q3p5:g=64:container=byte", "int4:g=32", "q4_0", "q8_0", "int8", "fp16"]
+SCHEMES = ["q3p5:g=32", "q3p5:g=64:container=byte", "int4:g=32", "q4_0", "q4_1", "q8_0", "int8", "fp16"]
 
 
 def test_linear_kernels_of_every_family(host_toolchain: Toolchain, tmp_path: Path) -> None:
@@ -116,7 +117,32 @@ def test_linear_kernels_of_every_family(host_toolchain: Toolchain, tmp_path: Pat
         if qt.offset is not None:
             offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
         y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
-        tolerance = output_tolerance(x, w_ref, offset, groups, half=True)
+        # One token: `integer-matvec` may quantize the activations (to at least MIN_LEVELS per sign and group).
+        levels = MIN_LEVELS if case.tokens == 1 and fmt.scheme.is_quantized else None
+        tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=levels)
         assert np.all(np.abs(outputs[0].astype(np.float64) - y_ref) <= tolerance), case.spec
         if fmt.scheme.is_quantized:
             assert np.array_equal(outputs[1], fmt.unpack(qt.packed)), f"{case.spec}: codes differ"
+
+
+def test_float_activations_on_request(host_toolchain: Toolchain, tmp_path: Path) -> None:
+    """`integer-activations=false`: one-token kernels keep float activations, within the float bound (which the
+    integer kernels of this case exceed)."""
+    case = LinearCase(tokens=1, n=48, k=256, spec="q3p5:g=64", seed=3)
+    x, qt = linear_data(case)
+    fmt = formats.get(case.spec)
+    w_ref = fmt.dequantize(qt)
+    offset = np.repeat(np.asarray(qt.offset, dtype=np.float64), 64, axis=1)
+    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+    tolerance = output_tolerance(x, w_ref, offset, 4, half=True)
+    errors = {}
+    for integer in (True, False):
+        module = lower_for_host(linear_module(1, case.n, case.k, case.spec))
+        manifest = {"model": "linear", "options": {"integer-activations": str(integer).lower()}}
+        emit_library({"q": module}, manifest, tmp_path / f"lib{integer}", "so", host_toolchain)
+        lib = HostLibrary.load(tmp_path / f"lib{integer}")
+        entry = lib.entries["q35_q_linear"]
+        (y, *_) = lib.call(entry.symbol, step_arguments(entry, {"linear.weight": qt}, [x]))
+        errors[integer] = np.abs(y.astype(np.float64) - y_ref) - tolerance
+    assert np.all(errors[False] <= 0)
+    assert np.any(errors[True] > 0)

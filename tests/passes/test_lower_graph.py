@@ -201,6 +201,51 @@ def test_reference_attention_is_causal_gqa(t: int, c: int, h: int, hkv: int, hd:
     np.testing.assert_allclose(reference.attention(q, k, v, kc, vc, h, hkv, hd), expected, rtol=1e-5, atol=1e-6)
 
 
+# Runtime caches (`positions`): (T, C, batch, each sequence's first new position).
+POSITION_CASES = [(1, 6, 1, (3,)), (2, 5, 1, (2,)), (1, 4, 1, (4,)), (2, 3, 2, (1, 3)), (1, 4, 1, (0,))]
+POSITION_IDS = [f"T{t}-C{c}-B{b}-from{'-'.join(map(str, p))}" for t, c, b, p in POSITION_CASES]
+
+
+def _positioned_attention(t: int, c: int, b: int, h: int = 4, hkv: int = 2, hd: int = 8) -> str:
+    q, kv, cache = f"tensor<{b * t}x{h * hd}xf16>", f"tensor<{b * t}x{hkv * hd}xf16>", f"tensor<{b * c}x{hkv * hd}xf16>"
+    pos, batch = f"tensor<{b * t}xi32>", f"batch = {b} : i64, " if b > 1 else ""
+    return f"""
+    func.func @f(%q: {q}, %k: {kv}, %v: {kv}, %kc: {cache}, %vc: {cache}, %pos: {pos}) -> {q} {{
+      %o = q35.attention %q, %k, %v, %kc, %vc positions %pos {{{batch}num_heads = {h} : i64,
+          num_kv_heads = {hkv} : i64, head_dim = {hd} : i64}} : ({q}, {kv}, {kv}, {cache}, {cache}, {pos}) -> {q}
+      func.return %o : {q}
+    }}"""
+
+
+def _positioned_inputs(t: int, c: int, b: int, firsts: tuple[int, ...], seed: int) -> list[NDArray[Any]]:
+    rng = np.random.default_rng(seed)
+    inputs = [_f16(rng, b * t, 32, scale=2.0), _f16(rng, b * t, 16, scale=2.0), _f16(rng, b * t, 16)]
+    inputs += [_f16(rng, b * c, 16, scale=2.0), _f16(rng, b * c, 16)]
+    return [*inputs, np.concatenate([np.arange(p, p + t) for p in firsts]).astype(np.int32)]
+
+
+@pytest.mark.parametrize(("t", "c", "b", "firsts"), POSITION_CASES, ids=POSITION_IDS)
+def test_attention_with_positions(t: int, c: int, b: int, firsts: tuple[int, ...], mlir_tools: MlirTools) -> None:
+    inputs = _positioned_inputs(t, c, b, firsts, seed=9)
+    got, expected = _run(_positioned_attention(t, c, b), inputs, {}, mlir_tools)
+    _assert_within_one_ulp(got, expected)
+
+
+@pytest.mark.parametrize(("t", "c", "b", "firsts"), POSITION_CASES, ids=POSITION_IDS)
+def test_reference_positions_hide_the_cache_rows_from_the_first_new_position_on(
+    t: int, c: int, b: int, firsts: tuple[int, ...]
+) -> None:
+    """Sequence i sees its cache rows below firsts[i] only: the same as a cache of just those rows."""
+    q, k, v, kc, vc, pos = _positioned_inputs(t, c, b, firsts, seed=10)
+    got = reference.attention(q, k, v, kc, vc, 4, 2, 8, batch=b, positions=pos)
+    for i, first in enumerate(firsts):
+        rows, seen = slice(i * t, (i + 1) * t), slice(i * c, i * c + first)
+        alone = reference.attention(q[rows], k[rows], v[rows], kc[seen], vc[seen], 4, 2, 8)
+        np.testing.assert_allclose(got[rows], alone, rtol=1e-6, atol=1e-7)
+    if all(first == c for first in firsts):  # a full cache: exactly the plain op
+        assert np.array_equal(got, reference.attention(q, k, v, kc, vc, 4, 2, 8, batch=b))
+
+
 def test_reference_rmsnorm_and_silu() -> None:
     rng = np.random.default_rng(8)
     x, gain = _f16(rng, 2, 16, scale=3.0), (1 + 0.1 * rng.standard_normal(16)).astype(np.float32)

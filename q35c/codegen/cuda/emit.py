@@ -13,7 +13,7 @@ those it counts. The directory is written whole or not at all (`AtomicDirectory`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from q35c.codegen.cuda.kernel import Kernel
 from q35c.codegen.cuda.launch import Function, launcher
 from q35c.codegen.cuda.linear import linear_kernel
 from q35c.codegen.cuda.phases import Buffers, group_kernel
+from q35c.codegen.cuda.plan import FunctionPlan, plan_functions
 from q35c.ir.attrs import SCHEME_ATTR
 from q35c.targets.gpu_occupancy import SmLimits, sm_limits
 from q35c.util.errors import Q35Error
@@ -38,12 +39,14 @@ ARCHS = {"gpu"}
 
 @dataclass(frozen=True)
 class PhaseSources:
-    """The emitted files of one phase: kernels, launcher and header."""
+    """The emitted files of one phase: kernels, launcher and header; `plans` is the launcher as data
+    (`q35c.codegen.cuda.plan`), by IR function."""
 
     phase: str
     kernels: tuple[Kernel, ...]
     launch: str
     header: str
+    plans: Mapping[str, FunctionPlan] = field(default_factory=dict[str, FunctionPlan])
 
 
 def module_kernels(module: ModuleOp, limits: SmLimits | None = None) -> PhaseSources:
@@ -75,10 +78,11 @@ def module_kernels(module: ModuleOp, limits: SmLimits | None = None) -> PhaseSou
                 kernels.append(kernel)
             entries.append(Function(fn, tuple(own)))
         order = {entry.fn.sym_name.data: entry for entry in entries}
-        launch, header = launcher(entries, order)
+        plans = plan_functions(entries, order)
+        launch, header = launcher(entries, order, plans)
     except UnsupportedIR as err:
         raise RuntimeError(f"CUDA emitter: {err}") from err
-    return PhaseSources("", tuple(kernels), launch, header)
+    return PhaseSources("", tuple(kernels), launch, header, plans)
 
 
 def _top(op: Any, fn: func.FuncOp) -> Any:
@@ -103,7 +107,7 @@ def cuda_phases(
     emitted: dict[str, PhaseSources] = {}
     for phase, result in compile_phases(keys, target, options).items():
         sources = module_kernels(result.module, limits)
-        emitted[phase] = PhaseSources(phase, sources.kernels, sources.launch, sources.header)
+        emitted[phase] = PhaseSources(phase, sources.kernels, sources.launch, sources.header, sources.plans)
     return emitted
 
 

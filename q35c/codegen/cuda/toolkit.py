@@ -77,6 +77,21 @@ class Toolkit:
             command += [str(folder / "out.cubin"), *[f"-I{d}" for d in sorted(include)], str(unity)]
             return parse_resources(self._run(command, folder))
 
+    def cubin(self, files: Sequence[Path], arch: str, extra: str = "") -> bytes:
+        """Compile `files` (and `extra` source text) as one translation unit to a cubin for `arch`, the
+        architecture of a device (`sm_90`, `sm_86`, ...; sm_80 or later: the kernels use cp.async)."""
+        check_device_arch(arch)
+        with tempfile.TemporaryDirectory(prefix="q35c-nvcc-") as tmp:
+            folder = Path(tmp)
+            unity = self._unity(files, folder)
+            if extra:
+                unity.write_text(unity.read_text(encoding="utf-8") + extra, encoding="utf-8")
+            include = {str(Path(f).resolve().parent) for f in files}
+            out = folder / "out.cubin"
+            command = [self.nvcc, f"-arch={arch}", "-cubin", "-std=c++17", "-lineinfo", "-o", str(out)]
+            self._run([*command, *[f"-I{d}" for d in sorted(include)], str(unity)], folder)
+            return out.read_bytes()
+
     def ptx(self, file: Path, arch: str) -> str:
         """The PTX of one emitted file."""
         check_arch(arch)
@@ -98,6 +113,13 @@ class Toolkit:
 def check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise Q35Error(f"unsupported CUDA architecture {arch!r} (q35c's kernels need cp.async: {', '.join(ARCHS)})")
+
+
+def check_device_arch(arch: str) -> None:
+    """A device architecture the kernels can run on: sm_XY with X >= 8 (cp.async, sm_80 and later)."""
+    match = re.fullmatch(r"sm_(\d+)(\d)a?", arch)
+    if match is None or int(match.group(1)) < 8:
+        raise Q35Error(f"unsupported CUDA architecture {arch!r}: q35c's kernels need sm_80 or later (cp.async)")
 
 
 def parse_resources(text: str) -> list[KernelResources]:

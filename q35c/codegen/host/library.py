@@ -27,20 +27,43 @@ from q35c.codegen.host.lowering import CLANG_FLAGS, native_lowering
 from q35c.codegen.host.runtime import HEADER, LIBRARY, MANIFEST
 from q35c.codegen.host.toolchain import Toolchain, find_toolchain
 from q35c.driver.pipeline import Runner, Stage, StageCallback, module_text
+from q35c.passes.copy_to_memcpy import CopyToMemcpyPass
+from q35c.passes.fuse_gather import FuseGatherPass
 from q35c.passes.fuse_unpack import FuseUnpackPass
+from q35c.passes.integer_matvec import IntegerMatvecPass
 from q35c.passes.reassociate_reductions import ReassociateReductionsPass
 from q35c.passes.reduce_in_registers import ReduceInRegistersPass
+from q35c.passes.runtime_kv_cache import RuntimeKVCachePass
+from q35c.passes.unstage_tiles import UnstageTilesPass
 from q35c.predict.predictor import Predictor, Scenario
+from q35c.targets.pipeline import parse_options
 from q35c.util.errors import Location, Q35Error
 from q35c.util.output import AtomicDirectory
 
 TARGET = "host"
-EMITS = {"so": LIBRARY, "obj": "libq35.o", "llvm": "libq35.ll"}
-NATIVE_STAGE = Stage(
-    "native",
-    (FuseUnpackPass(), ReassociateReductionsPass(), ReduceInRegistersPass()),
-    "matrix-vector kernels unpack in registers; float sums in reductions may be reordered (vector lanes)",
+KV_STAGE = Stage(
+    "runtime-kv-cache", (RuntimeKVCachePass(),), "attention masks cache rows by position; steps return new k, v rows"
 )
+EMITS = {"so": LIBRARY, "obj": "libq35.o", "llvm": "libq35.ll"}
+
+
+def native_stage(integer_activations: bool = True) -> Stage:
+    """The host passes after the target pipeline; without `integer_activations` (the pipeline option
+    `integer-activations=false`) no `integer-matvec`: activations stay floating point, matrix-vector kernels
+    take `fuse-unpack`'s float path."""
+    matvec = (IntegerMatvecPass(),) if integer_activations else ()
+    gather = (FuseGatherPass(), UnstageTilesPass())
+    passes = (*gather, *matvec, FuseUnpackPass(), ReassociateReductionsPass(), ReduceInRegistersPass())
+    return Stage(
+        "native",
+        (*passes, CopyToMemcpyPass()),
+        "gathers unpack only the rows they read; "
+        "matrix-vector kernels as integer dot products on int16 activations, unpacking in vector registers; "
+        "float sums in reductions may be reordered (vector lanes)",
+    )
+
+
+NATIVE_STAGE = native_stage()
 
 
 @dataclass(frozen=True)
@@ -51,8 +74,14 @@ class LibraryRequest:
     quant: str | None
     scenario: Scenario
     options: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    capacity: int | None = None  # a KV cache filled at run time, of this many rows per sequence (generation)
 
     def phase_keys(self) -> dict[str, tuple[str, str | None, int, int, int]]:
+        if self.capacity is not None:
+            s = self.scenario
+            return {"decode": (self.model, self.quant, 1, self.capacity, s.batch)} | (
+                {"prefill": (self.model, self.quant, s.prompt, 0, s.batch)} if s.prompt else {}
+            )
         options = tuple(sorted(self.options.items()))
         return Predictor(self.model, self.quant, self.scenario, options).phase_keys()
 
@@ -70,18 +99,43 @@ class BuiltLibrary:
 def compile_phase_modules(
     request: LibraryRequest, callback: Callable[[str], StageCallback | None] | None = None
 ) -> tuple[dict[str, ModuleOp], dict[str, tuple[str, str | None, int, int, int]]]:
-    """The final host module of each phase of the request (verified after every stage), and the phase keys."""
+    """The final host module of each phase of the request (verified after every stage), and the phase keys.
+    With a cache `capacity`, each phase's graph first goes through `runtime-kv-cache` (`generation_modules`)."""
     from q35c.driver.compile import compile_phases
 
     keys = request.phase_keys()
+    if request.capacity is not None:
+        return generation_modules(keys, request.options, callback), keys
     results = compile_phases(keys, TARGET, request.options, callback)
     return {phase: result.module for phase, result in results.items()}, keys
 
 
-def lower_to_llvm_ir(modules: Mapping[str, ModuleOp], tools: Toolchain) -> tuple[str, tuple[Entry, ...]]:
+def generation_modules(
+    keys: Mapping[str, tuple[str, str | None, int, int, int]],
+    options: Mapping[str, Any],
+    callback: Callable[[str], StageCallback | None] | None = None,
+) -> dict[str, ModuleOp]:
+    """The final host module of each phase for token-by-token generation: the graph's attention reads a cache
+    filled at run time (masked from the step's first position on) and every step returns its new k and v rows
+    (`passes/runtime_kv_cache.py`). These modules are not the cost model's (their cache is a run-time buffer), so
+    they stay out of its cache of workloads."""
+    from q35c.driver.compile import compile_model
+    from q35c.frontend import load_model
+
+    modules: dict[str, ModuleOp] = {}
+    for phase, (model, scheme, seq, context, batch) in keys.items():
+        loaded = load_model(model, quant=scheme, seq=seq, context=context, batch=batch)
+        Runner(verify=True, target=TARGET, source=loaded.path).apply(KV_STAGE, loaded.module)
+        modules[phase] = compile_model(loaded, TARGET, options, None if callback is None else callback(phase)).module
+    return modules
+
+
+def lower_to_llvm_ir(
+    modules: Mapping[str, ModuleOp], tools: Toolchain, integer_activations: bool = True
+) -> tuple[str, tuple[Entry, ...]]:
     """LLVM IR text of the merged phase modules, and the entries it exports."""
     merged, entries = merge_phases(modules)
-    Runner(verify=True, target=TARGET).apply(NATIVE_STAGE, merged)
+    Runner(verify=True, target=TARGET).apply(native_stage(integer_activations), merged)
     lowered = tools.opt(module_text(merged), native_lowering(openmp=tools.openmp is not None))
     return tools.translate(lowered), entries
 
@@ -111,6 +165,7 @@ def manifest_for(request: LibraryRequest, keys: Mapping[str, tuple[Any, ...]]) -
         "prompt": request.scenario.prompt,
         "gen": request.scenario.gen,
         "options": dict(sorted(request.options.items())),
+        **({} if request.capacity is None else {"kv_capacity": request.capacity}),
         "phases": {phase: {"seq": key[2], "context": key[3], "batch": key[4]} for phase, key in keys.items()},
     }
 
@@ -139,7 +194,8 @@ def emit_library(
         raise Q35Error(f"unknown native output '{emit}' (choose from {', '.join(EMITS)})")
     check_destination(output)
     tools = tools if tools is not None else find_toolchain()
-    llvm_ir, entries = lower_to_llvm_ir(modules, tools)
+    integer = bool(parse_options(manifest.get("options") or {}).get("integer-activations", True))
+    llvm_ir, entries = lower_to_llvm_ir(modules, tools, integer)
     manifest = {**manifest, "entries": [e.to_json() for e in entries], "openmp": tools.openmp is not None}
     title = f"{manifest.get('model')} ({manifest.get('quant') or 'default scheme'}) for the host, compiled by q35c"
     with AtomicDirectory(output) as out:

@@ -29,6 +29,8 @@ TO_LLVM: tuple[str, ...] = (
     "--lower-affine",
     "--expand-strided-metadata",
     "--lower-affine",
+    # vector ops (integer-matvec's kernels): transfers to plain loads, then LLVM's vector instructions
+    "--convert-vector-to-llvm",
     # memref before scf: scf-to-openmp wraps each parallel body in a memref.alloca_scope, which must hold one
     # block when it is lowered, that is before the loops inside it become branches.
     "--finalize-memref-to-llvm",

@@ -4,12 +4,13 @@ prediction of the host's cost model for the same modules.
     result = run_model(RunRequest("tiny", "q3p5:g=32", prompt=4, gen=8, threads=2))
     print("\n".join(result.lines()))        # measured and predicted tok/s of each phase, and their ratio
 
-The library is built into a temporary directory (`library.build_library`). Weights are seeded random values
-quantized in each weight's own scheme by the numpy reference encoder (`q35c.formats`): N(0, 1/K) for [N, K]
-matrices, 1 + N(0, 0.1^2) for vector gains; one matrix is drawn per distinct (shape, scheme) and copied into
-every weight of that shape, so each layer still reads its own memory. Token ids are uniform over the vocabulary,
-positions follow the cached tokens, KV caches are N(0, 1). Before anything is allocated, the weights' and caches'
-bytes are checked against the memory this machine has available.
+The library is built into a temporary directory (`library.build_library`). Weights come from a GGUF file when
+one is given or the model is one (`weights.gguf_params`: smollm2-135m runs its own weights); otherwise they are
+seeded random values quantized in each weight's own scheme by the numpy reference encoder (`q35c.formats`):
+N(0, 1/K) for [N, K] matrices, 1 + N(0, 0.1^2) for vector gains; one matrix is drawn per distinct (shape, scheme)
+and copied into every weight of that shape, so each layer still reads its own memory. Token ids are uniform over
+the vocabulary, positions follow the cached tokens, KV caches are N(0, 1). Before anything is allocated, the
+weights' and caches' bytes are checked against the memory this machine has available.
 
 Timing: the prefill step runs once to warm up, then `prefill_runs` times; the decode step (one token after the
 mean context, the module the cost model costs) runs once to warm up, then once per generated token. Each figure
@@ -33,6 +34,7 @@ from numpy.typing import NDArray
 from q35c.codegen.host.abi import Entry
 from q35c.codegen.host.library import TARGET, LibraryRequest, build_library
 from q35c.codegen.host.runtime import DTYPES, HostLibrary
+from q35c.codegen.host.weights import gguf_params
 from q35c.dialects.q35 import EmbedOp, PackedType, WeightOp
 from q35c.formats import QuantizedTensor
 from q35c.frontend import load_model
@@ -52,6 +54,7 @@ class RunRequest:
     seed: int = 0
     prefill_runs: int = 3
     options: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    weights: str | None = None  # a GGUF file (`weights.gguf_params`); by default the model's own when it is one
 
     def library_request(self) -> LibraryRequest:
         return LibraryRequest(self.model, self.quant, Scenario(self.batch, self.prompt, self.gen), self.options)
@@ -92,12 +95,14 @@ class RunResult:
     phases: tuple[PhaseTiming, ...]
     weight_bytes: int
     build_seconds: float
+    weights: str | None = None  # the GGUF file the weights came from (None: seeded random values)
 
     def lines(self) -> list[str]:
         r = self.request
+        source = "" if self.weights is None else f" from {Path(self.weights).name}"
         out = [
             f"{self.model}, {r.quant or 'default scheme'} on the host: {r.threads} thread(s), batch {r.batch}, "
-            f"prompt {r.prompt}, generate {r.gen}; weights {self.weight_bytes / 1e6:,.1f} MB, "
+            f"prompt {r.prompt}, generate {r.gen}; weights {self.weight_bytes / 1e6:,.1f} MB{source}, "
             f"compiled in {self.build_seconds:.1f} s",
             f"{'phase':<8} {'measured tok/s':>15} {'predicted tok/s':>16} {'measured/predicted':>19}  median of",
         ]
@@ -230,6 +235,14 @@ def check_memory(entries: Mapping[str, Entry], model: str) -> int:
     return need
 
 
+def default_weights(model: str) -> str | None:
+    """The GGUF file a model's weights come from by default: the model's own file when it is a GGUF."""
+    from q35c.frontend.examples import resolve_model
+
+    path = resolve_model(model)
+    return path if path.endswith(".gguf") else None
+
+
 def run_model(request: RunRequest, on_step: Callable[[str], None] | None = None) -> RunResult:
     """Build, fill, time and predict (see the module docstring); `on_step(what)` after each unit of work."""
     if request.threads < 1:
@@ -240,6 +253,8 @@ def run_model(request: RunRequest, on_step: Callable[[str], None] | None = None)
     first = next(iter(keys.values()))
     graph = load_model(request.model, quant=request.quant, seq=first[2], context=first[3], batch=first[4])
     check_fits(graph_weight_bytes(graph.module), request.model)  # before compiling anything
+    weights = request.weights or default_weights(request.model)
+    gguf = None if weights is None else gguf_params(graph.module, weights)  # a file that does not fit: before too
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="q35c-run-") as tmp:
         build_library(lib_request, Path(tmp) / "lib", "so", lambda phase: lambda i, s, m: notify(f"{phase}: {s}"))
@@ -248,9 +263,10 @@ def run_model(request: RunRequest, on_step: Callable[[str], None] | None = None)
         entries = lib.entries
         weight_bytes = check_memory(entries, request.model)
         lib.set_threads(request.threads)
-        params = random_weights(graph.module, request.seed)
+        params = random_weights(graph.module, request.seed) if gguf is None else gguf
         vocab = vocabulary(graph.module)
         notify("weights filled")
+        measure_generated_code(notify)
         predicted = _predictions(request)
         rng = np.random.default_rng(request.seed + 1)
         timings: list[PhaseTiming] = []
@@ -268,7 +284,19 @@ def run_model(request: RunRequest, on_step: Callable[[str], None] | None = None)
                 notify(f"{phase} step")
             tokens = key[4] * key[2]
             timings.append(PhaseTiming(phase, tokens, tuple(seconds), predicted.get(phase)))
-    return RunResult(request, request.model, tuple(timings), weight_bytes, build_seconds)
+    return RunResult(request, request.model, tuple(timings), weight_bytes, build_seconds, weights)
+
+
+def measure_generated_code(notify: Callable[[str], None]) -> None:
+    """Measure this machine's generated-code figures (`q35c.codegen.host.calibrate`: microkernels compiled and
+    timed, about half a minute on two cores) unless they are cached, so that the prediction beside a run is the
+    host cost model with every figure it uses; cached, later runs reuse them."""
+    from q35c.codegen.host import calibrate
+    from q35c.targets import host_probe
+
+    if host_probe.load_generated() is None:
+        notify("measuring this machine's generated code once (cached for later runs)")
+        calibrate.generated(on_step=lambda what: notify(f"generated code: {what}"))
 
 
 def _predictions(request: RunRequest) -> dict[str, float]:

@@ -7,7 +7,8 @@
 `call` checks every array against the entry's manifest (shape and element type) before anything runs, passes
 each as a pointer to a ranked memref descriptor (`abi.header` declares the same structs) and returns the output
 buffers it allocated. `bind` prepares the descriptors once, so a timing loop calls the entry with no Python work
-beyond the call itself.
+beyond the call itself; `prepare` also gives the input arrays the descriptors point at, which a generation loop
+writes between calls (the next token and position, the new KV-cache rows).
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ def check_argument(entry: Entry, spec: Tensor, array: NDArray[Any]) -> NDArray[A
     return np.ascontiguousarray(array.view(dtype))
 
 
+@dataclass(frozen=True, eq=False)
+class Bound:
+    """An entry bound to its arguments: `call()` runs it; `inputs` are the arrays it reads (write into them between
+    calls to change what the next call sees: a KV cache, the next token), `outputs` the arrays it writes."""
+
+    call: Callable[[], None]
+    inputs: list[NDArray[Any]]
+    outputs: list[NDArray[Any]]
+
+
 @dataclass(eq=False)
 class HostLibrary:
     """A loaded host library and its manifest (the entries it exports)."""
@@ -120,6 +131,11 @@ class HostLibrary:
 
     def bind(self, symbol: str, arguments: Sequence[NDArray[Any]]) -> tuple[Callable[[], None], list[NDArray[Any]]]:
         """A no-argument function calling `symbol` on `arguments`, and the output arrays it writes."""
+        bound = self.prepare(symbol, arguments)
+        return bound.call, bound.outputs
+
+    def prepare(self, symbol: str, arguments: Sequence[NDArray[Any]]) -> Bound:
+        """`symbol` bound to `arguments` (see `Bound`)."""
         entry = self.entries[symbol]
         if len(arguments) != len(entry.args):
             raise Q35Error(f"{symbol} takes {len(entry.args)} arguments, got {len(arguments)}")
@@ -135,7 +151,7 @@ class HostLibrary:
             function(*pointers)
             assert keep
 
-        return call, outputs
+        return Bound(call, inputs, outputs)
 
     def call(self, symbol: str, arguments: Sequence[NDArray[Any]]) -> list[NDArray[Any]]:
         run, outputs = self.bind(symbol, arguments)

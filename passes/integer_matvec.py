@@ -1,0 +1,400 @@
+"""integer-matvec: one-token linear kernels as integer dot products, the codes unpacked in vector registers.
+
+After `unpack-bits` a one-token linear kernel is an unpacking generic (codes from packed storage), a dequantizing
+generic (w = scale * e + offset per group of g along K) and the contraction y = x . w. When the codes are bit
+fields of their storage rows laid out in chunks (`_build/code_layout`: found by running the unpacking body, not
+assumed per scheme; q3p5 dense and byte, int4, q4_0, q4_1, q8_0), this pass computes the kernel, as llama.cpp's
+CPU kernels do, as
+
+    y[n] = sum_j scale[n, j] d[j] 2^-P I[n, j]  +  sum_j offset[n, j] X[j]
+    I[n, j] = sum_{k in group j} (e[n, k] / 2^step_k + h_k) 2^s_k xq[k]  -  sum_{k in j} h_k 2^s_k xq[k]
+
+with the activations quantized once per call, before the tile loops (`quantize_activations`, one scf.for over
+the groups on vectors): d[j] = max |x| / Q, xq[k] = round(x[k] / d[j] 2^multiplier_k) in i16 (Q levels per
+sign, at least MIN_LEVELS, chosen so that no i32 sum overflows), X[j] the group's sum of x (for the offsets),
+and the groups' sign-bit terms (the second sum of I, negated: the integer sums start from it; h = 0 for unsigned
+codes, q4_1's 0 .. 15, whose minimum is the offset). The kernel stays
+a linalg.generic over (t, n) (the tiles' parallel loops); its body loops over blocks of 16 groups (their scales
+times d as one vector, the offsets' share of y as one vector product) and, per group (unrolled in a block),
+over its chunks and their parts of 32 codes (unrolled, alternating between two accumulators):
+
+    %raw  = vector.transfer_read %codes[%n, %at] : tensor<264x448xi32>, vector<4xi32>     (in order)
+    %win  = vector.shuffle (vector.bitcast %raw to vector<16xi8>) [each code's field's bytes] : vector<64xi8>
+    %code = arith.xori (arith.andi (vector.bitcast %win to vector<32xi16>), M), H       (vpternlog)
+    %xv   = vector.transfer_read %xq[%j, %k] : vector<32xi16>
+    %p    = arith.muli (arith.extsi %code), (arith.extsi %xv) : vector<32xi32>
+    %acc  = %acc + evens(%p) + odds(%p) : vector<16xi32>                              (vpdpwssd)
+
+then one conversion and one multiply-add of the group's 16 lane sums by its scale times d[j] (vector<16xf32>),
+and one horizontal sum per output. Codes stay bit-exact; the activations' rounding moves each x by at most
+d[j] / 2, which `q35c.verify.linear.output_tolerance(levels=Q)` adds to the error bound. Kernels that do not
+fit (several tokens, codes that are no bit fields, groups that are no whole number of chunks, a dequantization
+other than scale * e + offset) are left to `fuse-unpack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import arith, math, scf, tensor, vector
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    DenseArrayBase,
+    Float16Type,
+    Float32Type,
+    IndexType,
+    IntegerType,
+    ModuleOp,
+    TensorType,
+    VectorType,
+    i16,
+    i32,
+    i64,
+)
+from xdsl.dialects.linalg.attrs import IteratorTypeAttr
+from xdsl.dialects.linalg.ops import GenericOp, IndexOp, YieldOp
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir.affine import AffineExpr, AffineMap
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from q35c.ir.attrs import KERNEL_ATTR
+from q35c.passes._build.bit_fields import unpacking_of
+from q35c.passes._build.code_layout import PART_CODES, Layout, find_layout
+from q35c.passes._build.vector_ops import Emit, VectorExtSIOp, VectorFPToSIOp, VectorSIToFPOp, read, reduction, write
+from q35c.passes.fuse_unpack import _elementwise_producer, _kinds, _maps, _shape, _uses_index
+
+f32 = Float32Type()
+
+
+PARALLEL = IteratorTypeAttr.parallel()
+REDUCTION = IteratorTypeAttr.reduction()
+_d = AffineExpr.dimension
+
+
+def _is_affine_dequant(op: GenericOp, with_offset: bool) -> bool:
+    """Whether the dequantizing body computes e * scale (+ offset) (evaluated on a few values)."""
+    block = op.body.blocks.first
+    assert block is not None
+    for e, s, o in ((3, 0.5, 0.25), (-5, 2.0, -1.5), (0, 1.0, 4.0)):
+        env: dict[SSAValue, float] = {block.args[0]: float(e), block.args[1]: s}
+        if with_offset:
+            env[block.args[2]] = o
+        for inner in block.ops:
+            if isinstance(inner, YieldOp):
+                want = e * s + (o if with_offset else 0.0)
+                if env.get(inner.operands[0]) != want:
+                    return False
+                break
+            args = [env.get(v) for v in inner.operands]
+            if any(a is None for a in args):
+                return False
+            if isinstance(inner, arith.SIToFPOp | arith.ExtFOp):
+                value = args[0]
+            elif isinstance(inner, math.FmaOp):
+                value = args[0] * args[1] + args[2]  # type: ignore[operator]
+            elif isinstance(inner, arith.MulfOp):
+                value = args[0] * args[1]  # type: ignore[operator]
+            elif isinstance(inner, arith.AddfOp):
+                value = args[0] + args[1]  # type: ignore[operator]
+            else:
+                return False
+            env[inner.results[0]] = value  # type: ignore[assignment]
+    return True
+
+
+def _is_multiply_add(op: GenericOp) -> bool:
+    """Whether the contraction's body is acc + x * w (x possibly extended to f32)."""
+    block = op.body.blocks.first
+    assert block is not None
+    ops = list(block.ops)
+    names = [o.name for o in ops]
+    return names in (
+        ["arith.extf", "arith.mulf", "arith.addf", "linalg.yield"],
+        ["arith.mulf", "arith.addf", "linalg.yield"],
+    )
+
+
+@dataclass
+class Match:
+    op: GenericOp
+    x: SSAValue
+    storage: SSAValue
+    scale: SSAValue
+    offset: SSAValue | None
+    group: int
+    layout: Layout
+    dead: list[Operation]
+
+
+def match(op: GenericOp, cache: dict[tuple[object, ...], Layout | None]) -> Match | None:
+    if KERNEL_ATTR not in op.attributes or len(op.inputs) != 2 or len(op.outputs) != 1:
+        return None
+    kind = op.attributes[KERNEL_ATTR]
+    if getattr(kind, "data", None) != "linear" or _kinds(op) != [
+        IteratorTypeAttr.parallel().data,
+        IteratorTypeAttr.parallel().data,
+        IteratorTypeAttr.reduction().data,
+    ]:
+        return None
+    contraction = [AffineMap(3, 0, (_d(0), _d(2))), AffineMap(3, 0, (_d(1), _d(2))), AffineMap(3, 0, (_d(0), _d(1)))]
+    if _maps(op) != contraction or _uses_index(op) or not _is_multiply_add(op):
+        return None
+    x, w = op.inputs
+    if _shape(x)[0] != 1 or op.outputs[0].type != TensorType(f32, (1, _shape(w)[0])):
+        return None
+    if not isinstance(x.type, TensorType) or not isinstance(x.type.element_type, Float16Type | Float32Type):
+        return None
+    dequant = _elementwise_producer(w)
+    if dequant is None or len(_kinds(dequant)) != 3 or _uses_index(dequant) or len(dequant.inputs) not in (2, 3):
+        return None
+    group = _shape(dequant.outputs[0])[2]
+    maps = _maps(dequant)
+    if maps[0] != AffineMap(3, 0, (_d(0), _d(1) * group + _d(2))):
+        return None
+    if any(m != AffineMap(3, 0, (_d(0), _d(1))) for m in maps[1:-1]):
+        return None
+    with_offset = len(dequant.inputs) == 3
+    if not _is_affine_dequant(dequant, with_offset):
+        return None
+    unpack = _elementwise_producer(dequant.inputs[0], identity=False)
+    if unpack is None:
+        return None
+    unpacking = unpacking_of(unpack)
+    if unpacking is None:
+        return None
+    key = (group, *unpacking.key())
+    if key not in cache:
+        cache[key] = find_layout(unpacking, group)
+    layout = cache[key]
+    if layout is None:
+        return None
+    dead: list[Operation] = [w.owner, dequant, dequant.inputs[0].owner, unpack]  # type: ignore[list-item]
+    offset = dequant.inputs[2] if with_offset else None
+    return Match(op, x, unpacking.op.inputs[0], dequant.inputs[1], offset, group, layout, dead)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _generic(
+    inputs: Sequence[SSAValue],
+    inits: Sequence[SSAValue],
+    maps: Sequence[AffineMap],
+    iterators: Sequence[IteratorTypeAttr],
+    build: object,
+) -> GenericOp:
+    types = [v.type.element_type for v in (*inputs, *inits)]  # type: ignore[attr-defined]
+    block = Block(arg_types=types)
+    results = build(Emit(Builder(InsertPoint.at_end(block))), block.args)  # type: ignore[operator]
+    block.add_op(YieldOp(*results))
+    return GenericOp(
+        list(inputs),
+        list(inits),
+        Region(block),
+        [AffineMapAttr(m) for m in maps],
+        list(iterators),
+        [v.type for v in inits],
+    )
+
+
+@dataclass
+class Activations:
+    """The quantized activations of one x: xq [G, g] i16, the groups' max |x| and sums [G] f32."""
+
+    xq: SSAValue
+    dx: SSAValue  # max |x| / levels: the activations' step per group
+    xsum: SSAValue
+    bias: SSAValue  # [G, 16] i32: minus each lane's share of the sign bits' products
+
+
+def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: Layout) -> Activations:
+    """Insert at `point` one loop over the groups of x [1, K] that quantizes them on vectors (module docstring):
+    xq [G, g] = round(x Q / max|x| * 2^multiplier) (i16), d = max|x| / Q * 2^-P, the sums X and the sign-bit
+    terms' pair sums, negated: bias [G, 16] i32."""
+    k = _shape(x)[1]
+    groups, lanes, levels = k // group, layout.lanes, layout.levels(group)
+    multipliers = layout.multipliers()
+    _, _, sign_bits = layout.masks()
+    half = PART_CODES // 2
+    outer = Builder(point)
+    e = Emit(outer)
+    shapes = ((i16, (groups, group)), (f32, (groups,)), (f32, (groups,)), (i32, (groups, half)))
+    inits = [e.op(tensor.EmptyOp([], TensorType(t, shape))) for t, shape in shapes]
+    body = Block(arg_types=[IndexType(), *(v.type for v in inits)])
+    g, xq, dx, xsum, bias = body.args
+    be = Emit(Builder(InsertPoint.at_end(body)), e._consts.copy())
+    vf, vi = VectorType(f32, (group,)), VectorType(i16, (group,))
+    x_type = x.type
+    assert isinstance(x_type, TensorType)
+    xv = read(be, x, [be.index(0), be.op(arith.MuliOp(g, be.index(group)))], VectorType(x_type.element_type, (group,)))
+    xf = xv if x_type.element_type == f32 else be.op(arith.ExtFOp(xv, vf))
+    amax = reduction(be, be.op(math.AbsFOp(xf)), vector.CombiningKindFlag.MAXIMUMF)
+    total = reduction(be, xf, vector.CombiningKindFlag.ADD)
+    positive = be.op(arith.CmpfOp(amax, be.f32(0.0), "ogt"))
+    inv = be.op(arith.SelectOp(positive, be.op(arith.DivfOp(be.f32(float(levels)), amax)), be.f32(0.0)))
+    steps = be.dense(vf, [float(1 << multipliers[i % lanes]) for i in range(group)])
+    scaled = be.op(arith.MulfOp(be.op(arith.MulfOp(xf, be.op(vector.BroadcastOp(inv, vf)))), steps))
+    q = be.op(VectorFPToSIOp(be.op(math.RoundEvenOp(scaled)), vi))
+    xq_next = write(be, q, xq, [g, be.index(0)])
+    # The sign bits' share of each lane: sum over the group's parts of pairs of H * xq, as the kernel adds them.
+    p16, p32, o32 = VectorType(i16, (PART_CODES,)), VectorType(i32, (PART_CODES,)), VectorType(i32, (half,))
+    evens = DenseArrayBase.from_list(i64, list(range(0, PART_CODES, 2)))
+    odds = DenseArrayBase.from_list(i64, list(range(1, PART_CODES, 2)))
+    acc = be.dense(o32, [0] * half)
+    for first in range(0, group, PART_CODES):
+        lane = first % lanes
+        sign = be.op(VectorExtSIOp(be.dense(p16, sign_bits[lane : lane + PART_CODES]), p32))
+        slice_mask = DenseArrayBase.from_list(i64, list(range(first, first + PART_CODES)))
+        piece = be.op(VectorExtSIOp(be.op(vector.ShuffleOp(q, q, slice_mask, result_type=p16)), p32))
+        prod = be.op(arith.MuliOp(sign, piece))
+        pe = be.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
+        po = be.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
+        acc = be.op(arith.SubiOp(acc, be.op(arith.AddiOp(pe, po))))
+    bias_next = write(be, acc, bias, [g, be.index(0)])
+    step = be.op(arith.MulfOp(amax, be.f32(1.0 / levels / (1 << layout.top()))))
+    dx_next = be.op(tensor.InsertOp(step, dx, [g]))
+    xsum_next = be.op(tensor.InsertOp(total, xsum, [g]))
+    body.add_op(scf.YieldOp(xq_next, dx_next, xsum_next, bias_next))
+    loop = scf.ForOp(e.index(0), e.index(groups), e.index(1), inits, body)
+    for result, name in zip(loop.results, ("xq", "x_step", "x_sum", "x_bias"), strict=True):
+        result.name_hint = name
+    outer.insert(loop)
+    return Activations(loop.results[0], loop.results[1], loop.results[2], loop.results[3])
+
+
+SCALE_BLOCK = 16  # groups whose scales (and offsets) are read and converted as one vector
+
+
+def integer_kernel(m: Match, acts: Activations) -> GenericOp:
+    """The (t, n) generic whose body sums the integer dot products per group (module docstring)."""
+    layout = m.layout
+    lanes = layout.lanes
+    groups, chunks = _shape(m.x)[1] // m.group, m.group // lanes
+    element = IntegerType(layout.element_bits)
+    per_chunk = layout.stride_bits // layout.element_bits
+    element_bytes = layout.element_bits // 8
+    acc = m.op.outputs[0]
+
+    def body(e: Emit, args: Sequence[SSAValue]) -> list[SSAValue]:
+        n = e.op(IndexOp(1))
+        zero, one = e.index(0), e.index(1)
+        p16, p32 = VectorType(i16, (PART_CODES,)), VectorType(i32, (PART_CODES,))
+        o32, of = VectorType(i32, (PART_CODES // 2,)), VectorType(f32, (PART_CODES // 2,))
+        keep_bits, flip_bits, _ = layout.masks()
+        part_masks = {
+            part.first: (
+                e.dense(p16, keep_bits[part.first : part.first + PART_CODES]),
+                e.dense(p16, flip_bits[part.first : part.first + PART_CODES]),
+            )
+            for part in layout.parts()
+        }
+        evens = DenseArrayBase.from_list(i64, list(range(0, PART_CODES, 2)))
+        odds = DenseArrayBase.from_list(i64, list(range(1, PART_CODES, 2)))
+
+        def group_sums(ge: Emit, j: SSAValue) -> SSAValue:
+            """Group j's integer sums (vector<16xi32>): per chunk and part, 32 codes from one read of the storage
+            (a byte permutation puts each code's field in a 16-bit lane, a mask and an xor leave the biased
+            code), times the quantized activations, summed in pairs."""
+            # The sums start at minus the groups' share of the sign bits (`quantize_activations`); two
+            # accumulators, alternating by part, halve the chain of dependent multiply-adds.
+            sums = [read(ge, acts.bias, [j, zero], o32), ge.dense(o32, [0] * (PART_CODES // 2))]
+            first_chunk = ge.op(arith.MuliOp(j, ge.index(chunks)))
+            step = 0
+            for c in range(chunks):
+                chunk = ge.op(arith.AddiOp(first_chunk, ge.index(c))) if c else first_chunk
+                at = ge.op(arith.MuliOp(chunk, ge.index(per_chunk)))
+                for part in layout.parts():
+                    where = ge.op(arith.AddiOp(at, ge.index(part.start))) if part.start else at
+                    raw = read(ge, m.storage, [n, where], VectorType(element, (part.count,)))
+                    raw_bytes = ge.op(vector.BitcastOp(raw, VectorType(IntegerType(8), (part.count * element_bytes,))))
+                    mask = DenseArrayBase.from_list(i64, list(part.mask))
+                    win_type = VectorType(IntegerType(8), (2 * PART_CODES,))
+                    win = ge.op(vector.ShuffleOp(raw_bytes, raw_bytes, mask, result_type=win_type))
+                    w16 = ge.op(vector.BitcastOp(win, p16))
+                    keep, sign = part_masks[part.first]
+                    code = ge.op(arith.XOrIOp(ge.op(arith.AndIOp(w16, keep)), sign))  # (e / 2^step + h) 2^s
+                    xv = read(ge, acts.xq, [j, ge.index(c * lanes + part.first)], p16)
+                    prod = ge.op(arith.MuliOp(ge.op(VectorExtSIOp(code, p32)), ge.op(VectorExtSIOp(xv, p32))))
+                    pe = ge.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
+                    po = ge.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
+                    sums[step % 2] = ge.op(arith.AddiOp(sums[step % 2], ge.op(arith.AddiOp(pe, po))))
+                    step += 1
+            return ge.op(arith.AddiOp(sums[0], sums[1]))
+
+        def block_of_groups(
+            be: Emit, first_group: SSAValue, count: int, facc: SSAValue, oacc: SSAValue
+        ) -> tuple[SSAValue, SSAValue]:
+            """`count` groups from `first_group` on: their scales * d read as one vector, each group's sums times
+            its lane of it (groups unrolled: the lanes are constants); the offsets' share of y."""
+            vf = VectorType(f32, (count,))  # a whole block, or the row's last groups (read exactly)
+            scale_type = VectorType(m.scale.type.element_type, (count,))  # type: ignore[attr-defined]
+            scales = read(be, m.scale, [n, first_group], scale_type)
+            scales = scales if scale_type.element_type == f32 else be.op(arith.ExtFOp(scales, vf))
+            factors = be.op(arith.MulfOp(scales, read(be, acts.dx, [first_group], vf)))
+            if m.offset is not None:
+                offset_type = VectorType(m.offset.type.element_type, (count,))  # type: ignore[attr-defined]
+                offs = read(be, m.offset, [n, first_group], offset_type)
+                offs = offs if offset_type.element_type == f32 else be.op(arith.ExtFOp(offs, vf))
+                products = be.op(arith.MulfOp(offs, read(be, acts.xsum, [first_group], vf)))
+                oacc = reduction(be, products, vector.CombiningKindFlag.ADD, oacc)
+            for i in range(count):
+                j = be.op(arith.AddiOp(first_group, be.index(i)))
+                sums = be.op(VectorSIToFPOp(group_sums(be, j), of))
+                factor = be.op(vector.ExtractOp(factors, [i], f32))
+                facc = be.op(vector.FMAOp(sums, be.op(vector.BroadcastOp(factor, of)), facc))
+            return facc, oacc
+
+        full, tail = divmod(groups, SCALE_BLOCK)
+        facc: SSAValue = e.dense(of, [0.0] * (PART_CODES // 2))
+        oacc: SSAValue = e.f32(0.0)
+        if full:
+            block_body = Block(arg_types=[IndexType(), of, f32])
+            be = Emit(Builder(InsertPoint.at_end(block_body)), e._consts.copy())
+            first_group = be.op(arith.MuliOp(block_body.args[0], be.index(SCALE_BLOCK)))
+            block_body.add_op(scf.YieldOp(*block_of_groups(be, first_group, SCALE_BLOCK, *block_body.args[1:])))
+            outer = scf.ForOp(zero, e.index(full), one, [facc, oacc], block_body)
+            e.builder.insert(outer)
+            facc, oacc = outer.results
+        if tail:
+            facc, oacc = block_of_groups(e, e.index(full * SCALE_BLOCK), tail, facc, oacc)
+        total = reduction(e, facc, vector.CombiningKindFlag.ADD, oacc)
+        return [e.op(arith.AddfOp(args[0], total))]
+
+    identity = AffineMap.identity(2)
+    kernel = _generic([], [acc], [identity], [PARALLEL, PARALLEL], body)
+    kernel.attributes[KERNEL_ATTR] = m.op.attributes[KERNEL_ATTR]
+    return kernel
+
+
+def _definition_point(value: SSAValue) -> InsertPoint:
+    owner = value.owner
+    if isinstance(owner, Operation):
+        return InsertPoint.after(owner)
+    return InsertPoint.at_start(owner)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class IntegerMatvecPass(ModulePass):
+    """One-token linear kernels as int16 dot products with unpacking in vector registers (module docstring)."""
+
+    name = "integer-matvec"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        cache: dict[tuple[object, ...], Layout | None] = {}
+        found = [mt for g in op.walk() if isinstance(g, GenericOp) and (mt := match(g, cache)) is not None]
+        rewriter = Rewriter()
+        quantized: dict[tuple[SSAValue, int, Layout], Activations] = {}
+        for mt in found:
+            key = (mt.x, mt.group, mt.layout)
+            if key not in quantized:
+                quantized[key] = quantize_activations(_definition_point(mt.x), mt.x, mt.group, mt.layout)
+            rewriter.replace_op(mt.op, integer_kernel(mt, quantized[key]))
+            for dead in mt.dead:
+                if all(not r.uses for r in dead.results):
+                    rewriter.erase_op(dead)
