@@ -27,9 +27,12 @@ over its chunks and their parts of 32 codes (unrolled, alternating between two a
 
 then one conversion and one multiply-add of the group's 16 lane sums by its scale times d[j] (vector<16xf32>),
 and one horizontal sum per output. Codes stay bit-exact; the activations' rounding moves each x by at most
-d[j] / 2, which `q35c.verify.linear.output_tolerance(levels=Q)` adds to the error bound. Kernels that do not
-fit (several tokens, codes that are no bit fields, groups that are no whole number of chunks, a dequantization
-other than scale * e + offset) are left to `fuse-unpack`.
+d[j] / 2, which `q35c.verify.linear.output_tolerance(levels=Q)` adds to the error bound. A kernel in a K-tile
+loop from 0 (accumulating into the loop's carried sum, its last tile peeled after the loop) whose x, codes, scales
+and offsets are slices of whole arrays becomes, with that last tile, one kernel over whole rows before the loop
+(`k_loop`); other K-tiled kernels are rewritten per tile. Kernels that do not fit (several tokens, codes that
+are no bit fields, groups that are no whole number of chunks, a dequantization other than scale * e + offset)
+are left to `fuse-unpack`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from xdsl.dialects.builtin import (
     DenseArrayBase,
     Float16Type,
     Float32Type,
+    FloatAttr,
     IndexType,
     IntegerType,
     ModuleOp,
@@ -55,13 +59,14 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
-from xdsl.dialects.linalg.ops import GenericOp, IndexOp, YieldOp
+from xdsl.dialects.linalg.ops import FillOp, GenericOp, IndexOp, YieldOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.transforms.canonicalization_patterns.utils import const_evaluate_operand
 
-from q35c.ir.attrs import KERNEL_ATTR
+from q35c.ir.attrs import KERNEL_ATTR, TILE_DIM_ATTR
 from q35c.passes._build.bit_fields import unpacking_of
 from q35c.passes._build.code_layout import PART_CODES, Layout, find_layout
 from q35c.passes._build.vector_ops import Emit, VectorExtSIOp, VectorFPToSIOp, VectorSIToFPOp, read, reduction, write
@@ -271,15 +276,16 @@ def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: La
 SCALE_BLOCK = 16  # groups whose scales (and offsets) are read and converted as one vector
 
 
-def integer_kernel(m: Match, acts: Activations) -> GenericOp:
-    """The (t, n) generic whose body sums the integer dot products per group (module docstring)."""
+def integer_kernel(m: Match, acts: Activations, init: SSAValue | None = None) -> GenericOp:
+    """The (t, n) generic whose body sums the integer dot products per group (module docstring), added to
+    `init` (default: the contraction's own)."""
     layout = m.layout
     lanes = layout.lanes
     groups, chunks = _shape(m.x)[1] // m.group, m.group // lanes
     element = IntegerType(layout.element_bits)
     per_chunk = layout.stride_bits // layout.element_bits
     element_bytes = layout.element_bits // 8
-    acc = m.op.outputs[0]
+    acc = m.op.outputs[0] if init is None else init
 
     def body(e: Emit, args: Sequence[SSAValue]) -> list[SSAValue]:
         n = e.op(IndexOp(1))
@@ -372,6 +378,171 @@ def integer_kernel(m: Match, acts: Activations) -> GenericOp:
     return kernel
 
 
+# --------------------------------------------------------------------------------------------------------------
+# K-tile loops
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KLoop:
+    """A kernel whose K is split in tiles: `tile` in the K loop (its sum added to the loop's accumulator),
+    `last` on the peeled last tile (added to the loop's result by `total`), and `rows`, the match of the whole
+    rows: x, codes, scales and offsets the slices' sources, read from column 0."""
+
+    loop: scf.ForOp
+    index: int  # the accumulator's position among the loop's iter_args
+    tile: Match
+    last: Match
+    total: GenericOp
+    rows: Match
+
+
+def _accumulates(add: Operation, value: SSAValue, acc: SSAValue) -> bool:
+    """Whether `add` is the element-wise generic acc + value."""
+    if not isinstance(add, GenericOp) or list(add.inputs) != [value] or list(add.outputs) != [acc]:
+        return False
+    block = add.body.blocks.first
+    if block is None or [o.name for o in block.ops] != ["arith.addf", "linalg.yield"]:
+        return False
+    addf = block.first_op
+    assert addf is not None
+    return set(addf.operands) == set(block.args) and list(block.last_op.operands) == list(addf.results)  # type: ignore[union-attr]
+
+
+def _from_zero(m: Match) -> bool:
+    fill = m.op.outputs[0].owner
+    if not isinstance(fill, FillOp) or not isinstance(zero := fill.inputs[0].owner, arith.ConstantOp):
+        return False
+    return isinstance(zero.value, FloatAttr) and zero.value.value.data == 0.0
+
+
+def _slice_of(value: SSAValue, width: int, total: int) -> tuple[tensor.ExtractSliceOp, SSAValue | int] | None:
+    """The 2-d slice `value` is (unit strides) of a source whose rows hold `total` / `width` of its columns, and
+    the slice's row offset (static or a value)."""
+    s = value.owner
+    if not isinstance(s, tensor.ExtractSliceOp) or any(v != 1 for v in s.static_strides.get_values()):
+        return None
+    sizes = s.static_sizes.get_values()
+    source = _shape(s.source)
+    if len(sizes) != 2 or len(source) != 2 or sizes[1] * total != source[1] * width:
+        return None
+    first = s.static_offsets.get_values()[0]
+    return s, (first if first >= 0 else s.offsets[0])
+
+
+Sources = tuple[SSAValue, tuple[tuple[tensor.ExtractSliceOp, SSAValue | int] | None, ...]]
+
+
+def _sources(m: Match, k: int, tile_k: int) -> Sources | None:
+    """The sources of m's slices: x [1, k] (before its conversion to f32), and codes, scales and offsets with
+    their slices and row offsets (loop invariants)."""
+    x = m.x
+    convert = x.owner
+    if isinstance(convert, GenericOp) and len(convert.inputs) == 1:
+        block = convert.body.blocks.first
+        if block is not None and [o.name for o in block.ops] == ["arith.extf", "linalg.yield"]:
+            x = convert.inputs[0]
+    x_slice = x.owner
+    if not isinstance(x_slice, tensor.ExtractSliceOp) or tuple(_shape(x_slice.source)) != (1, k):
+        return None
+    slices: list[tuple[tensor.ExtractSliceOp, SSAValue | int] | None] = []
+    for value in (m.storage, m.scale, m.offset):
+        found = None if value is None else _slice_of(value, tile_k, k)
+        if value is not None and found is None:
+            return None
+        row = None if found is None else found[1]
+        if isinstance(row, SSAValue) and isinstance(row.owner, Operation) and row.owner.parent_op() is m.op.parent_op():
+            return None  # a row offset computed in the K loop
+        slices.append(found)
+    return x_slice.source, tuple(slices)
+
+
+def _whole_rows(point: InsertPoint, m: Match, sources: Sources) -> Match:
+    """The match reading whole rows from column 0 of the sources of m's slices (new slices inserted at
+    `point` where the rows are not all of the source)."""
+    operands: list[SSAValue | None] = []
+    for found in sources[1]:
+        if found is None:
+            operands.append(None)
+            continue
+        s, row = found
+        rows, columns = _shape(s.source)
+        size = s.static_sizes.get_values()[0]
+        if row == 0 and size == rows:
+            operands.append(s.source)
+            continue
+        element = s.source.type.element_type  # type: ignore[attr-defined]
+        whole = tensor.ExtractSliceOp(s.source, [row, 0], [size, columns], [1, 1], TensorType(element, (size, columns)))
+        Rewriter.insert_op(whole, point)
+        operands.append(whole.results[0])
+    storage, scale, offset = operands
+    assert storage is not None and scale is not None
+    return Match(m.op, sources[0], storage, scale, offset, m.group, m.layout, [])
+
+
+def k_loop(m: Match, by_op: dict[GenericOp, Match]) -> KLoop | None:
+    """The K loop of m (m its kernel in the loop) as one kernel over whole rows, or None if m is not in the
+    documented pattern: the K loop from 0 adding m to its accumulator, the peeled last tile after it."""
+    loop = m.op.parent_op()
+    if not isinstance(loop, scf.ForOp) or getattr(loop.attributes.get(TILE_DIM_ATTR), "data", None) != "k":
+        return None
+    lb, ub, step = (const_evaluate_operand(v) for v in (loop.lb, loop.ub, loop.step))
+    if lb != 0 or not isinstance(ub, int) or not isinstance(step, int) or step <= 0 or ub % step:
+        return None
+    block = loop.body.block
+    uses = list(m.op.results[0].uses)
+    yielded = block.last_op
+    if len(uses) != 1 or not isinstance(yielded, scf.YieldOp):
+        return None
+    add = uses[0].operation
+    accs = [i for i, arg in enumerate(block.args[1:]) if _accumulates(add, m.op.results[0], arg)]
+    if len(accs) != 1 or yielded.operands[accs[0]] != add.results[0]:
+        return None
+    index = accs[0]
+    final = list(loop.results[index].uses)
+    if len(final) != 1 or not isinstance(total := final[0].operation, GenericOp) or len(total.inputs) != 1:
+        return None
+    last = by_op.get(total.inputs[0].owner)  # type: ignore[arg-type]
+    if last is None or not _accumulates(total, last.op.results[0], loop.results[index]):
+        return None
+    k = ub + _shape(last.x)[1]
+    if not (_from_zero(m) and _from_zero(last)) or (last.group, last.layout) != (m.group, m.layout):
+        return None
+    if _shape(m.x)[1] != step or k % m.group:
+        return None
+    sources = _sources(m, k, step)
+    last_sources = _sources(last, k, _shape(last.x)[1])
+    if sources is None or last_sources is None or not _same_sources(sources, last_sources):
+        return None
+    return KLoop(loop, index, m, last, total, _whole_rows(InsertPoint.before(loop), m, sources))
+
+
+def _same_sources(a: Sources, b: Sources) -> bool:
+    if a[0] != b[0] or len(a[1]) != len(b[1]):
+        return False
+    for one, other in zip(a[1], b[1], strict=True):
+        if (one is None) != (other is None):
+            return False
+        if one is not None and other is not None:
+            if one[0].source != other[0].source or one[1] != other[1]:
+                return False
+            if one[0].static_sizes.get_values()[0] != other[0].static_sizes.get_values()[0]:
+                return False
+    return True
+
+
+def _erase_unused(root: Operation) -> None:
+    """Erase `root` (unused), then every producer of its operands that is left unused, and so on."""
+    pending = [root]
+    while pending:
+        op = pending.pop()
+        if op.parent is None or any(r.uses for r in op.results):
+            continue
+        producers = [v.owner for v in op.operands if isinstance(v.owner, Operation)]
+        Rewriter.erase_op(op)
+        pending.extend(producers)
+
+
 def _definition_point(value: SSAValue) -> InsertPoint:
     owner = value.owner
     if isinstance(owner, Operation):
@@ -390,11 +561,24 @@ class IntegerMatvecPass(ModulePass):
         found = [mt for g in op.walk() if isinstance(g, GenericOp) and (mt := match(g, cache)) is not None]
         rewriter = Rewriter()
         quantized: dict[tuple[SSAValue, int, Layout], Activations] = {}
-        for mt in found:
+
+        def activations(mt: Match) -> Activations:
             key = (mt.x, mt.group, mt.layout)
             if key not in quantized:
                 quantized[key] = quantize_activations(_definition_point(mt.x), mt.x, mt.group, mt.layout)
-            rewriter.replace_op(mt.op, integer_kernel(mt, quantized[key]))
-            for dead in mt.dead:
-                if all(not r.uses for r in dead.results):
-                    rewriter.erase_op(dead)
+            return quantized[key]
+
+        by_op = {mt.op: mt for mt in found}
+        loops = [k for mt in found if (k := k_loop(mt, by_op)) is not None]
+        done = {m.op for k in loops for m in (k.tile, k.last)}
+        for k in loops:
+            kernel = integer_kernel(k.rows, activations(k.rows), k.loop.iter_args[k.index])
+            rewriter.insert_op(kernel, InsertPoint.before(k.loop))
+            k.total.results[0].replace_all_uses_with(kernel.results[0])
+            _erase_unused(k.total)  # the peeled last tile, then the K loop
+        for mt in found:
+            if mt.op not in done:
+                rewriter.replace_op(mt.op, integer_kernel(mt, activations(mt)))
+                for dead in mt.dead:
+                    if all(not r.uses for r in dead.results):
+                        rewriter.erase_op(dead)

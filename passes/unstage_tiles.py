@@ -8,9 +8,10 @@ them). This host-only pass undoes the staging in the code generated for the host
 
 1. a ring read in the tile loop, `extract_slice %ring[%slot, 0, ...]` of the ring the iteration just filled at
    `%next_slot` (the documented pattern: %slot = ((%n - lb) / step) mod 2, %next_slot = 1 - %slot, the copy's
-   source `extract_slice %src[%next, ...]` with %next = %n + step), becomes that source at %n:
-   `extract_slice %src[%n, ...]`; the peeled last iteration's read of the ring (the loop's result, at the constant
-   slot of the tile at the loop's bound) becomes the source at the bound;
+   source `extract_slice %src[%next, ...]` with %next = %n + step, or at offsets that arith ops of the loop
+   compute from %next, as a K tile's storage column), becomes that source at %n: `extract_slice %src[%n, ...]`
+   (those ops cloned with %n for %next); the peeled last iteration's read of the ring (the loop's result, at the
+   constant slot of the tile at the loop's bound) becomes the source at the bound;
 2. the ring stops being carried (the loop yields the ring it received), so the copies into it are dead;
 3. every staging copy's result is its input (on tensors a copy is the value itself).
 
@@ -60,6 +61,7 @@ class Ring:
     source: tensor.ExtractSliceOp  # the next tile, in main memory, at %next
     next_value: SSAValue  # %next = %n + step
     slot: SSAValue  # %slot, the current tile's slot
+    chain: tuple[Operation, ...] = ()  # the loop body's ops computing the source's offsets from %next, in order
 
 
 def _slot_of_iteration(slot: SSAValue, loop: scf.ForOp) -> bool:
@@ -107,20 +109,40 @@ def _ring(loop: scf.ForOp, index: int) -> Ring | None:
     slot = other.rhs
     if not _slot_of_iteration(slot, loop):
         return None
+    found = _offsets_of_next(loop, source)
+    if found is None or not _first_tile_in_slot_0(loop.iter_args[index], source):
+        return None
+    next_value, chain = found
+    return Ring(index, fill, source, next_value, slot, chain)
+
+
+def _offsets_of_next(loop: scf.ForOp, source: tensor.ExtractSliceOp) -> tuple[SSAValue, tuple[Operation, ...]] | None:
+    """%next = %n + step, and the arith ops of the loop body that compute the source's offsets from it (K tiles
+    start at a column of the storage that is a function of %next, e.g. (%next / 64) * 7), in order; None if an
+    operand computed in the loop depends on anything else (not the documented pattern)."""
+    block = loop.body.block
     iv = block.args[0]
-    nexts = [v for v in source.offsets if v.owner is not None and isinstance(v.owner, arith.AddiOp)]
+    needed: set[Operation] = set()
+    pending = [v for v in source.operands if isinstance(v.owner, Operation) and v.owner.parent_block() is block]
+    while pending:
+        owner = pending.pop().owner
+        if not isinstance(owner, Operation) or owner in needed:
+            continue
+        if len(owner.results) != 1 or owner.regions or not owner.name.startswith("arith."):
+            return None
+        needed.add(owner)
+        for v in owner.operands:
+            if isinstance(v.owner, Operation) and v.owner.parent_block() is block:
+                pending.append(v)
+            elif v.owner is block and not (
+                isinstance(owner, arith.AddiOp) and owner.lhs == iv and owner.rhs == loop.step
+            ):
+                return None  # reads the induction variable other than as %next, or a carried value
+    nexts = [o for o in needed if isinstance(o, arith.AddiOp) and o.lhs == iv]
     if len(nexts) != 1:
         return None
-    next_op = nexts[0].owner
-    assert isinstance(next_op, arith.AddiOp)
-    if next_op.lhs != iv or next_op.rhs != loop.step:
-        return None
-    for v in source.operands:
-        if v != nexts[0] and isinstance(v.owner, Operation) and v.owner.parent_block() is block:
-            return None  # an operand computed in the loop: not the documented pattern
-    if not _first_tile_in_slot_0(loop.iter_args[index], source):
-        return None
-    return Ring(index, fill, source, nexts[0], slot)
+    chain = tuple(o for o in block.ops if o in needed and o is not nexts[0])
+    return nexts[0].results[0], chain
 
 
 def _first_tile_in_slot_0(ring: SSAValue, source: tensor.ExtractSliceOp) -> bool:
@@ -139,11 +161,15 @@ def _first_tile_in_slot_0(ring: SSAValue, source: tensor.ExtractSliceOp) -> bool
     )
 
 
-def _at(source: tensor.ExtractSliceOp, next_value: SSAValue, position: SSAValue, where: InsertPoint) -> SSAValue:
-    """`source` cloned at `where` with %next replaced by `position`."""
-    clone = source.clone({next_value: position})
-    Rewriter.insert_op(clone, where)
-    return clone.results[0]
+def _at(ring: Ring, position: SSAValue, where: InsertPoint) -> SSAValue:
+    """The ring's source (and the ops computing its offsets) cloned at `where` with %next replaced by
+    `position`."""
+    mapping: dict[SSAValue, SSAValue] = {ring.next_value: position}
+    for op in (*ring.chain, ring.source):
+        clone = op.clone(mapping)  # type: ignore[arg-type]
+        Rewriter.insert_op(clone, where)
+        mapping[op.results[0]] = clone.results[0]
+    return mapping[ring.source.results[0]]
 
 
 def _unstage_loop(loop: scf.ForOp) -> None:
@@ -169,11 +195,11 @@ def _unstage_loop(loop: scf.ForOp) -> None:
         if not ok:
             continue
         for r in reads:
-            here = _at(ring.source, ring.next_value, iv, InsertPoint.before(r))
+            here = _at(ring, iv, InsertPoint.before(r))
             r.results[0].replace_all_uses_with(here)
             Rewriter.erase_op(r)
         for r in final_reads:
-            here = _at(ring.source, ring.next_value, loop.ub, InsertPoint.before(r))
+            here = _at(ring, loop.ub, InsertPoint.before(r))
             r.results[0].replace_all_uses_with(here)
             Rewriter.erase_op(r)
         yielded.operands[index] = block.args[index + 1]  # the ring is no longer filled

@@ -16,9 +16,11 @@ from q35c.codegen.host.library import LibraryRequest, build_library, emit_librar
 from q35c.codegen.host.measure import step_arguments
 from q35c.codegen.host.runtime import HostLibrary
 from q35c.codegen.host.toolchain import Toolchain
+from q35c.driver.pipeline import Runner
 from q35c.frontend import load_model
 from q35c.passes._build.code_layout import MIN_LEVELS
 from q35c.predict.predictor import Scenario
+from q35c.targets.target import get_target
 from q35c.util.errors import Q35Error
 from q35c.verify.linear import LinearCase, linear_data, linear_module, lower_for_host, output_tolerance
 from q35c.verify.model import F16_ULP_RELATIVE, model_inputs, model_params
@@ -146,3 +148,28 @@ def test_float_activations_on_request(host_toolchain: Toolchain, tmp_path: Path)
         errors[integer] = np.abs(y.astype(np.float64) - y_ref) - tolerance
     assert np.all(errors[False] <= 0)
     assert np.any(errors[True] > 0)
+
+
+@pytest.mark.parametrize(("spec", "tile_n"), [("q3p5", 0), ("q3p5", 16), ("q4_0", 0)])
+def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec: str, tile_n: int) -> None:
+    """K split in tiles (the pipeline option tile-k; N too with tile_n): integer-matvec's kernels over whole
+    rows (q3p5) or per K tile (q4_0) give y within the one-token bound."""
+    case = LinearCase(tokens=1, n=48, k=768, spec=spec, seed=5)
+    module = linear_module(case.tokens, case.n, case.k, case.spec)
+    stages = get_target("host").pipeline({"keep-int-codes": "false", "tile-k": "256", "tile-n": str(tile_n)})
+    Runner(verify=True, target="host").run(module, stages)
+    emit_library({"kt": module}, {"model": "linear"}, tmp_path / "lib", "so", host_toolchain)
+    lib = HostLibrary.load(tmp_path / "lib")
+    x, qt = linear_data(case)
+    entry = lib.entries["q35_kt_linear"]
+    y, codes = lib.call(entry.symbol, step_arguments(entry, {"linear.weight": qt}, [x]))
+    fmt = formats.get(spec)
+    w_ref = fmt.dequantize(qt)
+    groups = fmt.scheme.n_groups(case.k)
+    offset = np.zeros_like(w_ref, dtype=np.float64)
+    if qt.offset is not None:
+        offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
+    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+    tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=MIN_LEVELS)
+    assert np.all(np.abs(y.astype(np.float64) - y_ref) <= tolerance)
+    assert np.array_equal(codes, fmt.unpack(qt.packed))

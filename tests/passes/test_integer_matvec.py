@@ -7,15 +7,20 @@ import numpy as np
 import pytest
 from xdsl.context import Context
 from xdsl.dialects import func
+from xdsl.dialects.bufferization import AllocTensorOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.dialects.linalg.ops import CopyOp, GenericOp
+from xdsl.dialects.scf import ForOp
 from xdsl.dialects.tensor import ExtractSliceOp
 
 from q35c import formats
-from q35c.ir.attrs import DST_SPACE_ATTR, kernel_kind
+from q35c.driver.pipeline import Runner
+from q35c.ir.attrs import DST_SPACE_ATTR, TILE_DIM_ATTR, kernel_kind
 from q35c.passes._build.bit_fields import Field, Unpacking, check_periodic, probe_fields, unpacking_of
 from q35c.passes._build.code_layout import MIN_LEVELS, PART_CODES, Layout, find_layout
 from q35c.passes.integer_matvec import IntegerMatvecPass
 from q35c.passes.unstage_tiles import UnstageTilesPass
+from q35c.targets.target import get_target
 from q35c.verify.linear import linear_module, lower_for_host
 
 
@@ -147,3 +152,35 @@ def test_unstage_tiles_reads_tiles_in_place() -> None:
     assert not any(isinstance(op, CopyOp) for op in module.walk())
     slices = [op for op in module.walk() if isinstance(op, ExtractSliceOp) and op.source.name_hint == "codes"]
     assert len(slices) >= 3  # the loop's tile, the peeled last one, the remainder
+
+
+def lower_k_tiled(tokens: int, n: int, k: int, spec: str, tile_k: int) -> ModuleOp:
+    """The host pipeline on one linear whose K is split in tiles of `tile_k` (the pipeline option `tile-k`)."""
+    module = linear_module(tokens, n, k, spec)
+    stages = get_target("host").pipeline({"keep-int-codes": "false", "tile-k": str(tile_k)})
+    Runner(verify=True, target="host").run(module, stages)
+    return module
+
+
+@pytest.mark.parametrize(("spec", "kernels"), [("q3p5", 1), ("q4_0", 2)])
+def test_k_tiled_kernels(spec: str, kernels: int) -> None:
+    """K tiles start at a storage column computed from the loop's index (q3p5: (k / 64) * 7 words): the rings
+    go there too. integer-matvec then computes the K loop and its peeled last tile as one kernel over whole
+    rows where the scales are slices of their own storage (q3p5); q4_0's, read from the code blocks, keep a
+    kernel per K tile."""
+    module = lower_k_tiled(1, 64, 768, spec, 256)
+    rings = [op for op in module.walk() if isinstance(op, AllocTensorOp) and len(op.tensor.type.shape) == 3]
+    assert rings  # two-slot rings of the codes' (and scales') tiles, filled in the K loop
+    UnstageTilesPass().apply(Context(), module)
+    module.verify()
+    assert not any(isinstance(op, CopyOp) for op in module.walk())
+    assert not any(isinstance(op, AllocTensorOp) and len(op.tensor.type.shape) == 3 for op in module.walk())
+    slices = [op for op in module.walk() if isinstance(op, ExtractSliceOp) and op.source.name_hint == "codes"]
+    assert len(slices) == 2  # the loop's tile, at a column computed from %k, and the peeled last one
+    assert any(isinstance(s.parent_op(), ForOp) and s.offsets for s in slices)
+    IntegerMatvecPass().apply(Context(), module)
+    module.verify()
+    linears = [op for op in module.walk() if isinstance(op, GenericOp) and kernel_kind(op) == "linear"]
+    assert len(linears) == kernels and all(len(op.iterator_types) == 2 for op in linears)
+    k_loops = [op for op in module.walk() if isinstance(op, ForOp) and TILE_DIM_ATTR in op.attributes]
+    assert bool(k_loops) == (kernels > 1)
