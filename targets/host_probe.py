@@ -39,6 +39,7 @@ absent, unreadable, from another machine, or when asked (`q35c targets --probe`)
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import os
@@ -76,7 +77,7 @@ void q35p_plain(float *a, long n) {
 }
 """
 REGION_CALLS = 2000
-GENERATED_SCHEMA = 3
+GENERATED_SCHEMA = 4
 GENERATED_FILE = "host-codegen.json"
 SCHEME_CLASSES = ("q3p5", "int4", "q4_0", "q4_1", "q8_0", "int8", "fp16")
 """The scheme classes whose generated kernels `q35c.codegen.host.calibrate` times (a class: the scheme without
@@ -367,6 +368,8 @@ class GeneratedCode:
 
     measured_at: str
     machine: Machine
+    generator: str
+    """`generator_digest()` when measured: figures of another code generator are measured again."""
     threads: int
     microkernels: str
     """What was compiled and timed (model, schemes, kernels), for the source line."""
@@ -390,13 +393,36 @@ def generated_path() -> Path:
     return cache_path().with_name(GENERATED_FILE)
 
 
+GENERATOR_PACKAGES = ("q35c.passes", "q35c.codegen.host")
+"""The packages whose sources make the host's generated code: the passes (the pipeline's and the native
+stage's) and the host code generator (its mlir-opt pipeline and toolchain flags)."""
+
+
+@functools.cache
+def generator_digest() -> str:
+    """A digest of the sources of `GENERATOR_PACKAGES` (their .py files, names and bytes): cached figures of the
+    generated code hold only while it is the same (read as text only; nothing is imported)."""
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for package in GENERATOR_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        for folder in sorted(spec.submodule_search_locations or ()) if spec else ():
+            for path in sorted(Path(folder).rglob("*.py")):
+                digest.update(f"{package}/{path.relative_to(folder).as_posix()}\0".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def save_generated(result: GeneratedCode) -> Path:
     """Write the generated-code figures next to the probe's cache (atomically)."""
     return _write_cache(generated_path(), {"schema": GENERATED_SCHEMA, **asdict(result)})
 
 
 def load_generated() -> GeneratedCode | None:
-    """The cached generated-code figures of this machine, or None (absent, unreadable, another machine)."""
+    """The cached generated-code figures of this machine and code generator, or None (absent, unreadable,
+    another machine, or measured on code another version of the generator made)."""
     try:
         data = json.loads(generated_path().read_text())
         if data.pop("schema") != GENERATED_SCHEMA:
@@ -405,7 +431,7 @@ def load_generated() -> GeneratedCode | None:
         result = GeneratedCode(**{**data, **rates, "machine": Machine(**data["machine"])})
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    return result if result.machine == current_machine() else None
+    return result if result.machine == current_machine() and result.generator == generator_digest() else None
 
 
 def _generated_values(found: GeneratedCode | None) -> dict[str, tuple[float, str, str] | None]:

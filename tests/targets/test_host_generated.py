@@ -36,6 +36,7 @@ def figures(**changes: object) -> host_probe.GeneratedCode:
     found = host_probe.GeneratedCode(
         measured_at="2026-01-01T00:00:00+00:00",
         machine=host_probe.current_machine(),
+        generator=host_probe.generator_digest(),
         threads=1,
         microkernels="test figures",
         linear_call_s=CALL_S,
@@ -167,3 +168,15 @@ def test_without_generated_figures_each_call_costs_one_parallel_region() -> None
         assert target.kernel_cost(kernel).seconds == pytest.approx(base.seconds + region)
     bare = HostTarget(dataclasses.replace(target.spec, details=MappingProxyType({})), target.efficiency)
     assert bare.kernel_cost(linear()) == Target.kernel_cost(bare, linear())  # nothing measured: the engine
+
+
+def test_figures_of_another_code_generator_are_not_used(cache: Path) -> None:
+    host_probe.save_generated(figures())
+    assert host_probe.load_generated() == figures()
+    host_probe.save_generated(figures(generator="0" * 16))  # measured on code another generator made
+    assert host_probe.load_generated() is None
+
+
+def test_the_generator_digest_follows_the_sources() -> None:
+    digest = host_probe.generator_digest()
+    assert len(digest) == 16 and digest == host_probe.generator_digest()

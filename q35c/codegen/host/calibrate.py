@@ -41,8 +41,10 @@ not inflate), after one warm-up call.
 
 The figures are cached in `host_probe.generated_path()` (`host-codegen.json`, beside the probe's cache) and
 become the host spec's `details.generated_*` values. They describe the code this version of q35c generates:
-measure again after the lowering changes (`python -m q35c.codegen.host.calibrate`, about 15 s on two cores;
-`benchmarks/host_fidelity.py` measures them when none are cached).
+the cache holds a digest of the code generator's sources (`host_probe.generator_digest`), and figures of
+another generator are not used. `q35c run` and `benchmarks/host_fidelity.py` measure them when none are cached
+for this machine and generator; `python -m q35c.codegen.host.calibrate` measures again (about 15-30 s on two
+cores).
 """
 
 from __future__ import annotations
@@ -295,6 +297,7 @@ def measure_generated(
     return host_probe.GeneratedCode(
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         machine=host_probe.current_machine(),
+        generator=host_probe.generator_digest(),
         threads=1,
         microkernels=(
             f"rates: the linear kernels and decoder function of a 512-wide llama layer in {', '.join(schemes)}; "
