@@ -12,8 +12,11 @@ q/k/v/o 4096x4096, gate/up 11008x4096, down 4096x11008):
 - numpy: float32 W x on the dequantized weights (what a framework without quantized kernels does);
 - llama.cpp: `ggml_mul_mat` of its CPU backend through ctypes on `libggml` (the `llama-cpp-python` sdist built
   outside this repository; `--llama-lib` names its `lib/` directory, or `import llama_cpp` finds it), for
-  Q4_0, Q8_0, Q4_K and Q3_K in the plain layout (not CPU_REPACK), with the activations in float32 (ggml quantizes
-  them to its dot-product type inside the call, as in llama.cpp's decode);
+  Q4_0, Q8_0, Q4_K and Q3_K in the plain layout, with the activations in float32 (ggml quantizes them to its
+  dot-product type inside the call, as in llama.cpp's decode); and for Q4_0 and Q4_K in the CPU_REPACK buffer
+  type that llama.cpp's loader picks for them on x86 (weights repacked at load into the interleaved layout of its
+  AVX2/AVX-512 kernels, run by the CPU backend; "Q4_0 repack", "Q4_K repack"; listed as skipped where the repack
+  does not apply on the CPU);
 - MLX (`mlx[cpu]`, when importable): `mx.quantized_matmul` at 3 and 4 bits, group 64, float32 activations.
 
 The peers live outside this repository (never in CI): `--site DIR` adds the site-packages of a virtual
@@ -147,6 +150,9 @@ def numpy_case(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Name
 # ----------------------------------------------------------------------------------------------------------------
 
 
+LogCallback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
 class InitParams(ctypes.Structure):
     _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
 
@@ -184,8 +190,26 @@ class Ggml:
         base.ggml_build_forward_expand.argtypes = [p, p]
         base.ggml_quantize_chunk.argtypes = [ctypes.c_int, p, p, i64, i64, i64, p]
         base.ggml_quantize_chunk.restype = sz
-        cpu.ggml_graph_compute_with_ctx.argtypes = [p, p, ctypes.c_int]
-        cpu.ggml_graph_compute_with_ctx.restype = ctypes.c_int
+        # The backend API: the CPU backend runs every case, and the CPU_REPACK buffer type repacks weights at load.
+        base.ggml_tensor_overhead.restype = sz
+        base.ggml_graph_overhead.restype = sz
+        base.ggml_backend_reg_dev_get.argtypes, base.ggml_backend_reg_dev_get.restype = [p, sz], p
+        base.ggml_backend_reg_get_proc_address.argtypes = [p, ctypes.c_char_p]
+        base.ggml_backend_reg_get_proc_address.restype = p
+        base.ggml_backend_buft_name.argtypes, base.ggml_backend_buft_name.restype = [p], ctypes.c_char_p
+        base.ggml_backend_cpu_buffer_type.restype = p
+        base.ggml_backend_alloc_ctx_tensors_from_buft.argtypes = [p, p]
+        base.ggml_backend_alloc_ctx_tensors_from_buft.restype = p
+        base.ggml_backend_buffer_free.argtypes = [p]
+        base.ggml_backend_tensor_set.argtypes = [p, p, sz, sz]
+        base.ggml_backend_dev_supports_op.argtypes = [p, p]
+        base.ggml_backend_dev_supports_op.restype = ctypes.c_bool
+        base.ggml_backend_graph_compute.argtypes, base.ggml_backend_graph_compute.restype = [p, p], ctypes.c_int
+        base.ggml_backend_free.argtypes = [p]
+        base.ggml_log_set.argtypes = [LogCallback, p]
+        cpu.ggml_backend_cpu_reg.restype = p
+        cpu.ggml_backend_cpu_init.restype = p
+        cpu.ggml_backend_cpu_set_n_threads.argtypes = [p, ctypes.c_int]
         if hasattr(cpu, "ggml_cpu_init"):
             cpu.ggml_cpu_init()
         return cls(base, cpu)
@@ -193,6 +217,10 @@ class Ggml:
 
 def llama_cases(ggml: Ggml, n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace) -> list[Case]:
     b = ggml.base
+    # The CPU backend keeps one work buffer across calls (ggml_graph_compute_with_ctx would take a new one from
+    # the context on every call, outgrowing it at high --reps).
+    backend = ggml.cpu.ggml_backend_cpu_init()
+    ggml.cpu.ggml_backend_cpu_set_n_threads(backend, args.threads)
     cases: list[Case] = []
     for name, typ in GGML_TYPES.items():
         nbytes = int(b.ggml_row_size(typ, k)) * n
@@ -214,11 +242,105 @@ def llama_cases(ggml: Ggml, n: int, k: int, w: np.ndarray, x: np.ndarray, args: 
             graph = b.ggml_new_graph(ctx)
             b.ggml_build_forward_expand(graph, b.ggml_mul_mat(ctx, wt, xt))
             graphs.append(graph)
-        calls = [lambda g=g, c=ctx: ggml.cpu.ggml_graph_compute_with_ctx(c, g, args.threads) for g in graphs]
+        calls = [lambda g=g: b.ggml_backend_graph_compute(backend, g) for g in graphs]
         warm = median_time(calls[:1], args.reps)
         cold = median_time(calls, args.reps)
         b.ggml_free(ctx)
         cases.append(Case("llama.cpp", name, n, k, warm, cold, nbytes))
+    b.ggml_backend_free(backend)
+    return cases
+
+
+REPACK_TYPES = ("Q4_0", "Q4_K")
+GetExtraBufts = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)
+
+
+@LogCallback
+def quiet_repack_log(level: int, text: bytes, _user: int) -> None:
+    """ggml's log, less the one line per repacked tensor."""
+    if not text.startswith(b"repack: "):
+        sys.stderr.write(text.decode(errors="replace"))
+
+
+def repack_buffer_type(ggml: Ggml) -> tuple[int, int] | None:
+    """The CPU device and its extra buffer type named CPU_REPACK (None when this build has none), found as
+    llama.cpp's model loader finds it: the CPU registry's `ggml_backend_dev_get_extra_bufts` proc address."""
+    b = ggml.base
+    reg = ggml.cpu.ggml_backend_cpu_reg()
+    dev = b.ggml_backend_reg_dev_get(reg, 0)
+    addr = b.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts")
+    if not addr:
+        return None
+    bufts = GetExtraBufts(addr)(dev)
+    i = 0
+    while bufts[i]:
+        if b.ggml_backend_buft_name(bufts[i]) == b"CPU_REPACK":
+            return dev, int(bufts[i])
+        i += 1
+    return None
+
+
+def llama_repack_cases(
+    ggml: Ggml, n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace, skipped: list[str]
+) -> list[Case]:
+    """Q4_0 and Q4_K with the weights in the CPU_REPACK buffer type: `ggml_backend_tensor_set` repacks them into
+    the interleaved layout of ggml's AVX2/AVX-512 GEMV kernels, and the CPU backend runs the graph. Where the
+    repack does not apply (no such buffer type, or this CPU/shape has no repacked kernel) the case is skipped
+    and said so in `skipped`, rather than timing the plain layout again."""
+    b = ggml.base
+    found = repack_buffer_type(ggml)
+    if found is None:
+        skipped += [f"llama.cpp {t} repack {n}x{k}: no CPU_REPACK buffer type in this build" for t in REPACK_TYPES]
+        return []
+    dev, repack = found
+    backend = ggml.cpu.ggml_backend_cpu_init()
+    ggml.cpu.ggml_backend_cpu_set_n_threads(backend, args.threads)
+    cases: list[Case] = []
+    wf = np.ascontiguousarray(w, dtype=np.float32)
+    xf = np.ascontiguousarray(x, dtype=np.float32)
+    for name in REPACK_TYPES:
+        typ = GGML_TYPES[name]
+        nbytes = int(b.ggml_row_size(typ, k)) * n
+        copies = copies_for(nbytes, args.l3_mib << 20)
+        plain = np.empty(nbytes, dtype=np.uint8)
+        b.ggml_quantize_chunk(typ, wf.ctypes.data, plain.ctypes.data, 0, n, k, None)
+        overhead = int(b.ggml_tensor_overhead())
+        wctx = b.ggml_init(InitParams(overhead * (copies + 1), None, True))
+        cctx = b.ggml_init(InitParams(overhead * (copies + 2) + int(b.ggml_graph_overhead()) * copies, None, True))
+        weights = [b.ggml_new_tensor_2d(wctx, typ, k, n) for _ in range(copies)]
+        xt = b.ggml_new_tensor_2d(cctx, GGML_F32, k, 1)
+        outs = [b.ggml_mul_mat(cctx, wt, xt) for wt in weights]
+        wbuf = b.ggml_backend_alloc_ctx_tensors_from_buft(wctx, repack)
+        cbuf = b.ggml_backend_alloc_ctx_tensors_from_buft(cctx, b.ggml_backend_cpu_buffer_type())
+        # The loader's test (`weight_buft_supported`): the device takes the op with its weight in this buffer.
+        if not wbuf or not b.ggml_backend_dev_supports_op(dev, outs[0]):
+            skipped.append(f"llama.cpp {name} repack {n}x{k}: no repacked kernel for this type and shape here")
+        else:
+            b.ggml_log_set(quiet_repack_log, None)
+            for wt in weights:
+                b.ggml_backend_tensor_set(wt, plain.ctypes.data, 0, nbytes)
+            b.ggml_log_set(LogCallback(), None)
+            b.ggml_backend_tensor_set(xt, xf.ctypes.data, 0, 4 * k)
+            graphs = []
+            for out in outs:
+                graph = b.ggml_new_graph(cctx)
+                b.ggml_build_forward_expand(graph, out)
+                graphs.append(graph)
+            calls = [lambda g=g: b.ggml_backend_graph_compute(backend, g) for g in graphs]
+            warm = median_time(calls[:1], args.reps)
+            cold = median_time(calls, args.reps)
+            y = np.ctypeslib.as_array(ctypes.cast(b.ggml_get_data(outs[0]), ctypes.POINTER(ctypes.c_float)), (n,))
+            ref = wf @ xf.reshape(-1)
+            error = float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
+            if not error < 0.2:  # 4-bit weights and 8-bit activations: under 10% on these random weights
+                raise RuntimeError(f"llama.cpp {name} repack {n}x{k}: result off by {error:.0%} from W x")
+            cases.append(Case("llama.cpp", f"{name} repack", n, k, warm, cold, nbytes))
+        for buf in (wbuf, cbuf):
+            if buf:
+                b.ggml_backend_buffer_free(buf)
+        b.ggml_free(wctx)
+        b.ggml_free(cctx)
+    b.ggml_backend_free(backend)
     return cases
 
 
@@ -308,6 +430,7 @@ def main() -> None:
         print("mlx: skipped (mlx[cpu] is not importable)", file=sys.stderr)
     rng = np.random.default_rng(args.seed)
     cases: list[Case] = []
+    skipped: list[str] = []
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="q35c-race-") as tmp:
@@ -321,6 +444,7 @@ def main() -> None:
             if ggml is not None:
                 print(f"{n}x{k}: llama.cpp ...", file=sys.stderr)
                 cases += llama_cases(ggml, n, k, w, x, args)
+                cases += llama_repack_cases(ggml, n, k, w, x, args, skipped)
             if has_mlx:
                 print(f"{n}x{k}: mlx ...", file=sys.stderr)
                 cases += mlx_cases(n, k, w, x, args)
@@ -329,6 +453,8 @@ def main() -> None:
         f"{args.reps}, {args.clock} clock"
     )
     print("\n".join(table(cases)))
+    for line in skipped:
+        print(f"skipped: {line}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -338,7 +464,8 @@ def main() -> None:
             "l3_mib": args.l3_mib,
             "cpu_count": os.cpu_count(),
         }
-        Path(args.json).write_text(json.dumps({**meta, "cases": [c.to_json() for c in cases]}, indent=2) + "\n")
+        record = {**meta, "cases": [c.to_json() for c in cases], "skipped": skipped}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

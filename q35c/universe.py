@@ -99,6 +99,12 @@ def _copy_to_memcpy() -> type[ModulePass]:
     return CopyToMemcpyPass
 
 
+def _serial_small_loops() -> type[ModulePass]:
+    from q35c.passes.serial_small_loops import SerialSmallLoopsPass
+
+    return SerialSmallLoopsPass
+
+
 def _runtime_kv_cache() -> type[ModulePass]:
     from q35c.passes.runtime_kv_cache import RuntimeKVCachePass
 
@@ -120,6 +126,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "integer-matvec": _integer_matvec,
     "unstage-tiles": _unstage_tiles,
     "copy-to-memcpy": _copy_to_memcpy,
+    "serial-small-loops": _serial_small_loops,
     "runtime-kv-cache": _runtime_kv_cache,
 }
 

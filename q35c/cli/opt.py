@@ -34,6 +34,7 @@ PASS_NAMES = (
     "reduce-in-registers",
     "runtime-kv-cache",
     "schedule-memory",
+    "serial-small-loops",
     "shard",
     "tile",
     "unpack-bits",

@@ -4,7 +4,7 @@
 
 compiles the scenario's phases (the decode step and the prefill, as `q35c build --target host` and the cost
 model do), merges their final modules into one with a C entry per function (`abi`), runs
-`reassociate-reductions` through the pass runner, lowers with mlir-opt (`lowering.native_lowering`),
+`reassociate-reductions` through the pass runner, lowers with mlir-opt (`lowering.lower`),
 translates to LLVM IR and compiles with clang. DIR receives, through a temporary sibling renamed at the end:
 
     libq35.so  (--emit so)   the shared library; libq35.o (--emit obj) or libq35.ll (--emit llvm) instead
@@ -23,7 +23,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from q35c.codegen.host.abi import Entry, header, merge_phases
-from q35c.codegen.host.lowering import CLANG_FLAGS, native_lowering
+from q35c.codegen.host.lowering import CLANG_FLAGS, lower
 from q35c.codegen.host.runtime import HEADER, LIBRARY, MANIFEST
 from q35c.codegen.host.toolchain import Toolchain, find_toolchain
 from q35c.driver.pipeline import Runner, Stage, StageCallback, module_text
@@ -136,7 +136,7 @@ def lower_to_llvm_ir(
     """LLVM IR text of the merged phase modules, and the entries it exports."""
     merged, entries = merge_phases(modules)
     Runner(verify=True, target=TARGET).apply(native_stage(integer_activations), merged)
-    lowered = tools.opt(module_text(merged), native_lowering(openmp=tools.openmp is not None))
+    lowered = lower(module_text(merged), tools)
     return tools.translate(lowered), entries
 
 

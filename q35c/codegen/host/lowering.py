@@ -9,12 +9,21 @@
    host's cores (OpenMP; the thread count is the runtime's, `omp_set_num_threads`);
 4. LLVM: the same conversions as `q35c verify`'s JIT path, plus OpenMP's.
 
+`lower()` runs it in two mlir-opt calls: between the loops and OpenMP, `serial-small-loops`
+(`passes/serial_small_loops.py`) makes the parallel loop nests too small to pay for a fork and join sequential,
+so that only the big loops (a matrix-vector product's output rows) become OpenMP regions.
+
 Then `mlir-translate --mlir-to-llvmir` and `clang-22 -O3 -march=native`, whose loop vectorizer turns the inner
 loops into the host's vector instructions (the reductions may be reassociated: `reassociate-reductions` marks
 them; `reduce-in-registers` gave them their sums in registers).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from q35c.codegen.host.toolchain import Toolchain
 
 BUFFERS: tuple[str, ...] = (
     "--linalg-fuse-elementwise-ops",
@@ -49,6 +58,30 @@ def native_lowering(openmp: bool = True) -> tuple[str, ...]:
     if openmp:
         return (*BUFFERS, *LOOPS, *OPENMP, *TO_LLVM, *OPENMP_TO_LLVM, *FINISH)
     return (*BUFFERS, *LOOPS, *TO_LLVM, *FINISH)
+
+
+def serial_small_loops(text: str) -> str:
+    """`serial-small-loops` on mlir-opt's loops. The module is parsed and printed, not verified: xDSL's verifiers
+    refuse some vector operands (`arith.fptosi` of a vector) that MLIR accepts; the next mlir-opt call verifies
+    it."""
+    from xdsl.parser import Parser
+
+    from q35c.driver.pipeline import make_context, module_text
+    from q35c.passes.serial_small_loops import SerialSmallLoopsPass
+
+    ctx = make_context()
+    module = Parser(ctx, text).parse_module()
+    SerialSmallLoopsPass().apply(ctx, module)
+    return module_text(module)
+
+
+def lower(text: str, tools: Toolchain) -> str:
+    """Merged tensor IR to the LLVM dialect (`native_lowering`); with OpenMP, only the loop nests that
+    `serial-small-loops` leaves parallel become parallel regions."""
+    if tools.openmp is None:
+        return tools.opt(text, native_lowering(openmp=False))
+    loops = tools.opt(text, (*BUFFERS, *LOOPS, "--mlir-print-op-generic"))
+    return tools.opt(serial_small_loops(loops), (*OPENMP, *TO_LLVM, *OPENMP_TO_LLVM, *FINISH))
 
 
 CLANG_FLAGS: tuple[str, ...] = ("-O3", "-march=native", "-fPIC")
