@@ -44,10 +44,11 @@ What the host adds (`kernel_cost`), every constant measured on this machine and 
   and joins a team even on one thread (`details.parallel_region_s`, a C microkernel of the probe: about 1 us
   here), and a kernel lowers to one to three such loop nests, plus its buffers' malloc/free.
 
-A call never costs less than one parallel region (`parallel_region_s`: every kernel is at least one loop nest).
-Where a figure was not measured (no compiler, or `calibrate` never ran: the value is 0 and its source says so),
-the host falls back: t_cpu as above for that kernel, and that one region as its fixed time; without OpenMP that
-is 0 too.
+Where the generated code was measured, a call costs its measured fixed time and nothing more: loops too small
+to pay for a fork run on the calling thread (`serial-small-loops`), so an element-wise call may fork no team at
+all. Where a figure was not measured (no compiler, or `calibrate` never ran: the value is 0 and its source says
+so), the host falls back: t_cpu as above for that kernel, and one parallel region as its fixed time; without
+OpenMP that is 0 too.
 
 The figures are for one thread (`q35c run --threads 1`); bandwidth and F_measured are all-thread figures. One
 device.
@@ -91,7 +92,9 @@ class HostTarget(Target):
     def call_seconds(self, kernel: KernelWork) -> float:
         """The fixed time of one call of `kernel` in the generated code (see the module docstring)."""
         key = "generated_linear_call_s" if kernel.name == "linear" else "generated_elementwise_call_s"
-        return max(self.figure(key), self.figure("parallel_region_s"))
+        if self.figure("generated_linear_call_s"):  # measured: what the calls of the generated code take
+            return max(self.figure(key), 0.0)
+        return self.figure("parallel_region_s")
 
     def table_unpacking(self, kernel: KernelWork) -> float:
         """Seconds of a non-linear kernel's weight-side work (a table unpacked whole: an embedding's), at the
@@ -151,8 +154,8 @@ class HostTarget(Target):
         own = (f"bandwidth and FLOPS measured on this machine at {measured}",) if measured else ()
         region = self.figure("parallel_region_s")
         if self.figure("generated_linear_call_s"):
-            linear = max(self.figure("generated_linear_call_s"), region)
-            other = max(self.figure("generated_elementwise_call_s"), region)
+            linear = max(self.figure("generated_linear_call_s"), 0.0)
+            other = max(self.figure("generated_elementwise_call_s"), 0.0)
             generated = (
                 f"generated code measured on this machine: {linear * 1e6:.3g} us per linear call, {other * 1e6:.3g} us"
                 " per other kernel call, rates per scheme (`q35c targets host` lists every figure)",
