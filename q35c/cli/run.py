@@ -22,6 +22,7 @@ examples:
   q35c run tiny --target host --quant q3p5:g=32 --gen 8
   q35c run llama-2-7b --quant q3p5 --prompt 16 --gen 16 --threads 2
   q35c run smollm2-135m --prompt-text "The capital of France is" --gen 16
+  q35c run tiny --target h100-sxm --quant q3p5:g=32      (needs an NVIDIA GPU and nvcc)
 """
 
 
@@ -38,7 +39,13 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument("--target", default="host", metavar="T", help="where to run: host, this machine (default)")
+    parser.add_argument(
+        "--target",
+        default="host",
+        metavar="T",
+        help="where to run: host, this machine's CPU (default); or an NVIDIA target (h100-sxm, h200, h100-pcie, "
+        "a100-sxm): the CUDA kernels on this machine's GPU, through the CUDA driver (docs/cuda.md)",
+    )
     parser.add_argument("--quant", metavar="SPEC", help=QUANT_HELP)
     parser.add_argument("--prompt", type=count_at_least(1), default=16, metavar="P", help="prompt tokens (16)")
     parser.add_argument("--gen", type=count_at_least(1), default=16, metavar="G", help="generated tokens (16)")

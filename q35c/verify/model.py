@@ -237,15 +237,31 @@ def random_weight(packed: PackedType, rng: np.random.Generator) -> QuantizedTens
     return formats.get(packed.scheme).quantize(w.astype(np.float32))
 
 
-def model_params(module: ModuleOp, rng: np.random.Generator) -> dict[str, QuantizedTensor]:
-    """Random weights for every `q35.weight`, quantized in its scheme (`random_weight`)."""
+def model_params(module: ModuleOp, rng: np.random.Generator, *, per_shape: bool = False) -> dict[str, QuantizedTensor]:
+    """Random weights for every `q35.weight`, quantized in its scheme (`random_weight`). With `per_shape`, one
+    draw per (shape, scheme), copied into every weight of that shape (a 7B model's layers: drawing each would take
+    minutes), so that each weight still has memory of its own."""
     params: dict[str, QuantizedTensor] = {}
+    drawn: dict[tuple[tuple[int, ...], str], QuantizedTensor] = {}
     for op in module.walk():
         if not isinstance(op, WeightOp) or op.param_name.data in params:
             continue
         packed = op.result.type
         assert isinstance(packed, PackedType)
-        params[op.param_name.data] = random_weight(packed, rng)
+        if not per_shape:
+            params[op.param_name.data] = random_weight(packed, rng)
+            continue
+        key = (tuple(packed.get_shape()), str(packed.scheme))
+        if key not in drawn:
+            drawn[key] = random_weight(packed, rng)
+        qt = drawn[key]
+        params[op.param_name.data] = QuantizedTensor(
+            qt.packed.copy(),
+            None if qt.scale is None else qt.scale.copy(),
+            None if qt.offset is None else qt.offset.copy(),
+            qt.shape,
+            qt.scheme,
+        )
     return params
 
 

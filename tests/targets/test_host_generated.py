@@ -177,6 +177,8 @@ def test_figures_of_another_code_generator_are_not_used(cache: Path) -> None:
     assert host_probe.load_generated() is None
 
 
-def test_the_generator_digest_follows_the_sources() -> None:
-    digest = host_probe.generator_digest()
+def test_the_generator_digest_follows_the_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = host_probe.generator_digest.__wrapped__()
     assert len(digest) == 16 and digest == host_probe.generator_digest()
+    monkeypatch.setattr(host_probe, "GENERATOR_PACKAGES", ("q35c.passes",))  # other sources: another digest
+    assert host_probe.generator_digest.__wrapped__() != digest

@@ -12,7 +12,7 @@
    (`plan.grid_blocks`, from the driver's occupancy calculator), block and dynamic shared memory sizes;
    cooperative kernels through cuLaunchCooperativeKernel.
 3. Data as the host run: weights are seeded random values quantized in each weight's scheme
-   (`q35c.verify.model.random_weight`, one draw per shape and scheme, each weight in its own device memory),
+   (`q35c.verify.model.model_params`, one draw per shape and scheme, each weight in its own device memory),
    token ids, positions and KV caches as `q35c verify` makes them (`model_inputs`).
 4. Numerics: the first run's logits against the numpy reference (`q35c.verify.reference.evaluate`) within
    `q35c verify`'s tolerance (rounding depth x 2^-10 x max |logit|) and the same argmax (near ties excepted),
@@ -63,13 +63,12 @@ from q35c.codegen.cuda.emit import ARCHS, PhaseSources, module_kernels, write_ph
 from q35c.codegen.cuda.libcuda import Cuda, CudaError
 from q35c.codegen.cuda.plan import Copied, Launched, flatten, grid_blocks
 from q35c.codegen.cuda.toolkit import find_toolkit
-from q35c.dialects.q35 import PackedType, WeightOp
 from q35c.formats import QuantizedTensor
 from q35c.ir.attrs import PARAM_ATTR, STORAGE_ATTR
 from q35c.util.errors import Q35Error
 from q35c.util.limits import MAX_VERIFY_ELEMENTS
 from q35c.util.progress import Progress
-from q35c.verify.model import count_elements, model_inputs, random_weight
+from q35c.verify.model import count_elements, model_inputs, model_params
 from q35c.verify.reference import evaluate, numpy_dtype, rounding_depth
 
 DEBUG_ENV = "Q35C_CUDA_DEBUG"
@@ -121,21 +120,9 @@ def entry_arguments(fn: func.FuncOp) -> list[Argument]:
 
 
 def draw_weights(graph: ModuleOp, seed: int) -> dict[str, QuantizedTensor]:
-    """Seeded random weights for every `q35.weight`, one draw per (shape, scheme) shared by the weights of that
-    shape (a 7B model's layers), as the host run draws them."""
-    rng = np.random.default_rng(seed)
-    drawn: dict[tuple[tuple[int, ...], str], QuantizedTensor] = {}
-    params: dict[str, QuantizedTensor] = {}
-    for op in graph.walk():
-        if not isinstance(op, WeightOp) or op.param_name.data in params:
-            continue
-        packed = op.result.type
-        assert isinstance(packed, PackedType)
-        key = (tuple(packed.get_shape()), str(packed.scheme))
-        if key not in drawn:
-            drawn[key] = random_weight(packed, rng)
-        params[op.param_name.data] = drawn[key]
-    return params
+    """Seeded random weights for every `q35.weight`, drawn as the host run draws them (one draw per shape and
+    scheme: `q35c.verify.model.model_params`)."""
+    return model_params(graph, np.random.default_rng(seed), per_shape=True)
 
 
 def argument_arrays(

@@ -40,7 +40,7 @@ from q35c.formats import QuantizedTensor
 from q35c.frontend import load_model
 from q35c.predict.predictor import Predictor, Scenario
 from q35c.util.errors import Q35Error
-from q35c.verify.model import random_weight
+from q35c.verify.model import model_params
 
 
 @dataclass(frozen=True)
@@ -117,27 +117,9 @@ class RunResult:
 
 
 def random_weights(module: Any, seed: int) -> dict[str, QuantizedTensor]:
-    """Seeded random weights for every `q35.weight` of a graph module (see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    drawn: dict[tuple[tuple[int, ...], str], QuantizedTensor] = {}
-    params: dict[str, QuantizedTensor] = {}
-    for op in module.walk():
-        if not isinstance(op, WeightOp) or op.param_name.data in params:
-            continue
-        packed = op.result.type
-        assert isinstance(packed, PackedType)
-        shape, scheme = tuple(packed.get_shape()), str(packed.scheme)
-        if (shape, scheme) not in drawn:  # drawn once per shape and scheme: a 7B model's layers share them
-            drawn[(shape, scheme)] = random_weight(packed, rng)
-        qt = drawn[(shape, scheme)]
-        params[op.param_name.data] = QuantizedTensor(
-            qt.packed.copy(),
-            None if qt.scale is None else qt.scale.copy(),
-            None if qt.offset is None else qt.offset.copy(),
-            qt.shape,
-            qt.scheme,
-        )
-    return params
+    """Seeded random weights for every `q35.weight` of a graph module, one draw per shape and scheme
+    (`q35c.verify.model.model_params`; see the module docstring)."""
+    return model_params(module, np.random.default_rng(seed), per_shape=True)
 
 
 def vocabulary(module: Any) -> int:
