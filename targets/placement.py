@@ -72,8 +72,12 @@ class Placement:
         if self.tp > 1:
             parts.append(f"tensor parallel over {self.tp}")
         if self.pp > 1:
-            split = "/".join(str(n) for n in self.layers)
-            parts.append(f"{self.pp} pipeline stages ({split} layers)")
+            if len(set(self.layers)) == 1:
+                each = self.layers[0]
+                split = f"{each} layer{'s' if each != 1 else ''} each"
+            else:
+                split = "/".join(str(n) for n in self.layers) + " layers"
+            parts.append(f"{self.pp} pipeline stages ({split})")
         return " x ".join(parts)
 
 
@@ -227,6 +231,18 @@ def fewest(graph: ModuleOp, limits: Limits, fits: Callable[[Placement], bool], l
         if n > start + 4 * limits.per_node * max(1, _layers(graph)):
             break  # far past the memory bound: adding devices no longer helps (replicated parts do not shrink)
     raise DoesNotFit(f"no placement of at most {limits.total} device(s) holds the model ({limits.reason})")
+
+
+def widest(graph: ModuleOp, limits: Limits) -> Placement | None:
+    """The realisable placement that spreads the model the most: the largest tensor-parallel degree within a node,
+    then as many pipeline stages as layers and the device limit allow (None when even one device is not
+    realisable). What no more devices can improve on: a part it cannot split stays whole on some device."""
+    layers = max(_layers(graph), 1)
+    for tp in range(min(limits.per_node, limits.total), 0, -1):
+        pp = min(layers, limits.total // tp)
+        if pp >= 1 and realisable(graph, limits, tp, pp) is None:
+            return Placement(tp, pp, tuple(stage_layers(layers, pp)), _tp_notes(graph, tp))
+    return None
 
 
 def lower_bound(total_bytes: float, device_bytes: float) -> int:

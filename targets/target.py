@@ -54,7 +54,7 @@ device links have no energy figure and cost time only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -73,6 +73,7 @@ from q35c.targets.placement import fewest as placement_fewest
 from q35c.targets.placement import for_count as placement_for_count
 from q35c.targets.placement import lower_bound as placement_lower_bound
 from q35c.targets.placement import per_device as placement_per_device
+from q35c.targets.placement import widest as placement_widest
 from q35c.targets.spec import ComputeUnit, HardwareSpec
 from q35c.util.limits import MAX_DEVICES
 
@@ -241,6 +242,7 @@ class Target:
                     f"the model needs {need.total / 1e9:.1f} GB ({need.weight_bytes / 1e9:.1f} GB weights, "
                     f"{need.kv_bytes / 1e9:.2f} GB KV cache), but at most {limits.total} device(s) of {self.name} "
                     f"can be used ({limits.reason}), {self.spec.main_memory.describe_usable()} each"
+                    f"{self._widest_falls_short(graph, limits, footprint)}"
                 ) from None
         if not fits(chosen):
             held = footprint(chosen)
@@ -255,6 +257,19 @@ class Target:
                 f"{held.kv_bytes / 1e9:.2f} GB KV cache), {self.spec.main_memory.describe_usable()} each{needed}"
             )
         return chosen
+
+    def _widest_falls_short(self, graph: ModuleOp, limits: Limits, footprint: Callable[[Placement], Footprint]) -> str:
+        """`: even spread the widest way, ... one device would need N MB` when spreading over more devices does not
+        help (a stage's unsplit parts alone exceed a device), else nothing."""
+        wide = placement_widest(graph, limits)
+        if wide is None or wide.devices <= 1:
+            return ""
+        held = footprint(wide)
+        scale, unit = (1e9, "GB") if held.total >= 1e9 else (1e6, "MB")
+        return (
+            f"; even spread the widest way, over {wide.devices} devices ({wide.describe()}), the fullest device "
+            f"would need {held.total / scale:.3g} {unit} ({held.weight_bytes / scale:.3g} {unit} weights)"
+        )
 
     def explain_devices(self, need: Footprint, placement: Placement, work: Workload) -> str:
         """Why this many devices: what must be held, what one holds, how the model is spread."""

@@ -60,6 +60,16 @@ def test_groq_spreads_70b_int8_over_576_chips_as_a_pipeline_of_nodes() -> None:
     assert low is not None and high is not None and high > 2 * low
 
 
+def test_a_model_no_placement_holds_says_what_the_widest_one_needs() -> None:
+    with pytest.raises(Q35Error) as err:  # one target: its refusal is the error
+        compare("llama-3.1-405b", "q3p5", "groq-lpu", prompt=0, gen=4)
+    message = err.value.message
+    assert "even spread the widest way, over 1008 devices" in message
+    assert "tensor parallel over 8 x 126 pipeline stages (1 layer each)" in message
+    fullest = float(message.split("the fullest device would need ")[1].split(" MB")[0])
+    assert fullest > 219  # more than a chip's usable SRAM: the embedding's and lm_head's stages stay too large
+
+
 @pytest.mark.parametrize("name", ["h100-sxm", "groq-lpu"])
 def test_adding_devices_never_lowers_the_bytes_moved(name: str) -> None:
     target = get_target(name)
