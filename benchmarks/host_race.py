@@ -1,22 +1,24 @@
-"""The host race: q35c's generated matrix-vector kernels (the decode step's linears) against llama.cpp's CPU
+"""The host race: q35c's generated linear kernels (the decode step's and the prefill's) against llama.cpp's CPU
 kernels, numpy and MLX on this machine's CPU, in one run.
 
-    python benchmarks/host_race.py [--shapes 4096x4096,11008x4096,4096x11008] [--threads 2] [--reps 15]
-                                   [--llama-lib DIR] [--json benchmarks/results/host_race.json]
+    python benchmarks/host_race.py [--shapes 4096x4096,11008x4096,4096x11008] [--batch 1,8,512] [--threads 2]
+                                   [--reps 15] [--llama-lib DIR] [--json benchmarks/results/host_race.json]
 
-Each case is y = W x for one token (batch-1 decode), W of shape N x K (the linears of a llama-2-7b layer:
-q/k/v/o 4096x4096, gate/up 11008x4096, down 4096x11008):
+Each case is Y = X W^T for M token rows (`--batch`: 1 is the batch-1 decode's matrix-vector product, 8 a decode
+step of 8 sequences, 512 a prompt's prefill), W of shape N x K (the linears of a llama-2-7b layer: q/k/v/o
+4096x4096, gate/up 11008x4096, down 4096x11008):
 
 - q35c: `q35c.codegen.host` libraries compiled from the host pipeline's kernels (`linear_module`, the same
   passes as `q35c build --target host --emit so`), for q3p5 (dense and byte), int4, q4_0, q8_0, int8 and fp16;
-- numpy: float32 W x on the dequantized weights (what a framework without quantized kernels does);
+- numpy: float32 W x (X W^T for several rows: BLAS) on the dequantized weights (what a framework without
+  quantized kernels does);
 - llama.cpp: `ggml_mul_mat` of its CPU backend through ctypes on `libggml` (the `llama-cpp-python` sdist built
   outside this repository; `--llama-lib` names its `lib/` directory, or `import llama_cpp` finds it), for
-  Q4_0, Q8_0, Q4_K and Q3_K in the plain layout, with the activations in float32 (ggml quantizes them to its
-  dot-product type inside the call, as in llama.cpp's decode); and for Q4_0 and Q4_K in the CPU_REPACK buffer
-  type that llama.cpp's loader picks for them on x86 (weights repacked at load into the interleaved layout of its
-  AVX2/AVX-512 kernels, run by the CPU backend; "Q4_0 repack", "Q4_K repack"; listed as skipped where the repack
-  does not apply on the CPU);
+  Q4_0, Q8_0, Q4_K and Q3_K in the plain layout, with the activations a float32 [K, M] tensor (ggml quantizes
+  them to its dot-product type inside the call, as in llama.cpp's decode and prefill); and for Q4_0 and Q4_K
+  in the CPU_REPACK buffer type that llama.cpp's loader picks for them on x86 (weights repacked at load into
+  the interleaved layout of its AVX2/AVX-512 kernels, run by the CPU backend; "Q4_0 repack", "Q4_K repack";
+  listed as skipped where the repack does not apply on the CPU);
 - MLX (`mlx[cpu]`, when importable): `mx.quantized_matmul` at 3 and 4 bits, group 64, float32 activations.
 
 The peers live outside this repository (never in CI): `--site DIR` adds the site-packages of a virtual
@@ -24,10 +26,11 @@ environment where `llama-cpp-python` (built from its sdist) and `mlx[cpu]` are i
 
 Warm: one weight matrix, called repeatedly (in cache where it fits). Cold: a cycle through copies of the weights
 totalling at least 4x the L3 size (32 MiB here unless `--l3-mib`), so every call streams its weights from DRAM.
-Each figure is the median of `--reps` calls, in wall time or (`--clock cpu`, with `--threads 1`) in this
-process's CPU time, which other processes on a shared machine do not inflate. Printed: milliseconds, GB/s of
-weight bytes, and each peer's time over q35c's q3p5 (dense) time for the same shape and warmth (> 1: q35c is
-faster).
+Each figure is the median of `--reps` calls (a third of them, at least 3, for more than 8 rows, which are timed
+warm only: a GEMM computes long enough per weight byte that streaming them costs little), in wall time or
+(`--clock cpu`, with `--threads 1`) in this process's CPU time, which other processes on a shared machine do not
+inflate. Printed: milliseconds, GB/s of weight bytes (cold), GFLOP/s (2 M N K flops, warm), and each peer's time
+over q35c's q3p5 (dense) time for the same batch, shape and warmth (> 1: q35c is faster).
 """
 
 from __future__ import annotations
@@ -57,22 +60,29 @@ GGML_F32 = 0
 class Case:
     runner: str  # q35c, numpy, llama.cpp, mlx
     scheme: str
+    m: int  # token rows
     n: int
     k: int
     warm_s: float
-    cold_s: float
+    cold_s: float | None  # not timed above COLD_MAX_BATCH rows
     weight_bytes: int
+
+    def gflop_s(self, seconds: float) -> float:
+        return 2 * self.m * self.n * self.k / seconds / 1e9
 
     def to_json(self) -> dict[str, Any]:
         return {
             "runner": self.runner,
             "scheme": self.scheme,
+            "batch": self.m,
             "shape": f"{self.n}x{self.k}",
             "warm_ms": self.warm_s * 1e3,
-            "cold_ms": self.cold_s * 1e3,
+            "cold_ms": None if self.cold_s is None else self.cold_s * 1e3,
             "weight_bytes": self.weight_bytes,
             "warm_gb_s": self.weight_bytes / self.warm_s / 1e9,
-            "cold_gb_s": self.weight_bytes / self.cold_s / 1e9,
+            "cold_gb_s": None if self.cold_s is None else self.weight_bytes / self.cold_s / 1e9,
+            "warm_gflop_s": self.gflop_s(self.warm_s),
+            "cold_gflop_s": None if self.cold_s is None else self.gflop_s(self.cold_s),
         }
 
 
@@ -97,6 +107,19 @@ def copies_for(weight_bytes: int, l3_bytes: int) -> int:
     return max(2, -(-4 * l3_bytes // weight_bytes))
 
 
+COLD_MAX_BATCH = 8
+
+
+def reps_for(m: int, args: argparse.Namespace) -> int:
+    """`--reps`, or a third of it (at least 3) for more than 8 rows (a GEMM: milliseconds to seconds a call)."""
+    return args.reps if m <= COLD_MAX_BATCH else max(3, args.reps // 3)
+
+
+def cold_time(calls: list[Callable[[], None]], m: int, args: argparse.Namespace) -> float | None:
+    """The median time cycling through the copies, or None above COLD_MAX_BATCH rows."""
+    return median_time(calls, reps_for(m, args)) if m <= COLD_MAX_BATCH else None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # q35c
 # ----------------------------------------------------------------------------------------------------------------
@@ -109,8 +132,9 @@ def q35c_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Name
     from q35c.codegen.host.runtime import HostLibrary
     from q35c.verify.linear import linear_module, lower_for_host
 
-    modules = {c_identifier(s): lower_for_host(linear_module(1, n, k, s)) for s in Q35C_SCHEMES}
-    emit_library(modules, {"model": f"linear {n}x{k}"}, out, "so")
+    m = x.shape[0]
+    modules = {c_identifier(s): lower_for_host(linear_module(m, n, k, s)) for s in Q35C_SCHEMES}
+    emit_library(modules, {"model": f"linear {m}x{n}x{k}"}, out, "so")
     lib = HostLibrary.load(out)
     lib.set_threads(args.threads)
     cases: list[Case] = []
@@ -126,9 +150,9 @@ def q35c_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Name
             own = [a if i == 0 else a.copy() for a in arrays]
             call, _ = lib.bind(entry.symbol, [x.astype(np.float16), *own])
             calls.append(call)
-        warm = median_time(calls[:1], args.reps)
-        cold = median_time(calls, args.reps)
-        cases.append(Case("q35c", scheme, n, k, warm, cold, nbytes))
+        warm = median_time(calls[:1], reps_for(m, args))
+        cold = cold_time(calls, m, args)
+        cases.append(Case("q35c", scheme, m, n, k, warm, cold, nbytes))
     return cases
 
 
@@ -140,9 +164,11 @@ def q35c_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Name
 def numpy_case(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Namespace) -> Case:
     nbytes = w.nbytes
     mats = [w] + [w.copy() for _ in range(copies_for(nbytes, args.l3_mib << 20) - 1)]
-    xv = x.reshape(-1)
+    rows = x.shape[0]
+    xv = x.reshape(-1) if rows == 1 else np.ascontiguousarray(x.T)
     calls = [lambda m=m: np.dot(m, xv) for m in mats]  # type: ignore[misc]
-    return Case("numpy", "fp32", n, k, median_time(calls[:1], args.reps), median_time(calls, args.reps), nbytes)
+    warm = median_time(calls[:1], reps_for(rows, args))
+    return Case("numpy", "fp32", rows, n, k, warm, cold_time(calls, rows, args), nbytes)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -222,13 +248,15 @@ def llama_cases(ggml: Ggml, n: int, k: int, w: np.ndarray, x: np.ndarray, args: 
     backend = ggml.cpu.ggml_backend_cpu_init()
     ggml.cpu.ggml_backend_cpu_set_n_threads(backend, args.threads)
     cases: list[Case] = []
+    m = x.shape[0]
+    xf = np.ascontiguousarray(x, dtype=np.float32)
     for name, typ in GGML_TYPES.items():
         nbytes = int(b.ggml_row_size(typ, k)) * n
         copies = copies_for(nbytes, args.l3_mib << 20)
         slack = (copies + 1) * (4 << 20)  # tensor and graph headers
-        ctx = b.ggml_init(InitParams(nbytes * copies + 4 * k + 4 * n * copies + slack, None, False))
-        xt = b.ggml_new_tensor_2d(ctx, GGML_F32, k, 1)
-        ctypes.memmove(b.ggml_get_data(xt), x.astype(np.float32).ctypes.data, 4 * k)
+        ctx = b.ggml_init(InitParams(nbytes * copies + 4 * k * m + 4 * n * m * copies + slack, None, False))
+        xt = b.ggml_new_tensor_2d(ctx, GGML_F32, k, m)  # [K, M]: M rows of K
+        ctypes.memmove(b.ggml_get_data(xt), xf.ctypes.data, 4 * k * m)
         wf = np.ascontiguousarray(w, dtype=np.float32)
         graphs = []
         first = None
@@ -243,10 +271,10 @@ def llama_cases(ggml: Ggml, n: int, k: int, w: np.ndarray, x: np.ndarray, args: 
             b.ggml_build_forward_expand(graph, b.ggml_mul_mat(ctx, wt, xt))
             graphs.append(graph)
         calls = [lambda g=g: b.ggml_backend_graph_compute(backend, g) for g in graphs]
-        warm = median_time(calls[:1], args.reps)
-        cold = median_time(calls, args.reps)
+        warm = median_time(calls[:1], reps_for(m, args))
+        cold = cold_time(calls, m, args)
         b.ggml_free(ctx)
-        cases.append(Case("llama.cpp", name, n, k, warm, cold, nbytes))
+        cases.append(Case("llama.cpp", name, m, n, k, warm, cold, nbytes))
     b.ggml_backend_free(backend)
     return cases
 
@@ -290,7 +318,7 @@ def llama_repack_cases(
     b = ggml.base
     found = repack_buffer_type(ggml)
     if found is None:
-        skipped += [f"llama.cpp {t} repack {n}x{k}: no CPU_REPACK buffer type in this build" for t in REPACK_TYPES]
+        skipped += [f"llama.cpp {t} repack: no CPU_REPACK buffer type in this build" for t in REPACK_TYPES]
         return []
     dev, repack = found
     backend = ggml.cpu.ggml_backend_cpu_init()
@@ -298,6 +326,7 @@ def llama_repack_cases(
     cases: list[Case] = []
     wf = np.ascontiguousarray(w, dtype=np.float32)
     xf = np.ascontiguousarray(x, dtype=np.float32)
+    m = x.shape[0]
     for name in REPACK_TYPES:
         typ = GGML_TYPES[name]
         nbytes = int(b.ggml_row_size(typ, k)) * n
@@ -308,33 +337,33 @@ def llama_repack_cases(
         wctx = b.ggml_init(InitParams(overhead * (copies + 1), None, True))
         cctx = b.ggml_init(InitParams(overhead * (copies + 2) + int(b.ggml_graph_overhead()) * copies, None, True))
         weights = [b.ggml_new_tensor_2d(wctx, typ, k, n) for _ in range(copies)]
-        xt = b.ggml_new_tensor_2d(cctx, GGML_F32, k, 1)
+        xt = b.ggml_new_tensor_2d(cctx, GGML_F32, k, m)
         outs = [b.ggml_mul_mat(cctx, wt, xt) for wt in weights]
         wbuf = b.ggml_backend_alloc_ctx_tensors_from_buft(wctx, repack)
         cbuf = b.ggml_backend_alloc_ctx_tensors_from_buft(cctx, b.ggml_backend_cpu_buffer_type())
         # The loader's test (`weight_buft_supported`): the device takes the op with its weight in this buffer.
         if not wbuf or not b.ggml_backend_dev_supports_op(dev, outs[0]):
-            skipped.append(f"llama.cpp {name} repack {n}x{k}: no repacked kernel for this type and shape here")
+            skipped.append(f"llama.cpp {name} repack {m}x{n}x{k}: no repacked kernel for this type and shape here")
         else:
             b.ggml_log_set(quiet_repack_log, None)
             for wt in weights:
                 b.ggml_backend_tensor_set(wt, plain.ctypes.data, 0, nbytes)
             b.ggml_log_set(LogCallback(), None)
-            b.ggml_backend_tensor_set(xt, xf.ctypes.data, 0, 4 * k)
+            b.ggml_backend_tensor_set(xt, xf.ctypes.data, 0, 4 * k * m)
             graphs = []
             for out in outs:
                 graph = b.ggml_new_graph(cctx)
                 b.ggml_build_forward_expand(graph, out)
                 graphs.append(graph)
             calls = [lambda g=g: b.ggml_backend_graph_compute(backend, g) for g in graphs]
-            warm = median_time(calls[:1], args.reps)
-            cold = median_time(calls, args.reps)
-            y = np.ctypeslib.as_array(ctypes.cast(b.ggml_get_data(outs[0]), ctypes.POINTER(ctypes.c_float)), (n,))
-            ref = wf @ xf.reshape(-1)
+            warm = median_time(calls[:1], reps_for(m, args))
+            cold = cold_time(calls, m, args)
+            y = np.ctypeslib.as_array(ctypes.cast(b.ggml_get_data(outs[0]), ctypes.POINTER(ctypes.c_float)), (m, n))
+            ref = xf @ wf.T
             error = float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
             if not error < 0.2:  # 4-bit weights and 8-bit activations: under 10% on these random weights
-                raise RuntimeError(f"llama.cpp {name} repack {n}x{k}: result off by {error:.0%} from W x")
-            cases.append(Case("llama.cpp", f"{name} repack", n, k, warm, cold, nbytes))
+                raise RuntimeError(f"llama.cpp {name} repack {m}x{n}x{k}: result off by {error:.0%} from X W^T")
+            cases.append(Case("llama.cpp", f"{name} repack", m, n, k, warm, cold, nbytes))
         for buf in (wbuf, cbuf):
             if buf:
                 b.ggml_backend_buffer_free(buf)
@@ -367,8 +396,8 @@ def mlx_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Names
             mx.eval(mx.quantized_matmul(xm, s[0], s[1], s[2], transpose=True, group_size=64, bits=bits))
 
         calls = [lambda s=s: call(s) for s in sets]
-        warm, cold = median_time(calls[:1], args.reps), median_time(calls, args.reps)
-        cases.append(Case("mlx", f"{bits}-bit g64", n, k, warm, cold, nbytes))
+        warm, cold = median_time(calls[:1], reps_for(x.shape[0], args)), cold_time(calls, x.shape[0], args)
+        cases.append(Case("mlx", f"{bits}-bit g64", x.shape[0], n, k, warm, cold, nbytes))
     return cases
 
 
@@ -377,17 +406,21 @@ def mlx_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Names
 
 def table(cases: list[Case]) -> list[str]:
     lines = [
-        f"{'shape':<11} {'runner':<10} {'scheme':<20} {'warm ms':>9} {'cold ms':>9} {'cold GB/s':>10} "
-        f"{'warm/q35c':>10} {'cold/q35c':>10}"
+        f"{'batch':>5} {'shape':<11} {'runner':<10} {'scheme':<20} {'warm ms':>9} {'cold ms':>9} {'cold GB/s':>10} "
+        f"{'GFLOP/s':>8} {'warm/q35c':>10} {'cold/q35c':>10}"
     ]
-    ours = {(c.n, c.k): c for c in cases if c.runner == "q35c" and c.scheme == "q3p5"}
+    ours = {(c.m, c.n, c.k): c for c in cases if c.runner == "q35c" and c.scheme == "q3p5"}
     for c in cases:
-        base = ours.get((c.n, c.k))
+        base = ours.get((c.m, c.n, c.k))
         warm = f"{c.warm_s / base.warm_s:.2f}" if base else "-"
-        cold = f"{c.cold_s / base.cold_s:.2f}" if base else "-"
+        cold, cold_ms, cold_gb_s = "-", "-", "-"
+        if c.cold_s is not None:
+            cold_ms, cold_gb_s = f"{c.cold_s * 1e3:.3f}", f"{c.weight_bytes / c.cold_s / 1e9:.2f}"
+            if base is not None and base.cold_s is not None:
+                cold = f"{c.cold_s / base.cold_s:.2f}"
         lines.append(
-            f"{c.n}x{c.k:<6} {c.runner:<10} {c.scheme:<20} {c.warm_s * 1e3:>9.3f} {c.cold_s * 1e3:>9.3f} "
-            f"{c.weight_bytes / c.cold_s / 1e9:>10.2f} {warm:>10} {cold:>10}"
+            f"{c.m:>5} {c.n}x{c.k:<6} {c.runner:<10} {c.scheme:<20} {c.warm_s * 1e3:>9.3f} {cold_ms:>9} "
+            f"{cold_gb_s:>10} {c.gflop_s(c.warm_s):>8.1f} {warm:>10} {cold:>10}"
         )
     return lines
 
@@ -395,6 +428,7 @@ def table(cases: list[Case]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default="4096x4096,11008x4096,4096x11008", help="NxK,... (out x in)")
+    parser.add_argument("--batch", default="1,8,512", help="token rows M,... (1: matrix-vector; more: GEMM)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--l3-mib", type=int, default=32, help="L3 size for the cold cycle (default 32)")
@@ -434,23 +468,24 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="q35c-race-") as tmp:
-        for text in args.shapes.split(","):
-            n, k = (int(v) for v in text.lower().split("x"))
-            w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
-            x = rng.standard_normal((1, k)).astype(np.float32)
-            print(f"{n}x{k}: q35c ...", file=sys.stderr)
-            cases += q35c_cases(n, k, w, x, args, Path(tmp) / f"lib{n}x{k}")
-            cases.append(numpy_case(n, k, w, x, args))
-            if ggml is not None:
-                print(f"{n}x{k}: llama.cpp ...", file=sys.stderr)
-                cases += llama_cases(ggml, n, k, w, x, args)
-                cases += llama_repack_cases(ggml, n, k, w, x, args, skipped)
-            if has_mlx:
-                print(f"{n}x{k}: mlx ...", file=sys.stderr)
-                cases += mlx_cases(n, k, w, x, args)
+        for m in (int(v) for v in args.batch.split(",")):
+            for text in args.shapes.split(","):
+                n, k = (int(v) for v in text.lower().split("x"))
+                w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+                x = rng.standard_normal((m, k)).astype(np.float32)
+                print(f"{m} x {n}x{k}: q35c ...", file=sys.stderr)
+                cases += q35c_cases(n, k, w, x, args, Path(tmp) / f"lib{m}x{n}x{k}")
+                cases.append(numpy_case(n, k, w, x, args))
+                if ggml is not None:
+                    print(f"{m} x {n}x{k}: llama.cpp ...", file=sys.stderr)
+                    cases += llama_cases(ggml, n, k, w, x, args)
+                    cases += llama_repack_cases(ggml, n, k, w, x, args, skipped)
+                if has_mlx:
+                    print(f"{m} x {n}x{k}: mlx ...", file=sys.stderr)
+                    cases += mlx_cases(n, k, w, x, args)
     print(
-        f"batch-1 GEMV on this CPU ({os.cpu_count()} logical CPUs), {args.threads} thread(s), median of "
-        f"{args.reps}, {args.clock} clock"
+        f"linear layers Y = X W^T of batch {args.batch} on this CPU ({os.cpu_count()} logical CPUs), "
+        f"{args.threads} thread(s), median of {args.reps} ({max(3, args.reps // 3)} above 8 rows), {args.clock} clock"
     )
     print("\n".join(table(cases)))
     for line in skipped:
@@ -463,6 +498,8 @@ def main() -> None:
             "clock": args.clock,
             "l3_mib": args.l3_mib,
             "cpu_count": os.cpu_count(),
+            "batch": [int(v) for v in args.batch.split(",")],
+            "load_average": list(os.getloadavg()),
         }
         record = {**meta, "cases": [c.to_json() for c in cases], "skipped": skipped}
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

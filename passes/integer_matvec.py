@@ -1,19 +1,20 @@
-"""integer-matvec: one-token linear kernels as integer dot products, the codes unpacked in vector registers.
+"""integer-matvec: linear kernels as integer dot products, the codes unpacked in vector registers.
 
-After `unpack-bits` a one-token linear kernel is an unpacking generic (codes from packed storage), a dequantizing
-generic (w = scale * e + offset per group of g along K) and the contraction y = x . w. When the codes are bit
+After `unpack-bits` a linear kernel of M token rows is an unpacking generic (codes from packed storage), a dequantizing
+generic (w = scale * e + offset per group of g along K) and the contraction y = x w^T. When the codes are bit
 fields of their storage rows laid out in chunks (`_build/code_layout`: found by running the unpacking body, not
 assumed per scheme; q3p5 dense and byte, int4, q4_0, q4_1, q8_0), this pass computes the kernel, as llama.cpp's
 CPU kernels do, as
 
-    y[n] = sum_j scale[n, j] d[j] 2^-P I[n, j]  +  sum_j offset[n, j] X[j]
-    I[n, j] = sum_{k in group j} (e[n, k] / 2^step_k + h_k) 2^s_k xq[k]  -  sum_{k in j} h_k 2^s_k xq[k]
+    y[t, n] = sum_j scale[n, j] d[t, j] 2^-P I[t, n, j]  +  sum_j offset[n, j] X[t, j]
+    I[t, n, j] = sum_{k in group j} (e[n, k] / 2^step_k + h_k) 2^s_k xq[t, k]  -  sum_{k in j} h_k 2^s_k xq[t, k]
 
-with the activations quantized once per call, before the tile loops (`quantize_activations`, one scf.for over
-the groups on vectors): d[j] = max |x| / Q, xq[k] = round(x[k] / d[j] 2^multiplier_k) in i16 (Q levels per
-sign, at least MIN_LEVELS, chosen so that no i32 sum overflows), X[j] the group's sum of x (for the offsets),
+with the activations quantized once per call, before the tile loops, per row and group (`quantize_activations`,
+one scf.for over them on vectors): d[t, j] = max |x| / Q, xq[t, k] = round(x[t, k] / d[t, j] 2^multiplier_k) in
+i16 (Q levels per sign, at least MIN_LEVELS, chosen so that no i32 sum overflows), X the group's sum of x (for
+the offsets),
 and the groups' sign-bit terms (the second sum of I, negated: the integer sums start from it; h = 0 for unsigned
-codes, q4_1's 0 .. 15, whose minimum is the offset). The kernel stays
+codes, q4_1's 0 .. 15, whose minimum is the offset). For one row the kernel stays
 a linalg.generic over (t, n) (the tiles' parallel loops); its body loops over blocks of 16 groups (their scales
 times d as one vector, the offsets' share of y as one vector product) and, per group (unrolled in a block),
 over its chunks and their parts of 32 codes (unrolled, alternating between two accumulators):
@@ -26,13 +27,21 @@ over its chunks and their parts of 32 codes (unrolled, alternating between two a
     %acc  = %acc + evens(%p) + odds(%p) : vector<16xi32>                              (vpdpwssd)
 
 then one conversion and one multiply-add of the group's 16 lane sums by its scale times d[j] (vector<16xf32>),
-and one horizontal sum per output. Codes stay bit-exact; the activations' rounding moves each x by at most
+and one horizontal sum per output. For M rows the kernel is a generic over (b, n) whose body computes a block
+of B rows (`rows_per_block`: up to 8, fewer for large groups) for output n: each part of 32 codes is read,
+permuted and masked once and multiplied with each row's activations (B accumulators), each group's sums scaled
+by its scale (broadcast once) and each row's step; the body yields B sums, its outputs the strided slices
+y[first + r + B b, :] of the result (a second generic takes the last M mod B rows). Its activations are
+interleaved by blocks of B rows (a group of a block's rows is one run of memory), and kernels whose block of
+activations exceeds SEGMENT_BYTES run over segments of K in a loop, so that they stay in the L1 cache. Codes
+stay bit-exact; the activations' rounding moves each x by at most
 d[j] / 2, which `q35c.verify.linear.output_tolerance(levels=Q)` adds to the error bound. A kernel in a K-tile
 loop from 0 (accumulating into the loop's carried sum, its last tile peeled after the loop) whose x, codes, scales
 and offsets are slices of whole arrays becomes, with that last tile, one kernel over whole rows before the loop
-(`k_loop`); other K-tiled kernels are rewritten per tile. Kernels that do not fit (several tokens, codes that
-are no bit fields, groups that are no whole number of chunks, a dequantization other than scale * e + offset)
-are left to `fuse-unpack`.
+(`k_loop`; several rows: the tile's rows of x are quantized before the loop); other K-tiled kernels are
+rewritten per tile. Kernels that do not fit (codes that are no bit fields, groups that are no whole number of
+chunks, a dequantization other than scale * e + offset, no unpacking as int8 and fp16) are left to
+`fuse-unpack`.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from xdsl.dialects.builtin import (
     Float32Type,
     FloatAttr,
     IndexType,
+    IntegerAttr,
     IntegerType,
     ModuleOp,
     TensorType,
@@ -134,6 +144,11 @@ class Match:
     layout: Layout
     dead: list[Operation]
 
+    @property
+    def rows(self) -> int:
+        """The kernel's activation rows (tokens)."""
+        return _shape(self.op.outputs[0])[0]
+
 
 def match(op: GenericOp, cache: dict[tuple[object, ...], Layout | None]) -> Match | None:
     if KERNEL_ATTR not in op.attributes or len(op.inputs) != 2 or len(op.outputs) != 1:
@@ -149,7 +164,7 @@ def match(op: GenericOp, cache: dict[tuple[object, ...], Layout | None]) -> Matc
     if _maps(op) != contraction or _uses_index(op) or not _is_multiply_add(op):
         return None
     x, w = op.inputs
-    if _shape(x)[0] != 1 or op.outputs[0].type != TensorType(f32, (1, _shape(w)[0])):
+    if op.outputs[0].type != TensorType(f32, (_shape(x)[0], _shape(w)[0])):
         return None
     if not isinstance(x.type, TensorType) or not isinstance(x.type.element_type, Float16Type | Float32Type):
         return None
@@ -210,26 +225,33 @@ def _generic(
 
 @dataclass
 class Activations:
-    """The quantized activations of one x: xq [G, g] i16, the groups' max |x| and sums [G] f32."""
+    """The quantized activations of one x [M, K]: xq i16 and bias i32 per group and row, interleaved by blocks of
+    B rows (row r's group j at ((r / B) G + j) B + r mod B: a group of a block's rows is one run of memory, as
+    the kernel reads it), and the groups' steps and sums [M G] f32 (row r's group j at r G + j)."""
 
-    xq: SSAValue
+    xq: SSAValue  # [ceil(M / B) G B, g]
     dx: SSAValue  # max |x| / levels: the activations' step per group
     xsum: SSAValue
-    bias: SSAValue  # [G, 16] i32: minus each lane's share of the sign bits' products
+    bias: SSAValue  # [ceil(M / B) G B, 16] i32: minus each lane's share of the sign bits' products
+    groups: int  # G, groups per row
+    block: int  # B
 
 
-def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: Layout) -> Activations:
-    """Insert at `point` one loop over the groups of x [1, K] that quantizes them on vectors (module docstring):
-    xq [G, g] = round(x Q / max|x| * 2^multiplier) (i16), d = max|x| / Q * 2^-P, the sums X and the sign-bit
-    terms' pair sums, negated: bias [G, 16] i32."""
-    k = _shape(x)[1]
+def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: Layout, block: int) -> Activations:
+    """Insert at `point` one loop over the groups of x [M, K], row by row, that quantizes them on vectors
+    (module docstring): xq = round(x Q / max|x| * 2^multiplier) (i16), d = max|x| / Q * 2^-P, the sums X and
+    the sign-bit terms' pair sums, negated (bias, 16 i32 per group); xq and bias interleaved by blocks of `block`
+    rows (`Activations`)."""
+    rows, k = _shape(x)
     groups, lanes, levels = k // group, layout.lanes, layout.levels(group)
     multipliers = layout.multipliers()
     _, _, sign_bits = layout.masks()
     half = PART_CODES // 2
     outer = Builder(point)
     e = Emit(outer)
-    shapes = ((i16, (groups, group)), (f32, (groups,)), (f32, (groups,)), (i32, (groups, half)))
+    count = rows * groups
+    slots = -(-rows // block) * block * groups
+    shapes = ((i16, (slots, group)), (f32, (count,)), (f32, (count,)), (i32, (slots, half)))
     inits = [e.op(tensor.EmptyOp([], TensorType(t, shape))) for t, shape in shapes]
     body = Block(arg_types=[IndexType(), *(v.type for v in inits)])
     g, xq, dx, xsum, bias = body.args
@@ -237,7 +259,16 @@ def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: La
     vf, vi = VectorType(f32, (group,)), VectorType(i16, (group,))
     x_type = x.type
     assert isinstance(x_type, TensorType)
-    xv = read(be, x, [be.index(0), be.op(arith.MuliOp(g, be.index(group)))], VectorType(x_type.element_type, (group,)))
+    row, column = (be.index(0), g) if rows == 1 else (be.op(arith.DivUIOp(g, be.index(groups))), None)
+    if column is None:
+        column = be.op(arith.RemUIOp(g, be.index(groups)))
+    slot = g
+    if block > 1:  # ((row / B) G + group) B + row mod B
+        base = be.op(arith.MuliOp(be.op(arith.DivUIOp(row, be.index(block))), be.index(groups)))
+        first = be.op(arith.MuliOp(be.op(arith.AddiOp(base, column)), be.index(block)))
+        slot = be.op(arith.AddiOp(first, be.op(arith.RemUIOp(row, be.index(block)))))
+    at = [row, be.op(arith.MuliOp(column, be.index(group)))]
+    xv = read(be, x, at, VectorType(x_type.element_type, (group,)))
     xf = xv if x_type.element_type == f32 else be.op(arith.ExtFOp(xv, vf))
     amax = reduction(be, be.op(math.AbsFOp(xf)), vector.CombiningKindFlag.MAXIMUMF)
     total = reduction(be, xf, vector.CombiningKindFlag.ADD)
@@ -246,7 +277,7 @@ def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: La
     steps = be.dense(vf, [float(1 << multipliers[i % lanes]) for i in range(group)])
     scaled = be.op(arith.MulfOp(be.op(arith.MulfOp(xf, be.op(vector.BroadcastOp(inv, vf)))), steps))
     q = be.op(VectorFPToSIOp(be.op(math.RoundEvenOp(scaled)), vi))
-    xq_next = write(be, q, xq, [g, be.index(0)])
+    xq_next = write(be, q, xq, [slot, be.index(0)])
     # The sign bits' share of each lane: sum over the group's parts of pairs of H * xq, as the kernel adds them.
     p16, p32, o32 = VectorType(i16, (PART_CODES,)), VectorType(i32, (PART_CODES,)), VectorType(i32, (half,))
     evens = DenseArrayBase.from_list(i64, list(range(0, PART_CODES, 2)))
@@ -261,35 +292,134 @@ def quantize_activations(point: InsertPoint, x: SSAValue, group: int, layout: La
         pe = be.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
         po = be.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
         acc = be.op(arith.SubiOp(acc, be.op(arith.AddiOp(pe, po))))
-    bias_next = write(be, acc, bias, [g, be.index(0)])
+    bias_next = write(be, acc, bias, [slot, be.index(0)])
     step = be.op(arith.MulfOp(amax, be.f32(1.0 / levels / (1 << layout.top()))))
     dx_next = be.op(tensor.InsertOp(step, dx, [g]))
     xsum_next = be.op(tensor.InsertOp(total, xsum, [g]))
     body.add_op(scf.YieldOp(xq_next, dx_next, xsum_next, bias_next))
-    loop = scf.ForOp(e.index(0), e.index(groups), e.index(1), inits, body)
+    loop = scf.ForOp(e.index(0), e.index(count), e.index(1), inits, body)
     for result, name in zip(loop.results, ("xq", "x_step", "x_sum", "x_bias"), strict=True):
         result.name_hint = name
     outer.insert(loop)
-    return Activations(loop.results[0], loop.results[1], loop.results[2], loop.results[3])
+    return Activations(loop.results[0], loop.results[1], loop.results[2], loop.results[3], groups, block)
 
 
 SCALE_BLOCK = 16  # groups whose scales (and offsets) are read and converted as one vector
+ROW_BLOCK = 8  # activation rows per kernel body at most (each part of codes is unpacked once for all of them)
+SEGMENT_BYTES = 16384  # int16 activations of a block of rows per K segment: room for the codes in a 32 KiB L1
 
 
-def integer_kernel(m: Match, acts: Activations, init: SSAValue | None = None) -> GenericOp:
-    """The (t, n) generic whose body sums the integer dot products per group (module docstring), added to
-    `init` (default: the contraction's own)."""
+def rows_per_block(rows: int, group: int) -> int:
+    """Activation rows per kernel body: up to ROW_BLOCK, as many as keep a scale block's activations (SCALE_BLOCK
+    groups of each row, int16) within SEGMENT_BYTES (q3p5, g = 128: 4 rows; g <= 64: 8)."""
+    return max(1, min(rows, ROW_BLOCK, SEGMENT_BYTES // (SCALE_BLOCK * group * 2)))
+
+
+def integer_kernel(m: Match, acts: Activations, init: SSAValue | None = None) -> tuple[list[Operation], SSAValue]:
+    """The kernels of m adding y to `init` (default: the contraction's own), and their result. One row: a generic
+    over (t, n) (module docstring). M rows: a generic over (b, n) whose body computes B rows (`rows_per_block`)
+    for output n, each part of codes unpacked once for all of them (and one more for the last M mod B rows); its
+    output r is the strided slice of rows first + r + B b. When a block's activations exceed SEGMENT_BYTES, the
+    sums run over segments of K (a loop adding each segment's kernels to the sums), so that the block's
+    activations stay in the L1 cache while the kernel walks the outputs (one row: whole rows, measured as fast)."""
+    acc = m.op.outputs[0] if init is None else init
+    rows = _shape(acc)[0]
+    block = rows_per_block(rows, m.group)
+    segment = max(1, SEGMENT_BYTES // (block * m.group * 2))  # groups
+    full, rest = divmod(acts.groups, segment)
+    if rows == 1 or full <= 1:
+        return _row_blocks(m, acts, acc, 0, acts.groups)
+    body = Block(arg_types=[IndexType(), acc.type])
+    e = Emit(Builder(InsertPoint.at_end(body)))
+    start = e.op(arith.MuliOp(body.args[0], e.index(segment)))
+    inner, summed = _row_blocks(m, acts, body.args[1], start, segment)
+    for op in inner:
+        body.add_op(op)
+    body.add_op(scf.YieldOp(summed))
+    bounds = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (0, full, 1)]
+    loop = scf.ForOp(*(c.result for c in bounds), [acc], body)
+    ops: list[Operation] = [*bounds, loop]
+    result = loop.results[0]
+    if rest:
+        tail, result = _row_blocks(m, acts, result, full * segment, rest)
+        ops += tail
+    return ops, result
+
+
+def _row_blocks(
+    m: Match, acts: Activations, acc: SSAValue, start: SSAValue | int, count: int
+) -> tuple[list[Operation], SSAValue]:
+    """The kernels adding groups start .. start + count of every row to `acc`, and their result."""
+    rows, width = _shape(acc)
+    if rows == 1:
+        kernel = _row_block_kernel(m, acts, [acc], 0, 1, start, count)
+        return [kernel], kernel.results[0]
+    ops: list[Operation] = []
+    result = acc
+    size = rows_per_block(rows, m.group)
+    full, tail = divmod(rows, size)
+    for first, block, blocks in ((0, size, full), (full * size, tail, 1)):
+        if not block:
+            continue
+        slice_type = TensorType(f32, (blocks, width))
+        slices = [
+            tensor.ExtractSliceOp(result, [first + r, 0], [blocks, width], [block, 1], slice_type) for r in range(block)
+        ]
+        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], first, block, start, count)
+        ops += [*slices, kernel]
+        for r, value in enumerate(kernel.results):
+            insert = tensor.InsertSliceOp.get(value, result, [blocks, width], [first + r, 0], [block, 1])
+            ops.append(insert)
+            result = insert.results[0]
+    return ops, result
+
+
+def _activation_rows(e: Emit, acts: Activations, first: int, block: int, count: int) -> list[SSAValue | None]:
+    """Per row of the body's block (rows first + r + block b), the index of its group 0 in the steps and sums
+    (row times G; None for 0)."""
+    base = None if count == 1 else e.op(arith.MuliOp(e.op(IndexOp(0)), e.index(block * acts.groups)))
+    starts: list[SSAValue | None] = []
+    for r in range(block):
+        offset = (first + r) * acts.groups
+        if base is None:
+            starts.append(e.index(offset) if offset else None)
+        else:
+            starts.append(e.op(arith.AddiOp(base, e.index(offset))) if offset else base)
+    return starts
+
+
+def _interleaved_base(e: Emit, acts: Activations, first: int, count: int) -> SSAValue | None:
+    """The body's block of rows (first + block b, first a multiple of B) in xq and bias: its group 0's index
+    over B (None for 0)."""
+    static = first // acts.block * acts.groups
+    if count == 1:
+        return e.index(static) if static else None
+    base = e.op(arith.MuliOp(e.op(IndexOp(0)), e.index(acts.groups)))
+    return e.op(arith.AddiOp(base, e.index(static))) if static else base
+
+
+def _row_block_kernel(
+    m: Match, acts: Activations, outs: Sequence[SSAValue], first: int, block: int, start: SSAValue | int, count: int
+) -> GenericOp:
+    """The generic over (b, n) (one row: (t, n)) whose body sums the integer dot products of groups start ..
+    start + count per group of `block` activation rows (module docstring) for output n, into `outs` (one per
+    row)."""
     layout = m.layout
     lanes = layout.lanes
-    groups, chunks = _shape(m.x)[1] // m.group, m.group // lanes
+    chunks = m.group // lanes
     element = IntegerType(layout.element_bits)
     per_chunk = layout.stride_bits // layout.element_bits
     element_bytes = layout.element_bits // 8
-    acc = m.op.outputs[0] if init is None else init
+    blocks = _shape(outs[0])[0]
+    # Independent chains of multiply-adds per row: with few rows, two accumulators alternating by part.
+    chains = 2 if block <= 2 else 1
 
     def body(e: Emit, args: Sequence[SSAValue]) -> list[SSAValue]:
         n = e.op(IndexOp(1))
         zero, one = e.index(0), e.index(1)
+        starts = _activation_rows(e, acts, first, block, blocks)
+        interleaved = _interleaved_base(e, acts, first, blocks)
+        begin = start if isinstance(start, SSAValue) else e.index(start) if start else None
         p16, p32 = VectorType(i16, (PART_CODES,)), VectorType(i32, (PART_CODES,))
         o32, of = VectorType(i32, (PART_CODES // 2,)), VectorType(f32, (PART_CODES // 2,))
         keep_bits, flip_bits, _ = layout.masks()
@@ -303,20 +433,36 @@ def integer_kernel(m: Match, acts: Activations, init: SSAValue | None = None) ->
         evens = DenseArrayBase.from_list(i64, list(range(0, PART_CODES, 2)))
         odds = DenseArrayBase.from_list(i64, list(range(1, PART_CODES, 2)))
 
-        def group_sums(ge: Emit, j: SSAValue) -> SSAValue:
-            """Group j's integer sums (vector<16xi32>): per chunk and part, 32 codes from one read of the storage
-            (a byte permutation puts each code's field in a 16-bit lane, a mask and an xor leave the biased
-            code), times the quantized activations, summed in pairs."""
-            # The sums start at minus the groups' share of the sign bits (`quantize_activations`); two
-            # accumulators, alternating by part, halve the chain of dependent multiply-adds.
-            sums = [read(ge, acts.bias, [j, zero], o32), ge.dense(o32, [0] * (PART_CODES // 2))]
+        def at(ge: Emit, r: int, j: SSAValue) -> SSAValue:
+            """Row r's group j in the steps and sums."""
+            start = starts[r]
+            return j if start is None else ge.op(arith.AddiOp(start, j))
+
+        def slot(ge: Emit, r: int, j: SSAValue) -> SSAValue:
+            """Row r's group j in xq and bias: the block's rows side by side."""
+            if acts.block == 1:
+                return j if interleaved is None else ge.op(arith.AddiOp(interleaved, j))
+            group = j if interleaved is None else ge.op(arith.AddiOp(interleaved, j))
+            first_row = ge.op(arith.MuliOp(group, ge.index(acts.block)))
+            return ge.op(arith.AddiOp(first_row, ge.index(r))) if r else first_row
+
+        def group_sums(ge: Emit, j: SSAValue) -> list[SSAValue]:
+            """Group j's integer sums (vector<16xi32>) per row: per chunk and part, 32 codes from one read of the
+            storage (a byte permutation puts each code's field in a 16-bit lane, a mask and an xor leave the
+            biased code), times each row's quantized activations, summed in pairs."""
+            rows = [slot(ge, r, j) for r in range(block)]
+            # The sums start at minus the groups' share of the sign bits (`quantize_activations`).
+            sums = [
+                [read(ge, acts.bias, [row, zero], o32)] + [ge.dense(o32, [0] * (PART_CODES // 2))] * (chains - 1)
+                for row in rows
+            ]
             first_chunk = ge.op(arith.MuliOp(j, ge.index(chunks)))
             step = 0
             for c in range(chunks):
                 chunk = ge.op(arith.AddiOp(first_chunk, ge.index(c))) if c else first_chunk
-                at = ge.op(arith.MuliOp(chunk, ge.index(per_chunk)))
+                chunk_at = ge.op(arith.MuliOp(chunk, ge.index(per_chunk)))
                 for part in layout.parts():
-                    where = ge.op(arith.AddiOp(at, ge.index(part.start))) if part.start else at
+                    where = ge.op(arith.AddiOp(chunk_at, ge.index(part.start))) if part.start else chunk_at
                     raw = read(ge, m.storage, [n, where], VectorType(element, (part.count,)))
                     raw_bytes = ge.op(vector.BitcastOp(raw, VectorType(IntegerType(8), (part.count * element_bytes,))))
                     mask = DenseArrayBase.from_list(i64, list(part.mask))
@@ -325,55 +471,84 @@ def integer_kernel(m: Match, acts: Activations, init: SSAValue | None = None) ->
                     w16 = ge.op(vector.BitcastOp(win, p16))
                     keep, sign = part_masks[part.first]
                     code = ge.op(arith.XOrIOp(ge.op(arith.AndIOp(w16, keep)), sign))  # (e / 2^step + h) 2^s
-                    xv = read(ge, acts.xq, [j, ge.index(c * lanes + part.first)], p16)
-                    prod = ge.op(arith.MuliOp(ge.op(VectorExtSIOp(code, p32)), ge.op(VectorExtSIOp(xv, p32))))
-                    pe = ge.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
-                    po = ge.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
-                    sums[step % 2] = ge.op(arith.AddiOp(sums[step % 2], ge.op(arith.AddiOp(pe, po))))
+                    wide = ge.op(VectorExtSIOp(code, p32))
+                    for r, row in enumerate(rows):
+                        xv = read(ge, acts.xq, [row, ge.index(c * lanes + part.first)], p16)
+                        prod = ge.op(arith.MuliOp(wide, ge.op(VectorExtSIOp(xv, p32))))
+                        pe = ge.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
+                        po = ge.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
+                        chain = step % chains
+                        sums[r][chain] = ge.op(arith.AddiOp(sums[r][chain], ge.op(arith.AddiOp(pe, po))))
                     step += 1
-            return ge.op(arith.AddiOp(sums[0], sums[1]))
+            return [s[0] if chains == 1 else ge.op(arith.AddiOp(s[0], s[1])) for s in sums]
 
         def block_of_groups(
-            be: Emit, first_group: SSAValue, count: int, facc: SSAValue, oacc: SSAValue
-        ) -> tuple[SSAValue, SSAValue]:
-            """`count` groups from `first_group` on: their scales * d read as one vector, each group's sums times
-            its lane of it (groups unrolled: the lanes are constants); the offsets' share of y."""
+            be: Emit, first_group: SSAValue, count: int, faccs: list[SSAValue], oaccs: list[SSAValue]
+        ) -> tuple[list[SSAValue], list[SSAValue]]:
+            """`count` groups from `first_group` on (unrolled): one row, their scales * d read as one vector and
+            each group's sums times its lane of it; several rows, each group's sums times its scale and each row's
+            d; the offsets' share of y."""
             vf = VectorType(f32, (count,))  # a whole block, or the row's last groups (read exactly)
             scale_type = VectorType(m.scale.type.element_type, (count,))  # type: ignore[attr-defined]
             scales = read(be, m.scale, [n, first_group], scale_type)
             scales = scales if scale_type.element_type == f32 else be.op(arith.ExtFOp(scales, vf))
-            factors = be.op(arith.MulfOp(scales, read(be, acts.dx, [first_group], vf)))
+            rows = [at(be, r, first_group) for r in range(block)]
+            faccs, oaccs = list(faccs), list(oaccs)
             if m.offset is not None:
                 offset_type = VectorType(m.offset.type.element_type, (count,))  # type: ignore[attr-defined]
                 offs = read(be, m.offset, [n, first_group], offset_type)
                 offs = offs if offset_type.element_type == f32 else be.op(arith.ExtFOp(offs, vf))
-                products = be.op(arith.MulfOp(offs, read(be, acts.xsum, [first_group], vf)))
-                oacc = reduction(be, products, vector.CombiningKindFlag.ADD, oacc)
+                for r, row in enumerate(rows):
+                    xsums = read(be, acts.xsum, [row], vf)
+                    if block > 1 and vf == of:  # into the lanes of the sums (added up at the end)
+                        faccs[r] = be.op(vector.FMAOp(offs, xsums, faccs[r]))
+                    else:
+                        products = be.op(arith.MulfOp(offs, xsums))
+                        oaccs[r] = reduction(be, products, vector.CombiningKindFlag.ADD, oaccs[r])
+            if block == 1:
+                factors = [be.op(arith.MulfOp(scales, read(be, acts.dx, [row], vf))) for row in rows]
+                for i in range(count):
+                    j = be.op(arith.AddiOp(first_group, be.index(i)))
+                    for r, sums in enumerate(group_sums(be, j)):
+                        factor = be.op(vector.ExtractOp(factors[r], [i], f32))
+                        converted = be.op(VectorSIToFPOp(sums, of))
+                        faccs[r] = be.op(vector.FMAOp(converted, be.op(vector.BroadcastOp(factor, of)), faccs[r]))
+                return faccs, oaccs
+            # Several rows: each group's scale broadcast once, each row's step read broadcast (an FMA operand),
+            # so that no vector of factors per row stays live across the block.
             for i in range(count):
                 j = be.op(arith.AddiOp(first_group, be.index(i)))
-                sums = be.op(VectorSIToFPOp(group_sums(be, j), of))
-                factor = be.op(vector.ExtractOp(factors, [i], f32))
-                facc = be.op(vector.FMAOp(sums, be.op(vector.BroadcastOp(factor, of)), facc))
-            return facc, oacc
+                scale = be.op(vector.BroadcastOp(be.op(vector.ExtractOp(scales, [i], f32)), of))
+                for r, sums in enumerate(group_sums(be, j)):
+                    scaled = be.op(arith.MulfOp(be.op(VectorSIToFPOp(sums, of)), scale))
+                    step = be.op(tensor.ExtractOp(acts.dx, [at(be, r, j)], f32))
+                    faccs[r] = be.op(vector.FMAOp(scaled, be.op(vector.BroadcastOp(step, of)), faccs[r]))
+            return faccs, oaccs
 
-        full, tail = divmod(groups, SCALE_BLOCK)
-        facc: SSAValue = e.dense(of, [0.0] * (PART_CODES // 2))
-        oacc: SSAValue = e.f32(0.0)
+        def from_start(ge: Emit, offset: SSAValue) -> SSAValue:
+            """Group `offset` of the segment."""
+            return offset if begin is None else ge.op(arith.AddiOp(begin, offset))
+
+        full, tail = divmod(count, SCALE_BLOCK)
+        faccs: list[SSAValue] = [e.dense(of, [0.0] * (PART_CODES // 2))] * block
+        oaccs: list[SSAValue] = [e.f32(0.0)] * block
         if full:
-            block_body = Block(arg_types=[IndexType(), of, f32])
+            block_body = Block(arg_types=[IndexType(), *[of] * block, *[f32] * block])
             be = Emit(Builder(InsertPoint.at_end(block_body)), e._consts.copy())
-            first_group = be.op(arith.MuliOp(block_body.args[0], be.index(SCALE_BLOCK)))
-            block_body.add_op(scf.YieldOp(*block_of_groups(be, first_group, SCALE_BLOCK, *block_body.args[1:])))
-            outer = scf.ForOp(zero, e.index(full), one, [facc, oacc], block_body)
+            first_group = from_start(be, be.op(arith.MuliOp(block_body.args[0], be.index(SCALE_BLOCK))))
+            carried = list(block_body.args[1:])
+            new_f, new_o = block_of_groups(be, first_group, SCALE_BLOCK, carried[:block], carried[block:])
+            block_body.add_op(scf.YieldOp(*new_f, *new_o))
+            outer = scf.ForOp(zero, e.index(full), one, [*faccs, *oaccs], block_body)
             e.builder.insert(outer)
-            facc, oacc = outer.results
+            faccs, oaccs = list(outer.results[:block]), list(outer.results[block:])
         if tail:
-            facc, oacc = block_of_groups(e, e.index(full * SCALE_BLOCK), tail, facc, oacc)
-        total = reduction(e, facc, vector.CombiningKindFlag.ADD, oacc)
-        return [e.op(arith.AddfOp(args[0], total))]
+            faccs, oaccs = block_of_groups(e, from_start(e, e.index(full * SCALE_BLOCK)), tail, faccs, oaccs)
+        totals = [reduction(e, f, vector.CombiningKindFlag.ADD, o) for f, o in zip(faccs, oaccs, strict=True)]
+        return [e.op(arith.AddfOp(arg, total)) for arg, total in zip(args, totals, strict=True)]
 
     identity = AffineMap.identity(2)
-    kernel = _generic([], [acc], [identity], [PARALLEL, PARALLEL], body)
+    kernel = _generic([], list(outs), [identity] * len(outs), [PARALLEL, PARALLEL], body)
     kernel.attributes[KERNEL_ATTR] = m.op.attributes[KERNEL_ATTR]
     return kernel
 
@@ -430,12 +605,23 @@ def _slice_of(value: SSAValue, width: int, total: int) -> tuple[tensor.ExtractSl
     return s, (first if first >= 0 else s.offsets[0])
 
 
-Sources = tuple[SSAValue, tuple[tuple[tensor.ExtractSliceOp, SSAValue | int] | None, ...]]
+Sources = tuple[SSAValue, SSAValue | int, tuple[tuple[tensor.ExtractSliceOp, SSAValue | int] | None, ...]]
+
+
+def _in_loop(value: SSAValue | int, m: Match) -> bool:
+    """Whether `value` is computed in the loop around m, or is a K loop's index."""
+    if isinstance(value, int):
+        return False
+    owner = value.owner
+    if isinstance(owner, Operation):
+        return owner.parent_op() is m.op.parent_op()
+    loop = owner.parent_op()
+    return loop is not None and getattr(loop.attributes.get(TILE_DIM_ATTR), "data", None) == "k"
 
 
 def _sources(m: Match, k: int, tile_k: int) -> Sources | None:
-    """The sources of m's slices: x [1, k] (before its conversion to f32), and codes, scales and offsets with
-    their slices and row offsets (loop invariants)."""
+    """The sources of m's slices: x [M, k] (before its conversion to f32) and the slice's first row, and codes,
+    scales and offsets with their slices and row offsets (loop invariants)."""
     x = m.x
     convert = x.owner
     if isinstance(convert, GenericOp) and len(convert.inputs) == 1:
@@ -443,25 +629,27 @@ def _sources(m: Match, k: int, tile_k: int) -> Sources | None:
         if block is not None and [o.name for o in block.ops] == ["arith.extf", "linalg.yield"]:
             x = convert.inputs[0]
     x_slice = x.owner
-    if not isinstance(x_slice, tensor.ExtractSliceOp) or tuple(_shape(x_slice.source)) != (1, k):
+    if not isinstance(x_slice, tensor.ExtractSliceOp) or _shape(x_slice.source)[1:] != (k,):
+        return None
+    x_row = _slice_of(x, tile_k, k)
+    if x_row is None or _in_loop(x_row[1], m):
         return None
     slices: list[tuple[tensor.ExtractSliceOp, SSAValue | int] | None] = []
     for value in (m.storage, m.scale, m.offset):
         found = None if value is None else _slice_of(value, tile_k, k)
         if value is not None and found is None:
             return None
-        row = None if found is None else found[1]
-        if isinstance(row, SSAValue) and isinstance(row.owner, Operation) and row.owner.parent_op() is m.op.parent_op():
+        if found is not None and _in_loop(found[1], m):
             return None  # a row offset computed in the K loop
         slices.append(found)
-    return x_slice.source, tuple(slices)
+    return x_slice.source, x_row[1], tuple(slices)
 
 
 def _whole_rows(point: InsertPoint, m: Match, sources: Sources) -> Match:
     """The match reading whole rows from column 0 of the sources of m's slices (new slices inserted at
     `point` where the rows are not all of the source)."""
     operands: list[SSAValue | None] = []
-    for found in sources[1]:
+    for found in sources[2]:
         if found is None:
             operands.append(None)
             continue
@@ -477,7 +665,15 @@ def _whole_rows(point: InsertPoint, m: Match, sources: Sources) -> Match:
         operands.append(whole.results[0])
     storage, scale, offset = operands
     assert storage is not None and scale is not None
-    return Match(m.op, sources[0], storage, scale, offset, m.group, m.layout, [])
+    x, row = sources[0], sources[1]
+    rows, columns = _shape(x)
+    size = _shape(m.op.outputs[0])[0]
+    if row != 0 or size != rows:  # the tile's rows of x, quantized before the loop
+        element = x.type.element_type  # type: ignore[attr-defined]
+        tile = tensor.ExtractSliceOp(x, [row, 0], [size, columns], [1, 1], TensorType(element, (size, columns)))
+        Rewriter.insert_op(tile, point)
+        x = tile.results[0]
+    return Match(m.op, x, storage, scale, offset, m.group, m.layout, [])
 
 
 def k_loop(m: Match, by_op: dict[GenericOp, Match]) -> KLoop | None:
@@ -518,9 +714,9 @@ def k_loop(m: Match, by_op: dict[GenericOp, Match]) -> KLoop | None:
 
 
 def _same_sources(a: Sources, b: Sources) -> bool:
-    if a[0] != b[0] or len(a[1]) != len(b[1]):
+    if a[0] != b[0] or a[1] != b[1] or len(a[2]) != len(b[2]):
         return False
-    for one, other in zip(a[1], b[1], strict=True):
+    for one, other in zip(a[2], b[2], strict=True):
         if (one is None) != (other is None):
             return False
         if one is not None and other is not None:
@@ -552,7 +748,8 @@ def _definition_point(value: SSAValue) -> InsertPoint:
 
 @dataclass(frozen=True)
 class IntegerMatvecPass(ModulePass):
-    """One-token linear kernels as int16 dot products with unpacking in vector registers (module docstring)."""
+    """Linear kernels of any number of token rows as int16 dot products, unpacking in vector registers (module
+    docstring)."""
 
     name = "integer-matvec"
 
@@ -565,20 +762,22 @@ class IntegerMatvecPass(ModulePass):
         def activations(mt: Match) -> Activations:
             key = (mt.x, mt.group, mt.layout)
             if key not in quantized:
-                quantized[key] = quantize_activations(_definition_point(mt.x), mt.x, mt.group, mt.layout)
+                block = rows_per_block(_shape(mt.x)[0], mt.group)
+                quantized[key] = quantize_activations(_definition_point(mt.x), mt.x, mt.group, mt.layout, block)
             return quantized[key]
 
         by_op = {mt.op: mt for mt in found}
         loops = [k for mt in found if (k := k_loop(mt, by_op)) is not None]
         done = {m.op for k in loops for m in (k.tile, k.last)}
         for k in loops:
-            kernel = integer_kernel(k.rows, activations(k.rows), k.loop.iter_args[k.index])
-            rewriter.insert_op(kernel, InsertPoint.before(k.loop))
-            k.total.results[0].replace_all_uses_with(kernel.results[0])
+            ops, result = integer_kernel(k.rows, activations(k.rows), k.loop.iter_args[k.index])
+            rewriter.insert_op(ops, InsertPoint.before(k.loop))
+            k.total.results[0].replace_all_uses_with(result)
             _erase_unused(k.total)  # the peeled last tile, then the K loop
         for mt in found:
             if mt.op not in done:
-                rewriter.replace_op(mt.op, integer_kernel(mt, activations(mt)))
+                ops, result = integer_kernel(mt, activations(mt))
+                rewriter.replace_op(mt.op, ops, [result])
                 for dead in mt.dead:
                     if all(not r.uses for r in dead.results):
                         rewriter.erase_op(dead)

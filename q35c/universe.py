@@ -105,6 +105,12 @@ def _serial_small_loops() -> type[ModulePass]:
     return SerialSmallLoopsPass
 
 
+def _parallel_tiles() -> type[ModulePass]:
+    from q35c.passes.parallel_tiles import ParallelTilesPass
+
+    return ParallelTilesPass
+
+
 def _runtime_kv_cache() -> type[ModulePass]:
     from q35c.passes.runtime_kv_cache import RuntimeKVCachePass
 
@@ -127,6 +133,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "unstage-tiles": _unstage_tiles,
     "copy-to-memcpy": _copy_to_memcpy,
     "serial-small-loops": _serial_small_loops,
+    "parallel-tiles": _parallel_tiles,
     "runtime-kv-cache": _runtime_kv_cache,
 }
 

@@ -95,8 +95,8 @@ FAMILY_ROWS: dict[str, tuple[str, ...]] = {
 
 # The result of `fit` over FAMILY_ROWS (re-run and compared by benchmarks/fidelity.py).
 FITTED: dict[str, Efficiency] = {
-    "apple": Efficiency(bandwidth=0.901, compute=0.787, kernel_overhead_s=8.33e-06),
-    "gpu": Efficiency(bandwidth=0.626, compute=0.617, kernel_overhead_s=8.12e-07),
+    "apple": Efficiency(bandwidth=0.907, compute=0.787, kernel_overhead_s=8.97e-06),
+    "gpu": Efficiency(bandwidth=0.629, compute=0.615, kernel_overhead_s=8.89e-07),
 }
 
 

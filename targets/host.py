@@ -20,9 +20,7 @@ What the host adds (`kernel_cost`), every constant measured on this machine and 
     linear kernel of scheme class c (many rows, prefill):
         t = max(t_mem, MACs * matmul_c) + linear_call
     any other kernel (embed, rmsnorm, rope, attention, silu, mul, add):
-        t = max(t_mem, t_table + ops * elementwise_op) + elementwise_call       ops: token-side ALU ops + MACs
-        t_table = weight bytes * unpack_byte + weight-side ALU ops * unpack_op  (an embedding table, unpacked
-                                                                                 whole by the generated code)
+        t = max(t_mem, ops * elementwise_op) + elementwise_call       ops: ALU ops + MACs
 
 - matvec_c, matmul_c (`details.generated_matvec_<c>_ps_per_weight`, `..._matmul_<c>_ps_per_mac`): the time per
   weight (per MAC) of the linear kernels q35c generates for scheme class c, measured with their weights in
@@ -33,11 +31,9 @@ What the host adds (`kernel_cost`), every constant measured on this machine and 
 - elementwise_op (`details.generated_elementwise_ps_per_op`): the time per op of the generated element-wise
   kernels, measured the same way on tiny's decoder function less its linears, at one token and at 16 (the slope
   of its time against its kernels' ops). It replaces t_cpu, which counts an op at half the BLAS flop rate: the
-  generated loops are scalar, convert f16 to f32 element by element and keep reductions in memory;
-- unpack_byte, unpack_op (`details.generated_unpack_ps_per_byte`, `..._unpack_ps_per_op`): what the generated
-  code spends on a table it unpacks whole before a gather (a quantized embedding: every row, every step, into
-  a fresh buffer), per storage byte and per weight-side ALU op: a least-squares fit over the microkernel
-  model's embedding in every scheme class (its step's `main` less the functions it calls);
+  generated loops are scalar, convert f16 to f32 element by element and keep reductions in memory. An
+  embedding's gather is such a kernel: the pipeline's `fuse-gather` has it unpack only the looked-up rows, in
+  its body, as the generated code does;
 - linear_call, elementwise_call (`details.generated_linear_call_s`, `..._elementwise_call_s`): the fixed time
   of one kernel call of the generated code (the intercepts of the same fits, the decoder's per kernel). Most of
   it is OpenMP: every parallel loop nest forks
@@ -96,30 +92,16 @@ class HostTarget(Target):
             return max(self.figure(key), 0.0)
         return self.figure("parallel_region_s")
 
-    def table_unpacking(self, kernel: KernelWork) -> float:
-        """Seconds of a non-linear kernel's weight-side work (a table unpacked whole: an embedding's), at the
-        measured unpack rates; the engine's unpacking time where they were not measured."""
-        ops = sum(kernel.weight_alu.values())
-        if not kernel.weight_bytes and not ops:
-            return 0.0
-        per_byte = self.figure("generated_unpack_ps_per_byte") * 1e-12
-        per_op = self.figure("generated_unpack_ps_per_op") * 1e-12
-        if per_byte or per_op:
-            return kernel.weight_bytes * per_byte + ops * per_op
-        demands, _, _ = self.demands(kernel, 1.0)
-        parts = {k: v for d in demands for k, v in d.parts.items()}
-        return sum(v for k, v in parts.items() if k.endswith(" unpacking"))
-
     def generated_compute(self, kernel: KernelWork) -> tuple[str, float] | None:
         """(what, seconds) the generated kernel computes for: a linear from its scheme class's measured rate,
         any other kernel from the element-wise rate; None where the rate was not measured."""
         macs = sum(kernel.macs.values())
         if kernel.name != "linear":
             rate = self.figure("generated_elementwise_ps_per_op") * 1e-12
-            ops = sum(kernel.token_alu.values()) + macs
+            ops = kernel.alu_ops + macs
             if not rate or not ops:
                 return None
-            return f"{GENERATED} {kernel.name}", self.table_unpacking(kernel) + ops * rate
+            return f"{GENERATED} {kernel.name}", ops * rate
         scheme = scheme_class(kernel.function)
         weights = sum(kernel.weight_elements.values())
         if scheme is None or not weights or not macs:

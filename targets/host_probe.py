@@ -77,7 +77,7 @@ void q35p_plain(float *a, long n) {
 }
 """
 REGION_CALLS = 2000
-GENERATED_SCHEMA = 4
+GENERATED_SCHEMA = 5
 GENERATED_FILE = "host-codegen.json"
 SCHEME_CLASSES = ("q3p5", "int4", "q4_0", "q4_1", "q8_0", "int8", "fp16")
 """The scheme classes whose generated kernels `q35c.codegen.host.calibrate` times (a class: the scheme without
@@ -378,11 +378,7 @@ class GeneratedCode:
     elementwise_call_s: float
     """Fixed seconds of one call of a generated element-wise kernel (norm, rope, attention, add, ...)."""
     elementwise_s_per_op: float
-    """Seconds per op (token-side ALU op or MAC) of the generated element-wise kernels, data in cache."""
-    unpack_s_per_byte: float
-    """Seconds per storage byte of a table the generated code unpacks whole (an embedding's)."""
-    unpack_s_per_op: float
-    """Seconds per weight-side ALU op (unpacking, dequantizing) of a table unpacked whole."""
+    """Seconds per op (ALU op or MAC) of the generated element-wise kernels, data in cache."""
     matvec_s_per_weight: dict[str, float]
     """Seconds per weight of a generated one-row linear (matrix-vector), weights in cache, by scheme class."""
     matmul_s_per_mac: dict[str, float]
@@ -393,9 +389,10 @@ def generated_path() -> Path:
     return cache_path().with_name(GENERATED_FILE)
 
 
-GENERATOR_PACKAGES = ("q35c.passes", "q35c.codegen.host")
-"""The packages whose sources make the host's generated code: the passes (the pipeline's and the native
-stage's) and the host code generator (its mlir-opt pipeline and toolchain flags)."""
+GENERATOR_PACKAGES = ("q35c.passes", "q35c.codegen.host", "q35c.targets.pipeline", "q35c.targets.pass_options")
+"""The packages and modules whose sources make the host's generated code: the passes (the pipeline's and the
+native stage's), the host code generator (its mlir-opt pipeline and toolchain flags) and the target pipeline's
+stage list and options."""
 
 
 @functools.cache
@@ -408,6 +405,10 @@ def generator_digest() -> str:
     digest = hashlib.sha256()
     for package in GENERATOR_PACKAGES:
         spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations is None and spec.origin:  # a module
+            digest.update(f"{package}\0".encode())
+            digest.update(Path(spec.origin).read_bytes())
+            continue
         for folder in sorted(spec.submodule_search_locations or ()) if spec else ():
             for path in sorted(Path(folder).rglob("*.py")):
                 digest.update(f"{package}/{path.relative_to(folder).as_posix()}\0".encode())
@@ -458,17 +459,6 @@ def _generated_values(found: GeneratedCode | None) -> dict[str, tuple[float, str
             source,
             "fixed time of one call of a generated element-wise kernel (intercept of the decoder function's time, "
             "less its linears, against its ops, per kernel)",
-        ),
-        "probe:generated:unpack_per_byte": (
-            0.0 if found is None else found.unpack_s_per_byte * 1e12,
-            source,
-            "picoseconds per storage byte of a table the generated code unpacks whole (embedding tables)",
-        ),
-        "probe:generated:unpack_per_op": (
-            0.0 if found is None else found.unpack_s_per_op * 1e12,
-            source,
-            "picoseconds per weight-side ALU op of a table unpacked whole (with the per-byte figure: a least-squares"
-            " fit over the schemes' embedding tables)",
         ),
         "probe:generated:elementwise_per_op": (
             0.0 if found is None else found.elementwise_s_per_op * 1e12,

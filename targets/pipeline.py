@@ -6,6 +6,10 @@ the driver (`q35c.driver`) runs them with a callback after each, which is how `-
 
     every family today: materialize -> lower-graph -> tile -> unpack -> schedule
 
+The unpack stage ends with `fuse-gather` (`passes.fuse_gather`): a gather (an embedding lookup) computes each
+element it reads from the table's storage bytes, so the IR every target costs, and the IR dumped, unpacks the
+T rows looked up, not the whole table.
+
 The families differ in the facts they give the passes, not the shape: the tile level and its budget
 (`Target.tile_level`: shared memory per SM on a GPU, one CPU's share of L2 on the host, an assumed threadgroup on
 Apple, the SRAM on Groq), the tile policy (`Target.tile_policy`: Groq caps tiles at its MXM arrays), whether
@@ -15,10 +19,10 @@ mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in add
 
 Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
 per tile, e.g. another Apple threadgroup size), `keep-int-codes` (override the family's choice),
-`integer-activations` (native host code only, default true: one-token kernels quantize their activations to
-integers, `q35c.codegen.host`), and the placement over devices, `tp`, `pp` and `layers` (the `shard` stage,
-first, only when the placement spans more than one device: `passes.shard`; `q35c build --devices/--tp/--pp`
-choose them through `Target.placement`).
+`integer-activations` (native host code only, default true: linear kernels, of one token or several rows,
+quantize their activations to integers, `q35c.codegen.host`), and the placement over devices, `tp`, `pp` and
+`layers` (the `shard` stage, first, only when the placement spans more than one device: `passes.shard`;
+`q35c build --devices/--tp/--pp` choose them through `Target.placement`).
 
 >>> from q35c.targets.registry import get_target
 >>> [stage.name for stage in get_target("h100-sxm").pipeline()]
@@ -30,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from q35c.passes.fuse_gather import FuseGatherPass
 from q35c.passes.lower_graph import LowerGraphPass
 from q35c.passes.materialize_weights import MaterializeWeightsPass
 from q35c.passes.schedule_memory import ScheduleMemoryPass
@@ -98,7 +103,7 @@ def stages(target: Target, options: Mapping[str, Any] | None = None) -> tuple[St
         "packed weights to integer codes; per-group scaling of int8 products"
         if keep_int_codes
         else ("packed weights to codes, dequantized values and matmuls in linalg + arith")
-    )
+    ) + "; gathers unpack only the rows they read"
     schedule = ScheduleMemoryPass(**schedule_options(target, budget))
     tp, pp, layers = int(opts.get("tp", 1)), int(opts.get("pp", 1)), str(opts.get("layers", ""))
     shard: tuple[Stage, ...] = ()
@@ -109,6 +114,6 @@ def stages(target: Target, options: Mapping[str, Any] | None = None) -> tuple[St
         Stage("materialize", (MaterializeWeightsPass(),), "weights become storage-tensor function arguments"),
         Stage("lower-graph", (LowerGraphPass(),), "embed, rmsnorm, rope, attention, silu, mul, add to linalg"),
         Stage("tile", (tile,), target.describe_tiling(level)),
-        Stage("unpack", (UnpackBitsPass(keep_int_codes=keep_int_codes),), unpack),
+        Stage("unpack", (UnpackBitsPass(keep_int_codes=keep_int_codes), FuseGatherPass()), unpack),
         Stage("schedule", (schedule,), target.describe_placement(level)),
     )

@@ -24,6 +24,8 @@ Q35C = str(Path(sys.executable).with_name("q35c"))
 TIMEOUT = 600
 
 SLOW: dict[str, str] = {
+    'q35c run smollm2-135m --prompt-text "The capital of France is" --gen 16 --threads 1': "compiles and runs "
+    "smollm2-135m's prefill and decode (tens of seconds to minutes)",
     "q35c build llama-2-70b --quant q3p5 --target all -o out/llama-2-70b-q3p5": "every target, a report directory",
     "q35c build llama-2-70b --quant q3p5 --target all": "every target",
     "q35c build llama-2-70b --quant int4 --target all -o out/llama-2-70b-int4": "every target, a report directory",

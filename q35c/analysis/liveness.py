@@ -26,10 +26,10 @@ arguments, which are the caller's buffers) at the call.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from xdsl.dialects import func
 from xdsl.dialects.bufferization import AllocTensorOp
 from xdsl.dialects.builtin import IntegerAttr
@@ -37,6 +37,9 @@ from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, Region
 
 from q35c.analysis.opgraph import alias_components, buffer_root, type_bytes
 from q35c.ir.attrs import FUSED_ATTR
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 """Unit attribute on an elementwise `linalg.generic` whose result streams into its consumer (no buffer)."""
 
@@ -130,9 +133,9 @@ def _is_fused(value: SSAValue) -> bool:
     return isinstance(value, OpResult) and FUSED_ATTR in value.op.attributes
 
 
-def _last_reads(components: Sequence[Collection[SSAValue]], end: Mapping[Operation, int]) -> list[int]:
-    """The last position at which each component of the alias graph is read; a read by a fused generic lasts
-    until the fused value's own last read."""
+def _last_reads(components: Sequence[Collection[SSAValue]], end: Mapping[Operation, int]) -> Callable[[int], int]:
+    """The last position at which component `index` of the alias graph is read, found when asked (once); a read by
+    a fused generic lasts until the fused value's own last read."""
     component_of = {value: i for i, component in enumerate(components) for value in component}
     found: dict[int, int] = {}
 
@@ -150,7 +153,7 @@ def _last_reads(components: Sequence[Collection[SSAValue]], end: Mapping[Operati
             found[index] = finish
         return found[index]
 
-    return [last(i) for i in range(len(components))]
+    return last
 
 
 def func_buffers(
@@ -161,10 +164,23 @@ def func_buffers(
 ) -> list[Buffer]:
     """The buffers of `fn` with their live ranges; arguments only if `include_arguments` (an entry function's
     inputs and weights); plus, at each call, one pseudo-buffer per memory space of the callee's peak."""
-    components = alias_components(fn) if graph is None else list(nx.connected_components(graph))
+    if graph is None:
+        components = alias_components(fn)
+    else:
+        from networkx import connected_components
+
+        components = list(connected_components(graph))
     start, end = positions(fn)
     last = max(end.values(), default=0)
-    last_reads = _last_reads(components, end)
+    last_read = _last_reads(components, end)
+    sizes: dict[int, tuple[Attribute, int]] = {}  # by type: many buffers (an entry's weights) share a few
+
+    def size(typ: Attribute) -> int:
+        known = sizes.get(id(typ))
+        if known is None:
+            known = sizes[id(typ)] = (typ, type_bytes(typ))
+        return known[1]
+
     buffers: list[Buffer] = []
     for index, component in enumerate(components):
         if any(_is_fused(v) for v in component):
@@ -172,7 +188,6 @@ def func_buffers(
         roots = [v for v in component if buffer_root(v)]
         if not roots or (not include_arguments and all(isinstance(r, BlockArgument) for r in roots)):
             continue
-        finish = last_reads[index]
         for root in roots:
             if isinstance(root, BlockArgument):
                 if not include_arguments:
@@ -180,9 +195,9 @@ def func_buffers(
                 first, finish_root = 0, last
             else:
                 assert isinstance(root, OpResult)
-                first, finish_root = start[root.op], max(finish, start[root.op])
+                first, finish_root = start[root.op], max(last_read(index), start[root.op])
             name = root.name_hint or (root.op.name if isinstance(root, OpResult) else f"arg{root.index}")
-            buffers.append(Buffer(name, memory_space(root), type_bytes(root.type), first, finish_root, root.type))
+            buffers.append(Buffer(name, memory_space(root), size(root.type), first, finish_root, root.type))
     for op in start:
         if isinstance(op, func.CallOp) and callee_peaks is not None:
             for space, size in callee_peaks.get(op.callee.string_value(), {}).items():
@@ -197,18 +212,44 @@ def module_peaks(functions: Iterable[func.FuncOp]) -> dict[str, dict[int, Peak]]
     An uncalled function (an entry point) counts its arguments, which its caller, the runtime, provides.
     """
     fns = {fn.sym_name.data: fn for fn in functions if not fn.is_declaration}
-    calls = nx.DiGraph()
-    calls.add_nodes_from(fns)
+    callees: dict[str, dict[str, None]] = {name: {} for name in fns}  # each function's callees, in call order
     for name, fn in fns.items():
         for op in fn.body.walk():
             if isinstance(op, func.CallOp) and (callee := op.callee.string_value()) in fns:
-                calls.add_edge(name, callee)
-    entries = {name for name in fns if calls.in_degree(name) == 0}
+                callees[name][callee] = None
+    callers = dict.fromkeys(fns, 0)
+    for called in callees.values():
+        for callee in called:
+            callers[callee] += 1
+    entries = {name for name, count in callers.items() if count == 0}
     internal: dict[str, dict[int, int]] = {}
     result: dict[str, dict[int, Peak]] = {}
-    for name in reversed(list(nx.topological_sort(calls))):
+    for name in reversed(callers_first(callees)):
         # An entry is called by no function here, so only its peak with arguments is needed.
         own = peak(func_buffers(fns[name], internal, include_arguments=name in entries))
         internal[name] = {space: p.bytes for space, p in own.items()}
         result[name] = own
     return result
+
+
+def callers_first(callees: Mapping[str, Iterable[str]]) -> list[str]:
+    """The functions of a call graph (each function's callees), every caller before its callees: those no one
+    calls, then those only they call, and so on (Kahn's generations, in the order given). ValueError for
+    recursive calls.
+
+    >>> callers_first({"main": ["layer", "head"], "layer": ["linear"], "head": ["linear"], "linear": []})
+    ['main', 'layer', 'head', 'linear']
+    """
+    waiting = dict.fromkeys(callees, 0)
+    for called in callees.values():
+        for callee in called:
+            waiting[callee] += 1
+    order = [name for name, count in waiting.items() if count == 0]
+    for name in order:  # grows as callees become ready
+        for callee in callees[name]:
+            waiting[callee] -= 1
+            if waiting[callee] == 0:
+                order.append(callee)
+    if len(order) != len(waiting):
+        raise ValueError("recursive calls: no function order puts every caller before its callees")
+    return order

@@ -18,9 +18,8 @@ them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from xdsl.dialects import scf, tensor
 from xdsl.dialects.builtin import TensorType
 from xdsl.dialects.func import FuncOp
@@ -29,6 +28,9 @@ from xdsl.ir import Attribute, BlockArgument, Operation, OpResult, SSAValue
 
 from q35c.dialects.q35 import PackedType
 from q35c.dialects.q35_storage import AssembleOp
+
+if TYPE_CHECKING:
+    import networkx as nx  # loaded by the functions that build graphs: compiling needs none
 
 # Ops whose result is a view of their first operand (no buffer of its own).
 _VIEWS = (tensor.ExtractSliceOp, tensor.ExpandShapeOp, tensor.CollapseShapeOp, tensor.CastOp)
@@ -57,6 +59,8 @@ def value_bytes(value: SSAValue) -> int:
 
 def op_graph(func: FuncOp) -> nx.DiGraph:
     """The dataflow graph of `func`'s body (a single block)."""
+    import networkx as nx
+
     graph = nx.DiGraph()
     ops = list(func.body.block.ops)
     for index, op in enumerate(ops):
@@ -140,6 +144,8 @@ def alias_graph(func: FuncOp) -> nx.Graph:
     >>> g.number_of_nodes() > 0, all(isinstance(v, SSAValue) for v in g.nodes)
     (True, True)
     """
+    import networkx as nx
+
     graph = nx.Graph()
     for arg in func.args:
         if _is_buffer_value(arg):
@@ -160,7 +166,8 @@ def alias_components(func: FuncOp) -> list[list[SSAValue]]:
 
     >>> from q35c.frontend import load_model
     >>> main = load_model("tiny").module.ops.first
-    >>> [set(c) for c in alias_components(main)] == list(nx.connected_components(alias_graph(main)))
+    >>> from networkx import connected_components
+    >>> [set(c) for c in alias_components(main)] == list(connected_components(alias_graph(main)))
     True
     """
     parent: dict[SSAValue, SSAValue] = {}  # union-find over the graph's nodes, in the order it adds them

@@ -43,7 +43,7 @@ computed from the IR alone (never from a parameter count), so that a change to a
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,7 +53,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
 )
-from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
 
 from q35c.analysis.kernels import (
     FunctionInfo,
@@ -561,20 +561,41 @@ def _weight_stages(entry: func.FuncOp, stages: Mapping[Operation, int]) -> dict[
 
 def weight_tensors(module: ModuleOp) -> tuple[WeightTensor, ...]:
     """Every stored weight tensor: tagged entry-function arguments, or `q35.weight` ops before materializing."""
-    functions = functions_of(module)
-    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
+    called, weights = _calls_and_weights(module)
+    return _weight_tensors(functions_of(module), called, weights)
+
+
+def _calls_and_weights(module: ModuleOp) -> tuple[set[str], list[WeightOp]]:
+    """The names of the functions called anywhere in `module`, and its `q35.weight` ops (one walk)."""
+    called: set[str] = set()
+    weights: list[WeightOp] = []
+    for op in module.walk():
+        if isinstance(op, func.CallOp):
+            called.add(op.callee.string_value())
+        elif isinstance(op, WeightOp):
+            weights.append(op)
+    return called, weights
+
+
+def _weight_tensors(
+    functions: Mapping[str, func.FuncOp], called: set[str], weights: Sequence[WeightOp]
+) -> tuple[WeightTensor, ...]:
     entry = functions[_entry(functions, called)] if functions else None
     found: list[WeightTensor] = []
     if entry is not None:
+        sizes: dict[int, tuple[Attribute, int]] = {}  # by type: an entry's thousands of weights share a few
         for arg, attrs in zip(entry.args, arg_attrs(entry), strict=True):
             param = string_attr(attrs, PARAM_ATTR)
             if param is not None:
-                found.append(WeightTensor(param, string_attr(attrs, STORAGE_ATTR) or "", int(tensor_bytes(arg.type))))
-    for op in module.walk():
-        if isinstance(op, WeightOp):
-            typ = op.result.type
-            assert isinstance(typ, PackedType)
-            found.append(WeightTensor(op.param_name.data, "packed", typ.storage_bytes()))
+                typ = arg.type
+                size = sizes.get(id(typ))
+                if size is None:
+                    size = sizes[id(typ)] = (typ, int(tensor_bytes(typ)))
+                found.append(WeightTensor(param, string_attr(attrs, STORAGE_ATTR) or "", size[1]))
+    for op in weights:
+        typ = op.result.type
+        assert isinstance(typ, PackedType)
+        found.append(WeightTensor(op.param_name.data, "packed", typ.storage_bytes()))
     return tuple(found)
 
 
@@ -630,7 +651,7 @@ def extract(
     functions = functions_of(module)
     if not functions:
         raise ValueError("the module has no function to cost")
-    called = {op.callee.string_value() for op in module.walk() if isinstance(op, func.CallOp)}
+    called, weight_ops = _calls_and_weights(module)
     entry = _entry(functions, called)
     order, calls = _call_order(functions, entry)
     if appends is None:
@@ -691,7 +712,7 @@ def extract(
     return Workload(
         tokens=_tokens(functions, entry),
         context=context / batch,
-        weights=weight_tensors(module),
+        weights=_weight_tensors(functions, called, weight_ops),
         kernels=tuple(kernels),
         blocks=blocks,
         peak_bytes=_frozen({k: float(v) for k, v in attrs.peak_bytes(module).items()}),

@@ -7,6 +7,7 @@ arguments and sets `func`) and a `run(args) -> int`.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -62,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "" if show_traceback else " (a q35c bug: --debug or Q35C_TRACEBACK=1 shows the traceback)"
         print(f"q35c: internal error: {_one_line(err)}{hint}", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if argv is None:
+            # The process's own command line: it exits next. What it made stays out of the collection the
+            # interpreter runs on its way out, which walks every object left (a compile leaves millions).
+            gc.freeze()
 
 
 def _one_line(err: BaseException) -> str:

@@ -30,6 +30,7 @@ PASS_NAMES = (
     "integer-matvec",
     "lower-graph",
     "materialize-weights",
+    "parallel-tiles",
     "reassociate-reductions",
     "reduce-in-registers",
     "runtime-kv-cache",

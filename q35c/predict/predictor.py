@@ -296,7 +296,9 @@ class Predictor:
             raise found
         return found
 
-    def _place(self, target: Target, devices: int | None, tp: int | None, pp: int | None) -> Placement:
+    def graph_need(self) -> Footprint:
+        """What the model needs on one device, from its graph IR: the weights' storage and the KV cache as any
+        compiled module has them (compiling changes neither), the largest activation of a graph op."""
         s = self.scenario
         if self._graph_need is None:
             work = extract(self.graph(), batch=1)
@@ -305,8 +307,25 @@ class Predictor:
                 kv_bytes=work.kv_bytes_per_token * (s.prompt + s.gen) * s.batch,
                 activation_bytes=work.peak_activation_bytes * s.batch,
             )
-        need = self._graph_need
+        return self._graph_need
+
+    def _place(self, target: Target, devices: int | None, tp: int | None, pp: int | None) -> Placement:
+        s = self.scenario
+        need = self.graph_need()
         return target.place(self.graph(), need, (s.prompt + s.gen) * s.batch, devices=devices, tp=tp, pp=pp)
+
+    def cannot_hold(
+        self, target: Target, devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> DoesNotFit | None:
+        """Why `target` cannot hold the model (`placement`'s DoesNotFit), or None when it can or the placement
+        cannot be realised (a Q35Error `predict` raises)."""
+        try:
+            self.placement(target, devices, tp, pp)
+        except DoesNotFit as err:
+            return err
+        except Q35Error:
+            return None
+        return None
 
     def placements(
         self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
@@ -334,14 +353,18 @@ class Predictor:
         """Compile, in one run, exactly what `predict` reads for each target: the sizing phase's module as is
         (what must be held), every other phase's as is where the model runs on one device, and every phase's
         placed (`placed`) where it runs on several; a target that cannot hold the model is costed from nothing
-        but its size. Placements come from the graph IR: they are worked out while the sizing modules compile."""
+        but its size. Placements come from the graph IR: they are worked out while the sizing modules compile,
+        but for targets that may use one device only, which are placed first (at once: nothing is sharded) so that
+        those that cannot hold the model are not compiled (`predict` sizes them from the graph IR)."""
         keys = self.phase_keys()
         sizing = keys[self.sizing_phase()]
+        single = [t for t in targets if t.limits().total == 1]
+        compiled = [t for t in targets if t not in single or not self._sized_from_graph(t, devices, tp, pp)]
 
         def rest() -> list[Request]:
             own: list[Request] = []
             placed: list[Request] = []
-            for target in targets:
+            for target in compiled:
                 try:
                     placement = self.placement(target, devices, tp, pp)
                 except DoesNotFit:
@@ -355,7 +378,15 @@ class Predictor:
                     placed += [(key, target, extra) for key in keys.values()]
             return [*own, *placed]
 
-        self.cache.prepare([(sizing, target) for target in targets], self.options, more=rest)
+        self.cache.prepare([(sizing, target) for target in compiled], self.options, more=rest)
+
+    def _sized_from_graph(
+        self, target: Target, devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> bool:
+        """Whether `target` cannot hold the model and, with the default pipeline options (which keep every
+        weight's storage as the graph IR has it), its result comes from the graph IR's size, compiling
+        nothing."""
+        return not self.options and self.cannot_hold(target, devices, tp, pp) is not None
 
     def prepare_placed(
         self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
@@ -391,6 +422,10 @@ class Predictor:
         model: `Target.place`); `with_ranges` also costs the spec's uncertain numbers at their bounds
         (`q35c.predict.ranges`). Q35Error for a placement that cannot be realised."""
         s = self.scenario
+        if self._sized_from_graph(target, devices, tp, pp):
+            err = self.cannot_hold(target, devices, tp, pp)
+            assert err is not None
+            return unfit(target, self.graph_need(), str(err), err.label)
         sizing = self.workload(self.sizing_phase(), target)
         assert sizing is not None, "a scenario needs a prompt or generated tokens"
         need = footprint(sizing, s)

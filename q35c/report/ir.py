@@ -18,6 +18,8 @@ tells the attention projections from the MLP's in the per-layer breakdown.
 
 from __future__ import annotations
 
+import gc
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,11 +118,11 @@ def dump_stages(
         for phase in keys:
             (directory / name / phase).mkdir(parents=True, exist_ok=True)
 
+    writers = _Writers()
+
     def writer(phase: str) -> Callable[[int, str, tuple[str, ...], ModuleOp], None]:
         def write(index: int, stage: str, labels: tuple[str, ...], module: ModuleOp) -> None:
-            text = module_text(module) + "\n"
-            for name in labels:
-                (directory / _file(name, phase, index, stage)).write_text(text, encoding="utf-8")
+            writers.write(module, [directory / _file(name, phase, index, stage) for name in labels])
 
         return write
 
@@ -137,7 +139,12 @@ def dump_stages(
         return []
 
     more = None if meanwhile is None else nothing_more
-    kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress, more=more)
+    try:
+        kept = (cache or CACHE).prepare(requests, opts, watches=watches, progress=progress, more=more)
+    except BaseException:
+        writers.wait(check=False)  # the compile's own error is the one to report
+        raise
+    writers.wait()
     result: dict[str, TargetIR] = {}
     for target in chosen:
         stages = target.pipeline({**dict(opts), **dict(per_target.get(target.name, ()))})
@@ -148,6 +155,50 @@ def dump_stages(
                 callers[function] = tuple(dict.fromkeys((*callers.get(function, ()), *weights)))
         result[target.name] = TargetIR(target.name, files, callers)
     return result
+
+
+def _write_text(module: ModuleOp, paths: Sequence[Path]) -> None:
+    text = module_text(module) + "\n"
+    for path in paths:
+        path.write_text(text, encoding="utf-8")
+
+
+class _Writers:
+    """Writes a module's text into files. In the process that made it, on a machine with several cores, a forked
+    process prints and writes it (it sees the module as it is now, while this process runs the next stage on it:
+    the stages every target shares run here, one at a time, so the other cores would be idle); `wait` waits for
+    them all. Elsewhere (a worker, one core, no fork) the text is written at once."""
+
+    def __init__(self) -> None:
+        self.home = os.getpid()
+        self.children: dict[int, Path] = {}
+
+    def write(self, module: ModuleOp, paths: Sequence[Path]) -> None:
+        if os.getpid() != self.home or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork") or not paths:
+            _write_text(module, paths)
+            return
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare: written here
+            _write_text(module, paths)
+            return
+        if pid != 0:
+            self.children[pid] = paths[0]
+            return
+        status = 1
+        try:
+            gc.disable()  # a short life: what printing allocates is freed as it goes
+            _write_text(module, paths)
+            status = 0
+        finally:
+            os._exit(status)
+
+    def wait(self, check: bool = True) -> None:
+        """Wait for every forked writer; with `check`, OSError naming a file one of them could not write."""
+        failed = [path for pid, path in self.children.items() if os.waitpid(pid, 0)[1] != 0]
+        self.children.clear()
+        if failed and check:
+            raise OSError(f"could not write {failed[0]}")
 
 
 def _files(target: str, phase: str, stages: Sequence[Stage]) -> tuple[str, ...]:

@@ -34,8 +34,8 @@ Every product x_k w_k thus reaches y through at most m = K + 2 K/g + 2 roundings
 terms). A float16 output is that value rounded once more: + 2^-11 (|y_ref| + gamma_m A), plus 2^-25 for
 results in float16's subnormal range. Codes have no tolerance: they must equal `formats.unpack` exactly.
 
-Native host code (`q35c.codegen.host`, the `integer-matvec` pass) may quantize a one-token kernel's activations
-to integers per group of g: with Q levels per sign, each x_k is replaced by a value within
+Native host code (`q35c.codegen.host`, the `integer-matvec` pass) may quantize a linear kernel's activations
+(each row's) to integers per group of g: with Q levels per sign, each x_k is replaced by a value within
 delta_j = max_{k in group j} |x_k| (1 / (2 Q) + 2^-22) of it (half a level, and the float32 rounding of the scaled
 value), and the integer sums are exact. `output_tolerance(...,
 levels=Q)` adds that error, sum_j delta_j sum_{k in j} |w_k - o_k|, and bounds the float rounding with

@@ -11,7 +11,7 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import PassFailedException
 
-from q35c.analysis.liveness import Buffer, func_buffers, module_peaks, peak, positions
+from q35c.analysis.liveness import Buffer, callers_first, func_buffers, module_peaks, peak, positions
 from q35c.analysis.opgraph import alias_graph, buffer_root
 from q35c.driver.pipeline import make_context
 from q35c.ir.schemes import parse_scheme
@@ -158,6 +158,21 @@ def test_calls_add_the_callee_peak_and_entries_count_their_arguments() -> None:
     assert peaks["k"][1].bytes == 400
     assert peaks["main"][1].bytes == 400  # at the call
     assert peaks["main"][0].bytes == 16 + 16  # the argument and the call's result
+
+
+def test_callers_come_before_their_callees_in_networkx_order() -> None:
+    calls = {"main": ["b", "a"], "a": ["k"], "b": ["k", "a"], "k": [], "unused": ["k"]}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(calls)
+    graph.add_edges_from((caller, callee) for caller, callees in calls.items() for callee in callees)
+    assert callers_first(calls) == list(nx.topological_sort(graph))
+    order = callers_first(calls)
+    assert all(order.index(caller) < order.index(callee) for caller, callees in calls.items() for callee in callees)
+
+
+def test_recursive_calls_have_no_order() -> None:
+    with pytest.raises(ValueError, match="recursive"):
+        callers_first({"main": ["f"], "f": ["g"], "g": ["f"]})
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -119,12 +119,53 @@ def test_linear_kernels_of_every_family(host_toolchain: Toolchain, tmp_path: Pat
         if qt.offset is not None:
             offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
         y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
-        # One token: `integer-matvec` may quantize the activations (to at least MIN_LEVELS per sign and group).
-        levels = MIN_LEVELS if case.tokens == 1 and fmt.scheme.is_quantized else None
+        # `integer-matvec` may quantize the activations (to at least MIN_LEVELS per sign and group).
+        levels = MIN_LEVELS if fmt.scheme.is_quantized else None
         tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=levels)
         assert np.all(np.abs(outputs[0].astype(np.float64) - y_ref) <= tolerance), case.spec
         if fmt.scheme.is_quantized:
             assert np.array_equal(outputs[1], fmt.unpack(qt.packed)), f"{case.spec}: codes differ"
+
+
+def check_linear(lib: HostLibrary, name: str, case: LinearCase, codes: bool = True) -> NDArray[np.float16]:
+    """The library's kernel `name` on `case`'s data: y within the bound with quantized activations, and (with
+    `codes`) its unpacked codes bit for bit; y."""
+    x, qt = linear_data(case)
+    entry = lib.entries[f"q35_{name}_linear"]
+    outputs = lib.call(entry.symbol, step_arguments(entry, {"linear.weight": qt}, [x]))
+    fmt = formats.get(case.spec)
+    w_ref = fmt.dequantize(qt)
+    groups = fmt.scheme.n_groups(case.k)
+    offset = np.zeros_like(w_ref, dtype=np.float64)
+    if qt.offset is not None:
+        offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
+    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+    tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=MIN_LEVELS)
+    assert np.all(np.abs(outputs[0].astype(np.float64) - y_ref) <= tolerance), (name, case.spec)
+    if codes:
+        assert np.array_equal(outputs[1], fmt.unpack(qt.packed)), f"{case.spec}: codes differ"
+    return outputs[0]
+
+
+MULTI_ROW = ["q3p5", "q3p5:container=byte", "int4", "q4_0", "q4_1", "q8_0"]
+
+
+def test_multi_row_integer_kernels(host_toolchain: Toolchain, tmp_path: Path) -> None:
+    """Several token rows (blocks of rows and a tail, and fewer rows than a block): integer-matvec's kernels
+    unpack each part of codes once for a block of rows; every row within its bound, the same with two threads."""
+    cases = {
+        c_identifier(f"{s}_t{t}"): LinearCase(tokens=t, n=40, k=256, spec=s, seed=11)
+        for s in MULTI_ROW
+        for t in ((3, 11) if s in ("q3p5", "q4_1") else (11,))
+    }
+    modules = {name: lower_for_host(linear_module(c.tokens, c.n, c.k, c.spec)) for name, c in cases.items()}
+    emit_library(modules, {"model": "linear"}, tmp_path / "lib", "so", host_toolchain)
+    lib = HostLibrary.load(tmp_path / "lib")
+    for name, case in cases.items():
+        lib.set_threads(1)
+        y = check_linear(lib, name, case)
+        lib.set_threads(2)
+        assert np.array_equal(check_linear(lib, name, case, codes=False), y)
 
 
 def test_float_activations_on_request(host_toolchain: Toolchain, tmp_path: Path) -> None:
@@ -150,13 +191,16 @@ def test_float_activations_on_request(host_toolchain: Toolchain, tmp_path: Path)
     assert np.any(errors[True] > 0)
 
 
-@pytest.mark.parametrize(("spec", "tile_n"), [("q3p5", 0), ("q3p5", 16), ("q4_0", 0)])
-def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec: str, tile_n: int) -> None:
-    """K split in tiles (the pipeline option tile-k; N too with tile_n): integer-matvec's kernels over whole
-    rows (q3p5) or per K tile (q4_0) give y within the one-token bound."""
-    case = LinearCase(tokens=1, n=48, k=768, spec=spec, seed=5)
+@pytest.mark.parametrize(
+    ("spec", "tile_n", "tokens"), [("q3p5", 0, 1), ("q3p5", 16, 1), ("q4_0", 0, 1), ("q3p5", 16, 11), ("q4_1", 0, 11)]
+)
+def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec: str, tile_n: int, tokens: int) -> None:
+    """K split in tiles (the pipeline option tile-k; N too with tile_n; several tokens in tiles of 8 rows):
+    integer-matvec's kernels over whole rows (q3p5) or per K tile (q4_0, q4_1) give y within the bound."""
+    case = LinearCase(tokens=tokens, n=48, k=768, spec=spec, seed=5)
     module = linear_module(case.tokens, case.n, case.k, case.spec)
-    stages = get_target("host").pipeline({"keep-int-codes": "false", "tile-k": "256", "tile-n": str(tile_n)})
+    options = {"keep-int-codes": "false", "tile-k": "256", "tile-n": str(tile_n), "tile-t": "8" if tokens > 1 else "0"}
+    stages = get_target("host").pipeline(options)
     Runner(verify=True, target="host").run(module, stages)
     emit_library({"kt": module}, {"model": "linear"}, tmp_path / "lib", "so", host_toolchain)
     lib = HostLibrary.load(tmp_path / "lib")
@@ -173,3 +217,37 @@ def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec:
     tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=MIN_LEVELS)
     assert np.all(np.abs(y.astype(np.float64) - y_ref) <= tolerance)
     assert np.array_equal(codes, fmt.unpack(qt.packed))
+
+
+def forks_per_function(llvm_ir: str) -> dict[str, int]:
+    """The OpenMP regions each function of an LLVM IR module forks (calls of `__kmpc_fork_call`)."""
+    counts: dict[str, int] = {}
+    for chunk in llvm_ir.split("\ndefine ")[1:]:
+        name = chunk.split("@", 1)[1].split("(", 1)[0]
+        counts[name] = chunk.split("\n}\n", 1)[0].count("@__kmpc_fork_call(")
+    counts = {name: n for name, n in counts.items() if not name.startswith("_mlir_ciface_")}
+    return counts
+
+
+def test_one_token_kernels_fork_once(host_toolchain: Toolchain, tmp_path: Path) -> None:
+    """`parallel-tiles`: a one-token kernel tiled in N (three tiles of 64 rows and a last one of 48) and a q4_1
+    kernel whose scales and offsets are unpacked by loops of their own each fork one OpenMP region (they forked
+    4 and 3); on two threads both stay within the bound."""
+    if host_toolchain.openmp is None:
+        pytest.skip("libomp is not installed")
+    cases = {"tiled": LinearCase(1, 240, 2048, "q3p5", seed=7), "scales": LinearCase(1, 256, 1024, "q4_1", seed=7)}
+    modules = {}
+    for name, case in cases.items():
+        module = linear_module(case.tokens, case.n, case.k, case.spec)
+        options = {"tile-n": "64" if name == "tiled" else "0"}
+        Runner(verify=True, target="host").run(module, get_target("host").pipeline(options))
+        modules[name] = module
+    emit_library(modules, {"model": "linear"}, tmp_path / "ll", "llvm", host_toolchain)
+    forks = forks_per_function((tmp_path / "ll" / "libq35.ll").read_text())
+    kernels = {name: n for name, n in forks.items() if "_linear_1x" in name and not name.endswith("omp_par")}
+    assert len(kernels) == 2 and set(kernels.values()) == {1}, forks
+    emit_library(modules, {"model": "linear"}, tmp_path / "lib", "so", host_toolchain)
+    lib = HostLibrary.load(tmp_path / "lib")
+    lib.set_threads(2)
+    for name, case in cases.items():
+        check_linear(lib, name, case)

@@ -38,3 +38,30 @@ def test_the_figures_are_those_of_each_target_costed_alone(
     for result in report.targets:
         alone = Predictor(MODEL, SCHEME, Scenario(1, 16, 8), cache=WorkloadCache()).predict(get_target(result.target))
         assert alone == result
+
+
+def test_a_target_that_cannot_hold_the_model_on_its_one_device_is_not_compiled() -> None:
+    predictor = Predictor("llama-3.1-405b", "q3p5", Scenario(1, 512, 128), cache=WorkloadCache())
+    mac = get_target("m2-max")  # one device, 71 GB usable: the 190 GB model cannot fit
+    predictor.prepare_needed([mac])
+    assert predictor.cache.found == {}
+    result = predictor.predict(mac)
+    assert result.devices == 0 and result.error is not None and "m2-max" in result.error
+    need = predictor.graph_need()
+    assert (result.weight_bytes, result.kv_bytes) == (need.weight_bytes, need.kv_bytes)
+    assert predictor.cache.found == {}  # costed from its size alone
+
+
+@pytest.mark.parametrize("scheme", [SCHEME, None])
+def test_compiling_changes_neither_the_weights_storage_nor_the_kv_cache(scheme: str | None) -> None:
+    """Why a target that cannot hold the model may be sized from the graph IR: its compiled decode step would give
+    the same weight bytes and KV-cache bytes, whatever the target's pipeline."""
+    predictor = Predictor(MODEL, scheme, Scenario(2, 16, 8), cache=WorkloadCache())
+    need = predictor.graph_need()
+    targets = [get_target(name) for name in ("host", "m2-max", "h100-sxm", "groq-lpu", "mi300x")]
+    predictor.prepare(targets)
+    for target in targets:
+        decode = predictor.decode_workload(target)
+        assert decode is not None
+        assert float(decode.weight_bytes) == need.weight_bytes, target.name
+        assert decode.kv_bytes_per_token * (16 + 8) * 2 == need.kv_bytes, target.name

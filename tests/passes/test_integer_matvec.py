@@ -134,13 +134,29 @@ def test_the_permuted_masked_lanes_are_the_biased_codes(spec: str, group: int) -
             assert np.array_equal(got, (e + bias) << shifts), (spec, n, chunk)
 
 
-def test_integer_matvec_rewrites_one_token_kernels_only() -> None:
-    module = lower_for_host(linear_module(1, 48, 256, "q3p5:g=64"))
-    gemm = lower_for_host(linear_module(2, 48, 256, "q3p5:g=64"))
+def integer_kernels(module: ModuleOp) -> list[GenericOp]:
+    """The kernels integer-matvec built: linear generics without a reduction dimension."""
+    return [
+        op
+        for op in module.walk()
+        if isinstance(op, GenericOp) and kernel_kind(op) == "linear" and "reduction" not in str(op.iterator_types)
+    ]
+
+
+@pytest.mark.parametrize(("tokens", "outputs"), [(1, [1]), (2, [2]), (8, [8]), (11, [8, 3]), (16, [8])])
+def test_integer_matvec_rewrites_kernels_of_every_row_count(tokens: int, outputs: list[int]) -> None:
+    """One token: a (t, n) generic; M tokens: a generic per block of up to 8 rows (and one for the rest), one
+    output per row of the block, the codes unpacked once per part for all of them."""
+    module = lower_for_host(linear_module(tokens, 48, 256, "q3p5:g=64"))
     IntegerMatvecPass().apply(Context(), module)
-    IntegerMatvecPass().apply(Context(), gemm)
-    assert any(op.name == "arith.xori" and "vector" in str(op.results[0].type) for op in module.walk())
-    assert not any(op.name.startswith("vector.") for op in gemm.walk())
+    module.verify()
+    kernels = integer_kernels(module)
+    assert [len(k.outputs) for k in kernels] == outputs
+    for kernel, rows in zip(kernels, outputs, strict=True):
+        ops = list(kernel.body.walk())
+        codes = [op for op in ops if op.name == "arith.xori" and "vector" in str(op.results[0].type)]
+        products = [op for op in ops if op.name == "arith.muli" and "vector<32xi32>" in str(op.results[0].type)]
+        assert codes and len(products) == rows * len(codes)
 
 
 def test_unstage_tiles_reads_tiles_in_place() -> None:

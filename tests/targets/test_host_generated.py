@@ -21,8 +21,6 @@ MATVEC_S = 500e-12
 CALL_S = 3e-6
 ELEMENTWISE_CALL_S = 0.7e-6
 ELEMENTWISE_OP_S = 2e-9
-UNPACK_BYTE_S = 1e-9
-UNPACK_OP_S = 0.5e-9
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +40,6 @@ def figures(**changes: object) -> host_probe.GeneratedCode:
         linear_call_s=CALL_S,
         elementwise_call_s=ELEMENTWISE_CALL_S,
         elementwise_s_per_op=ELEMENTWISE_OP_S,
-        unpack_s_per_byte=UNPACK_BYTE_S,
-        unpack_s_per_op=UNPACK_OP_S,
         matvec_s_per_weight={"q4_0": MATVEC_S},
         matmul_s_per_mac={"q4_0": MATVEC_S / 2},
     )
@@ -142,22 +138,22 @@ def test_an_elementwise_kernel_costs_its_ops_at_the_measured_rate_plus_its_call(
     assert large.seconds - small.seconds == pytest.approx((1e6 - 1e3) * ELEMENTWISE_OP_S, rel=1e-6)
 
 
-def test_a_table_unpacked_whole_costs_its_bytes_and_ops_at_the_measured_unpack_rates() -> None:
+def test_an_embedding_gather_costs_all_its_ops_at_the_element_wise_rate() -> None:
+    """A gather unpacks the rows it reads in its body (fuse-gather): every ALU op of it, weight-side ones too,
+    at the generated element-wise rate."""
     host_probe.save_generated(figures())
     target = host()
-    table = KernelWork(
+    gather = KernelWork(
         name="embed",
         function="main",
         calls=1,
-        weight_alu=Counts({"int": 3e6}),
-        weight_bytes=2e6,
-        token_alu=Counts({"fp32.mul": 100.0}),
+        weight_alu=Counts({"int": 1e3}),
+        weight_bytes=4096.0,
+        token_alu=Counts({"int": 3e4, "fp32.mul": 4096.0}),
     )
-    cost = target.kernel_cost(table)
-    unpack = 2e6 * UNPACK_BYTE_S + 3e6 * UNPACK_OP_S + 100 * ELEMENTWISE_OP_S
+    cost = target.kernel_cost(gather)
     memory = cost.bytes["dram"] / target.spec.main_memory.bandwidth_bytes_per_s
-    call = ELEMENTWISE_CALL_S
-    assert cost.seconds == pytest.approx(max(memory, unpack) + call)
+    assert cost.seconds == pytest.approx(max(memory, (1e3 + 3e4 + 4096) * ELEMENTWISE_OP_S) + ELEMENTWISE_CALL_S)
 
 
 def test_without_generated_figures_each_call_costs_one_parallel_region() -> None:
@@ -182,3 +178,8 @@ def test_the_generator_digest_follows_the_sources(monkeypatch: pytest.MonkeyPatc
     assert len(digest) == 16 and digest == host_probe.generator_digest()
     monkeypatch.setattr(host_probe, "GENERATOR_PACKAGES", ("q35c.passes",))  # other sources: another digest
     assert host_probe.generator_digest.__wrapped__() != digest
+    modules = set()
+    for module in ("q35c.targets.pipeline", "q35c.targets.pass_options"):  # single modules count by their text
+        monkeypatch.setattr(host_probe, "GENERATOR_PACKAGES", (module,))
+        modules.add(host_probe.generator_digest.__wrapped__())
+    assert len(modules) == 2 and digest not in modules

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import (
+    AffineMapAttr,
     AnyFloat,
     DenseIntOrFPElementsAttr,
     FloatAttr,
@@ -305,6 +306,11 @@ class BodyPrinter:
             return f"({a} {_CMPF[pred]} {b})"
         if name == "arith.select":
             return f"({args[0]} ? {args[1]} : {args[2]})"
+        if name == "affine.apply":  # a storage position in a fused gather's body (fuse-gather)
+            amap = op.properties.get("map", op.attributes.get("map"))
+            if not isinstance(amap, AffineMapAttr) or len(amap.data.results) != 1 or amap.data.num_symbols:
+                raise UnsupportedIR("affine.apply without a one-result map of dims")
+            return affine(amap.data.results[0], args)
         if name in ("arith.extf", "arith.truncf"):
             if is_half(types[0]):
                 return (

@@ -19,18 +19,10 @@ subnormal scale). Per scheme class:
 
 The other kernels (norms, rope, attention, silu, mul, add) are timed together: the `decoder` function of each
 phase, timed whole, less the linear kernels it calls (timed on their own), against its kernels' ops per call
-(token-side ALU ops and MACs, `kernel_ops`): one token (decode) and 16 (prefill) give two sizes of the same
+(ALU ops and MACs, `kernel_ops`): one token (decode) and 16 (prefill) give two sizes of the same
 code, and over the points of every scheme's library (least squares; `kernels` is its kernels per call)
 
     decoder (exclusive) = kernels x elementwise_call + ops x elementwise_s_per_op
-
-A quantized embedding table is unpacked whole by the generated code before its gather (every row, every
-step, into a fresh buffer). The decode step's `main` (the embedding and a norm), timed less the functions it
-calls and less its norm's ops at the element-wise rate, gives one point per scheme, and over the schemes
-
-    main (exclusive) = table bytes x unpack_s_per_byte + weight-side ALU ops x unpack_s_per_op
-
-(least squares, no intercept: a q8_0 table is mostly bytes to copy, a q3p5 one mostly bit fields to extract).
 
 The fixed times of a call are tens of microseconds below these kernels' times, so they come from `tiny`
 compiled the same way in q8_0 (`CALLS_MODEL`, `CALLS_SCHEME`: 2,048 to 16,384 weights, a kernel call there is
@@ -194,9 +186,9 @@ def _linear_points(library: _Library, scheme: str) -> tuple[list[tuple[float, fl
 
 
 def kernel_ops(kernel: KernelWork) -> float:
-    """The ops of a kernel call as the element-wise rate counts them (`HostTarget.generated_compute`): token-side
-    ALU ops and MACs."""
-    return sum(kernel.token_alu.values()) + sum(kernel.macs.values())
+    """The ops of a kernel call as the element-wise rate counts them (`HostTarget.generated_compute`): ALU ops
+    and MACs."""
+    return kernel.alu_ops + sum(kernel.macs.values())
 
 
 def _exclusive(library: _Library, phase: str, function: str) -> float | None:
@@ -228,40 +220,6 @@ def _decoder_points(library: _Library) -> list[tuple[float, float, float]]:
     return points
 
 
-def _table_point(library: _Library) -> tuple[float, float, float, float] | None:
-    """(table bytes, weight-side ops, seconds, other ops) of the decode step's `main`: its embedding (the table
-    unpacked whole) and its other kernels' ops, exclusive of the functions it calls."""
-    host = get_target("host")
-    workload = Predictor(library.model, library.quant, SCENARIO).workload("decode", host)
-    own = [] if workload is None else [k for k in workload.kernels if k.function == "main"]
-    tables = [k for k in own if k.weight_bytes and k.weight_alu and not k.macs]
-    seconds = _exclusive(library, "decode", "main") if tables else None
-    if seconds is None:
-        return None
-    rest = sum(kernel_ops(k) for k in own if k not in tables)
-    return (
-        sum(k.weight_bytes for k in tables),
-        sum(sum(k.weight_alu.values()) for k in tables),
-        seconds,
-        rest,
-    )
-
-
-def fit_two(points: Sequence[tuple[float, float, float]]) -> tuple[float, float]:
-    """(a, b) of the least-squares y = a x1 + b x2 through (x1, x2, y) points (no intercept), each clamped at 0
-    (then the other refitted alone)."""
-    if not points:
-        return 0.0, 0.0
-    x = np.array([[p[0], p[1]] for p in points], dtype=np.float64)
-    y = np.array([p[2] for p in points], dtype=np.float64)
-    a, b = (float(v) for v in np.linalg.lstsq(x, y, rcond=None)[0])
-    if a < 0 or b < 0:
-        column = 1 if a < 0 else 0
-        only = float(np.dot(x[:, column], y) / max(np.dot(x[:, column], x[:, column]), 1e-300))
-        a, b = (0.0, max(0.0, only)) if column == 1 else (max(0.0, only), 0.0)
-    return a, b
-
-
 def measure_generated(
     schemes: Sequence[str] = host_probe.SCHEME_CLASSES, on_step: Callable[[str], None] | None = None
 ) -> host_probe.GeneratedCode:
@@ -270,7 +228,6 @@ def measure_generated(
     matvec: dict[str, float] = {}
     matmul: dict[str, float] = {}
     decoder: list[tuple[float, float, float]] = []
-    tables: list[tuple[float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="q35c-calibrate-") as tmp:
         model = micro_model(Path(tmp))
         for scheme in schemes:
@@ -281,12 +238,8 @@ def measure_generated(
             if prefill:
                 matmul[scheme] = fit_line(prefill)[1]
             decoder += _decoder_points(library)
-            table = _table_point(library)
-            if table is not None:
-                tables.append(table)
             notify(f"{scheme}: {len(decode)} decode and {len(prefill)} prefill linear kernels timed")
         per_op = fit_line([(ops, seconds) for ops, seconds, _ in decoder])[1] if decoder else 0.0
-        per_byte, per_unpack_op = fit_two([(b, ops, max(0.0, t - rest * per_op)) for b, ops, t, rest in tables])
         small = _Library(CALLS_MODEL, CALLS_SCHEME, Path(tmp) / "calls")
         decode, _ = _linear_points(small, CALLS_SCHEME)
         linear_call = fit_line(decode)[0] if decode else 0.0
@@ -306,8 +259,6 @@ def measure_generated(
         linear_call_s=linear_call,
         elementwise_call_s=statistics.median(calls) if calls else 0.0,
         elementwise_s_per_op=per_op,
-        unpack_s_per_byte=per_byte,
-        unpack_s_per_op=per_unpack_op,
         matvec_s_per_weight=matvec,
         matmul_s_per_mac=matmul,
     )

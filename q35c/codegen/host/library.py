@@ -28,7 +28,6 @@ from q35c.codegen.host.runtime import HEADER, LIBRARY, MANIFEST
 from q35c.codegen.host.toolchain import Toolchain, find_toolchain
 from q35c.driver.pipeline import Runner, Stage, StageCallback, module_text
 from q35c.passes.copy_to_memcpy import CopyToMemcpyPass
-from q35c.passes.fuse_gather import FuseGatherPass
 from q35c.passes.fuse_unpack import FuseUnpackPass
 from q35c.passes.integer_matvec import IntegerMatvecPass
 from q35c.passes.reassociate_reductions import ReassociateReductionsPass
@@ -49,16 +48,15 @@ EMITS = {"so": LIBRARY, "obj": "libq35.o", "llvm": "libq35.ll"}
 
 def native_stage(integer_activations: bool = True) -> Stage:
     """The host passes after the target pipeline; without `integer_activations` (the pipeline option
-    `integer-activations=false`) no `integer-matvec`: activations stay floating point, matrix-vector kernels
-    take `fuse-unpack`'s float path."""
+    `integer-activations=false`) no `integer-matvec`: activations stay floating point, linear kernels take
+    `fuse-unpack`'s float path."""
     matvec = (IntegerMatvecPass(),) if integer_activations else ()
-    gather = (FuseGatherPass(), UnstageTilesPass())
-    passes = (*gather, *matvec, FuseUnpackPass(), ReassociateReductionsPass(), ReduceInRegistersPass())
+    passes = (UnstageTilesPass(), *matvec, FuseUnpackPass(), ReassociateReductionsPass(), ReduceInRegistersPass())
     return Stage(
         "native",
         (*passes, CopyToMemcpyPass()),
-        "gathers unpack only the rows they read; "
-        "matrix-vector kernels as integer dot products on int16 activations, unpacking in vector registers; "
+        "linear kernels (one token or a block of rows) as integer dot products on int16 activations, "
+        "unpacking in vector registers once per block; "
         "float sums in reductions may be reordered (vector lanes)",
     )
 

@@ -11,7 +11,9 @@
 
 `lower()` runs it in two mlir-opt calls: between the loops and OpenMP, `serial-small-loops`
 (`passes/serial_small_loops.py`) makes the parallel loop nests too small to pay for a fork and join sequential,
-so that only the big loops (a matrix-vector product's output rows) become OpenMP regions.
+so that only the big loops (a matrix-vector product's output rows) become OpenMP regions, and `parallel-tiles`
+(`passes/parallel_tiles.py`) makes each kernel's loops one region: a tile loop and its parallel rows one nest,
+the loops producing a row's scales inside that row's iteration, the peeled last tiles one loop with the others.
 
 Then `mlir-translate --mlir-to-llvmir` and `clang-22 -O3 -march=native`, whose loop vectorizer turns the inner
 loops into the host's vector instructions (the reductions may be reassociated: `reassociate-reductions` marks
@@ -61,17 +63,19 @@ def native_lowering(openmp: bool = True) -> tuple[str, ...]:
 
 
 def serial_small_loops(text: str) -> str:
-    """`serial-small-loops` on mlir-opt's loops. The module is parsed and printed, not verified: xDSL's verifiers
-    refuse some vector operands (`arith.fptosi` of a vector) that MLIR accepts; the next mlir-opt call verifies
-    it."""
+    """`serial-small-loops`, then `parallel-tiles`, on mlir-opt's loops. The module is parsed and printed, not
+    verified: xDSL's verifiers refuse some vector operands (`arith.fptosi` of a vector) that MLIR accepts; the next
+    mlir-opt call verifies it."""
     from xdsl.parser import Parser
 
     from q35c.driver.pipeline import make_context, module_text
+    from q35c.passes.parallel_tiles import ParallelTilesPass
     from q35c.passes.serial_small_loops import SerialSmallLoopsPass
 
     ctx = make_context()
     module = Parser(ctx, text).parse_module()
     SerialSmallLoopsPass().apply(ctx, module)
+    ParallelTilesPass().apply(ctx, module)
     return module_text(module)
 
 

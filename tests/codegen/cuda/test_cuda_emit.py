@@ -188,9 +188,10 @@ def test_a_model_that_needs_several_devices_is_refused(tmp_path: Path) -> None:
 def test_a_quantized_embedding_unpacks_only_the_rows_it_gathers(
     compile_model: Callable[..., dict[str, ModuleOp]],
 ) -> None:
-    """unpack-bits unpacks the whole table before the gather; the kernel computes the unpacking where the
-    gather reads it (fused, as the cost model counts it) instead of storing the table."""
+    """The pipeline's unpack stage (fuse-gather) computes each gathered element from the table's storage where
+    the gather reads it, as the cost model counts it: one kernel reading the storage, no unpacked table."""
     module = compile_model("examples/hf/tiny.json", "q3p5:g=32")["decode"]
     embed = next(k for k in module_kernels(module).kernels if k.kind == "embed")
-    assert not embed.cooperative and "auto u0 = [&]" in embed.source
-    assert not any(p.written and p.elements == 256 * 64 for p in embed.params)
+    assert not embed.cooperative
+    assert [p.elements for p in embed.params if p.written] == [64]  # the one row of x, nothing else stored
+    assert {p.name for p in embed.params if not p.written} >= {"b_embed_tokens_codes", "b_embed_tokens_scale"}
