@@ -58,10 +58,12 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, memref, scf
-from xdsl.dialects.builtin import IndexType, IntegerAttr, MemRefType, ModuleOp
+from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
+
+from q35c.passes.serial_small_loops import constant_index, trip_count
 
 DYNAMIC = -(2**63)  # MLIR's marker of a dynamic offset, size or stride in a subview
 VIEWS = ("memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.cast", "memref.reinterpret_cast")
@@ -76,20 +78,6 @@ STRUCTURE = frozenset({"scf.for", "scf.if", "scf.parallel", "scf.yield", "scf.re
 # ----------------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def constant_index(value: SSAValue) -> int | None:
-    owner = value.owner
-    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
-        return owner.value.value.data
-    return None
-
-
-def trip_count(lower: SSAValue, upper: SSAValue, step: SSAValue) -> int | None:
-    lo, hi, st = constant_index(lower), constant_index(upper), constant_index(step)
-    if lo is None or hi is None or st is None or st <= 0:
-        return None
-    return max(0, -(-(hi - lo) // st))
 
 
 def defining_op(value: SSAValue) -> Operation | None:

@@ -5,6 +5,7 @@ of every scheme family compared with the dequantized weights, their unpacked cod
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,6 +128,19 @@ def test_linear_kernels_of_every_family(host_toolchain: Toolchain, tmp_path: Pat
             assert np.array_equal(outputs[1], fmt.unpack(qt.packed)), f"{case.spec}: codes differ"
 
 
+def assert_within_bound(y: NDArray[Any], x: NDArray[Any], qt: Any, spec: str, k: int) -> None:
+    """y = x W^T of the kernel within the verify bound for quantized activations (`output_tolerance`)."""
+    fmt = formats.get(spec)
+    w_ref = fmt.dequantize(qt)
+    groups = fmt.scheme.n_groups(k)
+    offset = np.zeros_like(w_ref, dtype=np.float64)
+    if qt.offset is not None:
+        offset = np.repeat(qt.offset.astype(np.float64), k // groups, axis=1)
+    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
+    tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=MIN_LEVELS)
+    assert np.all(np.abs(y.astype(np.float64) - y_ref) <= tolerance), spec
+
+
 def check_linear(lib: HostLibrary, name: str, case: LinearCase, codes: bool = True) -> NDArray[np.float16]:
     """The library's kernel `name` on `case`'s data: y within the bound with quantized activations, and (with
     `codes`) its unpacked codes bit for bit; y."""
@@ -134,14 +148,7 @@ def check_linear(lib: HostLibrary, name: str, case: LinearCase, codes: bool = Tr
     entry = lib.entries[f"q35_{name}_linear"]
     outputs = lib.call(entry.symbol, step_arguments(entry, {"linear.weight": qt}, [x]))
     fmt = formats.get(case.spec)
-    w_ref = fmt.dequantize(qt)
-    groups = fmt.scheme.n_groups(case.k)
-    offset = np.zeros_like(w_ref, dtype=np.float64)
-    if qt.offset is not None:
-        offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
-    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
-    tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=MIN_LEVELS)
-    assert np.all(np.abs(outputs[0].astype(np.float64) - y_ref) <= tolerance), (name, case.spec)
+    assert_within_bound(outputs[0], x, qt, case.spec, case.k)
     if codes:
         assert np.array_equal(outputs[1], fmt.unpack(qt.packed)), f"{case.spec}: codes differ"
     return outputs[0]
@@ -208,14 +215,7 @@ def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec:
     entry = lib.entries["q35_kt_linear"]
     y, codes = lib.call(entry.symbol, step_arguments(entry, {"linear.weight": qt}, [x]))
     fmt = formats.get(spec)
-    w_ref = fmt.dequantize(qt)
-    groups = fmt.scheme.n_groups(case.k)
-    offset = np.zeros_like(w_ref, dtype=np.float64)
-    if qt.offset is not None:
-        offset = np.repeat(qt.offset.astype(np.float64), case.k // groups, axis=1)
-    y_ref = x.astype(np.float64) @ w_ref.astype(np.float64).T
-    tolerance = output_tolerance(x, w_ref, offset, groups, half=True, levels=MIN_LEVELS)
-    assert np.all(np.abs(y.astype(np.float64) - y_ref) <= tolerance)
+    assert_within_bound(y, x, qt, spec, case.k)
     assert np.array_equal(codes, fmt.unpack(qt.packed))
 
 
