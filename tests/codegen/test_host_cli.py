@@ -54,8 +54,12 @@ def test_run_prints_measured_beside_predicted(host_toolchain: Toolchain, capsys:
     assert main([*args, "--threads", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "2 thread(s)" in lines[0] and "prompt 2, generate 3" in lines[0]
-    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    rows = {line.split()[0]: line.split() for line in lines[2:4]}
     assert set(rows) == {"decode", "prefill"}
+    assert lines[4:] == [  # two threads measured against one thread's model: said under the table
+        "predicted: the host model's figures are one thread's; with 2 threads, measured/predicted above 1 is what "
+        "the threads gained"
+    ]
     for phase, row in rows.items():
         measured, predicted, ratio = (float(v.replace(",", "")) for v in row[1:4])
         assert measured > 0 and predicted > 0

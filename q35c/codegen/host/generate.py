@@ -37,6 +37,7 @@ from q35c.codegen.host.measure import (
     default_weights,
     graph_weight_bytes,
     measure_generated_code,
+    one_thread_note,
     vocabulary,
 )
 from q35c.codegen.host.runtime import DTYPES, HostLibrary
@@ -96,7 +97,7 @@ class Generated:
             shown = "-" if predicted is None else f"{predicted:,.1f}"
             ratio = "-" if predicted is None else f"{measured / predicted:.3f}"
             out.append(f"{phase:<8} {measured:>15,.1f} {shown:>16} {ratio:>19}  {what}")
-        return out
+        return out + one_thread_note(r.threads)
 
 
 def _tok_s(tokens: int, seconds: float | None) -> float | None:

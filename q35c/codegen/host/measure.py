@@ -113,7 +113,17 @@ class RunResult:
                 f"{p.phase:<8} {p.tok_s:>15,.1f} {predicted:>16} {ratio:>19}  {len(p.seconds)} step(s) of "
                 f"{p.tokens} token(s), {p.median * 1e3:.3f} ms each"
             )
-        return out
+        return out + one_thread_note(r.threads)
+
+
+def one_thread_note(threads: int) -> list[str]:
+    """What the predicted column means when the run used several threads: the host model is one thread's."""
+    if threads == 1:
+        return []
+    return [
+        f"predicted: the host model's figures are one thread's; with {threads} threads, "
+        "measured/predicted above 1 is what the threads gained"
+    ]
 
 
 def random_weights(module: Any, seed: int) -> dict[str, QuantizedTensor]:
