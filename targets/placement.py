@@ -240,7 +240,7 @@ def widest(graph: ModuleOp, limits: Limits) -> Placement | None:
     layers = max(_layers(graph), 1)
     for tp in range(min(limits.per_node, limits.total), 0, -1):
         pp = min(layers, limits.total // tp)
-        if pp >= 1 and realisable(graph, limits, tp, pp) is None:
+        if realisable(graph, limits, tp, pp) is None:
             return Placement(tp, pp, tuple(stage_layers(layers, pp)), _tp_notes(graph, tp))
     return None
 

@@ -310,7 +310,7 @@ def _run_phase(
         phase=phase,
         tokens=batch * seq,
         launches=sum(1 for s in steps if isinstance(s, Launched)),
-        step_seconds=tuple(step_seconds),
+        seconds=tuple(step_seconds),
         predicted_seconds=total,
         kernels=_kernel_timings(steps, per_launch, predicted),
         numerics=numerics,

@@ -3,7 +3,6 @@ time, per phase tok/s and the numerics against the numpy reference, as printed l
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from q35c.codegen.cuda.libcuda import DeviceInfo
+from q35c.codegen.timing import HEADER, PhaseTiming, row
 from q35c.verify.model import F16_ULP_RELATIVE
 
 
@@ -99,29 +99,15 @@ class Numerics:
 
 
 @dataclass(frozen=True)
-class PhaseRun:
-    phase: str
-    tokens: int
+class PhaseRun(PhaseTiming):
+    """A phase on the device: `PhaseTiming` (its step times and prediction) and its launches, kernels and numerics."""
+
     launches: int
-    step_seconds: tuple[float, ...]
-    predicted_seconds: float | None
     kernels: tuple[KernelTiming, ...]
     numerics: Numerics | None
     skipped_check: str = ""
     held: int = 0  # timed runs whose whole step was queued before the hold ended
     nvcc_seconds: float = 0.0
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.step_seconds)
-
-    @property
-    def tok_s(self) -> float:
-        return self.tokens / self.median
-
-    @property
-    def predicted_tok_s(self) -> float | None:
-        return None if not self.predicted_seconds else self.tokens / self.predicted_seconds
 
     def to_json(self) -> dict[str, Any]:
         predicted = self.predicted_tok_s
@@ -133,8 +119,8 @@ class PhaseRun:
             "predicted_step_ms": None if self.predicted_seconds is None else self.predicted_seconds * 1e3,
             "tok_s": self.tok_s,
             "predicted_tok_s": predicted,
-            "measured_over_predicted_tok_s": None if predicted is None else self.tok_s / predicted,
-            "timed_runs": len(self.step_seconds),
+            "measured_over_predicted_tok_s": self.ratio,
+            "timed_runs": len(self.seconds),
             "held_runs": self.held,
             "numerics": None if self.numerics is None else self.numerics.to_json(),
             "kernels": [k.to_json() for k in self.kernels],
@@ -179,15 +165,10 @@ class DeviceRun:
                     f"{predicted:>13} {ratio:>24}"
                 )
         out.append("")
-        out.append(f"{'phase':<8} {'measured tok/s':>15} {'predicted tok/s':>16} {'measured/predicted':>19}  median of")
+        out.append(HEADER)
         for p in self.phases:
-            predicted = "-" if p.predicted_tok_s is None else f"{p.predicted_tok_s:,.1f}"
-            ratio = "-" if p.predicted_tok_s is None else f"{p.tok_s / p.predicted_tok_s:.3f}"
-            held = "" if p.held == len(p.step_seconds) else f" (queued within the hold in {p.held} only)"
-            out.append(
-                f"{p.phase:<8} {p.tok_s:>15,.1f} {predicted:>16} {ratio:>19}  {len(p.step_seconds)} step(s) of "
-                f"{p.tokens} token(s), {p.median * 1e3:.3f} ms each{held}"
-            )
+            held = "" if p.held == len(p.seconds) else f" (queued within the hold in {p.held} only)"
+            out.append(row(p, held))
         if not self.ok:
             out.append("MISMATCH: the device's logits differ from the numpy reference beyond the tolerance")
         return out

@@ -37,11 +37,11 @@ from q35c.codegen.host.measure import (
     default_weights,
     graph_weight_bytes,
     measure_generated_code,
-    one_thread_note,
     vocabulary,
 )
 from q35c.codegen.host.runtime import DTYPES, HostLibrary
 from q35c.codegen.host.weights import gguf_params
+from q35c.codegen.timing import one_thread_note
 from q35c.frontend import load_model
 from q35c.frontend.gguf_reader import read_gguf
 from q35c.frontend.tokenizer import Tokenizer, gguf_tokenizer

@@ -20,7 +20,6 @@ is the median. tok/s = batch x tokens per step / median seconds.
 from __future__ import annotations
 
 import math
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from q35c.codegen.host.abi import Entry
 from q35c.codegen.host.library import TARGET, LibraryRequest, build_library
 from q35c.codegen.host.runtime import DTYPES, HostLibrary
 from q35c.codegen.host.weights import gguf_params
+from q35c.codegen.timing import HEADER, PhaseTiming, one_thread_note, row
 from q35c.dialects.q35 import EmbedOp, PackedType, WeightOp
 from q35c.formats import QuantizedTensor
 from q35c.frontend import load_model
@@ -61,34 +61,6 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
-class PhaseTiming:
-    """One phase: tokens per step, the measured seconds of each timed step, and the predicted seconds."""
-
-    phase: str
-    tokens: int
-    seconds: tuple[float, ...]
-    predicted_seconds: float | None
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def tok_s(self) -> float:
-        return self.tokens / self.median
-
-    @property
-    def predicted_tok_s(self) -> float | None:
-        return None if not self.predicted_seconds else self.tokens / self.predicted_seconds
-
-    @property
-    def ratio(self) -> float | None:
-        """measured / predicted tok/s (1.0: the prediction was exact; below 1: slower than predicted)."""
-        predicted = self.predicted_tok_s
-        return None if predicted is None else self.tok_s / predicted
-
-
-@dataclass(frozen=True)
 class RunResult:
     request: RunRequest
     model: str
@@ -104,26 +76,10 @@ class RunResult:
             f"{self.model}, {r.quant or 'default scheme'} on the host: {r.threads} thread(s), batch {r.batch}, "
             f"prompt {r.prompt}, generate {r.gen}; weights {self.weight_bytes / 1e6:,.1f} MB{source}, "
             f"compiled in {self.build_seconds:.1f} s",
-            f"{'phase':<8} {'measured tok/s':>15} {'predicted tok/s':>16} {'measured/predicted':>19}  median of",
+            HEADER,
+            *(row(p) for p in self.phases),
         ]
-        for p in self.phases:
-            predicted = "-" if p.predicted_tok_s is None else f"{p.predicted_tok_s:,.1f}"
-            ratio = "-" if p.ratio is None else f"{p.ratio:.3f}"
-            out.append(
-                f"{p.phase:<8} {p.tok_s:>15,.1f} {predicted:>16} {ratio:>19}  {len(p.seconds)} step(s) of "
-                f"{p.tokens} token(s), {p.median * 1e3:.3f} ms each"
-            )
         return out + one_thread_note(r.threads)
-
-
-def one_thread_note(threads: int) -> list[str]:
-    """What the predicted column means when the run used several threads: the host model is one thread's."""
-    if threads == 1:
-        return []
-    return [
-        f"predicted: the host model's figures are one thread's; with {threads} threads, "
-        "measured/predicted above 1 is what the threads gained"
-    ]
 
 
 def random_weights(module: Any, seed: int) -> dict[str, QuantizedTensor]:

@@ -217,7 +217,7 @@ def test_a_run_through_the_stand_in_driver(fake_driver: Path, monkeypatch: pytes
     assert sum(line.startswith("copy ") for line in lines) == 4 * 3  # main and each decoder call copy a result
     # the kernels did not run, so the logits (zeros) are not the reference's: the check says so
     assert decode.numerics is not None and not decode.numerics.ok and not result.ok
-    assert decode.step_seconds and decode.predicted_seconds is not None and decode.predicted_seconds > 0
+    assert decode.seconds and decode.predicted_seconds is not None and decode.predicted_seconds > 0
     assert {k.name for k in decode.kernels} == set(by_name) and all(k.predicted_s for k in decode.kernels)
     text = "\n".join(result.lines())
     assert "MISMATCH" in text and "Fake GPU (sm_90, 132 SMs" in text
