@@ -47,6 +47,8 @@ from q35c.targets.stage import Stage
 from q35c.targets.target import Target
 from q35c.util.errors import Q35Error
 
+SHARD_STAGE = "shard"  # the first stage of a pipeline placed over several devices
+
 OPTIONS: dict[str, type] = {
     "tile-t": int,
     "tile-n": int,
@@ -108,7 +110,7 @@ def stages(target: Target, options: Mapping[str, Any] | None = None) -> tuple[St
     tp, pp, layers = int(opts.get("tp", 1)), int(opts.get("pp", 1)), str(opts.get("layers", ""))
     shard: tuple[Stage, ...] = ()
     if tp * pp > 1 or layers:
-        shard = (Stage("shard", (ShardPass(tp=tp, pp=pp, layers=layers),), describe_shard(tp, pp)),)
+        shard = (Stage(SHARD_STAGE, (ShardPass(tp=tp, pp=pp, layers=layers),), describe_shard(tp, pp)),)
     return (
         *shard,
         Stage("materialize", (MaterializeWeightsPass(),), "weights become storage-tensor function arguments"),

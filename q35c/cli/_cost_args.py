@@ -135,13 +135,14 @@ def accuracy_section(args: argparse.Namespace) -> Callable[[Progress], Callable[
 def run_report(args: argparse.Namespace) -> int:
     """`-o DIR` with `--target`: write the report directory, then print the table (or the JSON)."""
     from q35c.report.directory import Request, build_report
+    from q35c.report.ir import FINAL
     from q35c.report.table import render_json, render_table
 
     given = [f"--{flag.replace('_', '-')}" for flag in REPORT_CONFLICTS if getattr(args, flag, None)]
     if given:
         raise Q35Error(
-            f"{', '.join(given)} and -o DIR do not combine: the report directory holds the IR after every stage "
-            "of every target (DIR/ir/<target>/)"
+            f"{', '.join(given)} and -o DIR do not combine: the report directory holds every target's IR "
+            "(DIR/ir/<target>/; --ir-stages all for every stage)"
         )
     if getattr(args, "seq", None) is not None or getattr(args, "context", None) is not None:
         raise Q35Error(
@@ -159,6 +160,7 @@ def run_report(args: argparse.Namespace) -> int:
         tp=args.tp,
         pp=args.pp,
         options=tuple(sorted(key_values(getattr(args, "option", None) or []).items())),
+        ir_stages=getattr(args, "ir_stages", None) or FINAL,
     )
     accuracy = accuracy_section(args) if getattr(args, "accuracy", False) else None
     with Progress.for_stream(sys.stderr) as progress:

@@ -8,7 +8,8 @@ tokens, empty cache), stage by stage (see `q35c.driver.compile`), one line per s
 costs printed after are those of exactly these modules. `--seq`/`--context` apply to `--emit graph` only.
 Without `--target`, `-o FILE` writes
 the graph IR to FILE; with `--target` (one, several or all), `-o DIR` writes a report directory
-(`q35c.report.directory`: report.json, report.md, report.csv, plots, the IR of every stage for every target) and
+(`q35c.report.directory`: report.json, report.md, report.csv, plots, the graph and final IR of every target, every
+stage's with `--ir-stages all`) and
 prints the comparison table.
 
 On a terminal, a build that takes more than a second shows its progress on stderr (`q35c.util.progress`).
@@ -26,6 +27,12 @@ from q35c.cli._cost_args import add_cost_arguments, comparison_only, run_cost, r
 from q35c.util.errors import Q35Error
 from q35c.util.output import write_atomically
 from q35c.util.progress import Progress
+
+STAGES_HELP = (
+    "with -o DIR: the stages whose IR DIR/ir/ holds: final (the default: the graph as imported and the final IR, "
+    "the one the figures are costed from), all (after every stage), or a comma list of stage names (graph, shard, "
+    "materialize, lower-graph, tile, unpack, schedule) besides the final IR"
+)
 
 if TYPE_CHECKING:
     from q35c.driver.pipeline import StageCallback
@@ -97,8 +104,10 @@ def add_parser(subparsers: Any) -> None:
         "--output",
         metavar="FILE|DIR",
         help="without --target: write the graph IR to FILE; with --target: write a report directory DIR "
-        "(report.md, report.json, report.csv, plots, the IR of every stage; replaces an earlier report)",
+        "(report.md, report.json, report.csv, plots, the graph and final IR: --ir-stages; replaces an earlier "
+        "report)",
     )
+    parser.add_argument("--ir-stages", metavar="final|all|STAGE,...", help=STAGES_HELP)
     parser.add_argument(
         "--target",
         metavar="T[,T2...|all]",
@@ -277,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.accuracy and args.emit != "graph":
         raise Q35Error(f"--accuracy belongs to a report (--target T -o DIR), not to --emit {args.emit}")
+    if args.ir_stages is not None and (args.target is None or not args.output or args.emit != "graph"):
+        raise Q35Error("--ir-stages chooses the IR a report directory holds: it needs --target T and -o DIR")
     if args.emit == "cuda":
         return emit_cuda(args)
     if args.emit in NATIVE_EMITS:

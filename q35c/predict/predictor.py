@@ -47,6 +47,7 @@ from q35c.frontend.examples import resolve_model
 from q35c.predict import ranges
 from q35c.targets.calibration import Efficiency, Row
 from q35c.targets.placement import Placement
+from q35c.targets.placement import lower_bound as placement_lower_bound
 from q35c.targets.spec import spec_names
 from q35c.targets.target import Cost, DoesNotFit, Footprint, Target, get_target
 from q35c.util.errors import Location, Q35Error
@@ -350,16 +351,19 @@ class Predictor:
     def prepare_needed(
         self, targets: Sequence[Target], devices: int | None = None, tp: int | None = None, pp: int | None = None
     ) -> None:
-        """Compile, in one run, exactly what `predict` reads for each target: the sizing phase's module as is
-        (what must be held), every other phase's as is where the model runs on one device, and every phase's
-        placed (`placed`) where it runs on several; a target that cannot hold the model is costed from nothing
-        but its size. Placements come from the graph IR: they are worked out while the sizing modules compile,
-        but for targets that may use one device only, which are placed first (at once: nothing is sharded) so that
-        those that cannot hold the model are not compiled (`predict` sizes them from the graph IR)."""
+        """Compile, in one run, exactly what `predict` reads for each target: every phase's module as is where
+        the model runs on one device, and every phase's placed (`placed`) where it runs on several (what those
+        must hold comes from the graph IR, as their placement does, with the default pipeline options); a target
+        that cannot hold the model is costed from nothing but its size. Placements come from the graph IR: they
+        are worked out while the sizing modules of targets that may run on one device compile, but for targets
+        that may use one device only, which are placed first (at once: nothing is sharded) so that those that
+        cannot hold the model are not compiled (`predict` sizes them from the graph IR), and those the graph's
+        size alone puts on several devices (`_surely_spread`), whose modules as is nothing reads."""
         keys = self.phase_keys()
         sizing = keys[self.sizing_phase()]
         single = [t for t in targets if t.limits().total == 1]
         compiled = [t for t in targets if t not in single or not self._sized_from_graph(t, devices, tp, pp)]
+        as_is = [t for t in compiled if not self._surely_spread(t, devices, tp, pp)]
 
         def rest() -> list[Request]:
             own: list[Request] = []
@@ -367,10 +371,8 @@ class Predictor:
             for target in compiled:
                 try:
                     placement = self.placement(target, devices, tp, pp)
-                except DoesNotFit:
-                    continue
-                except Q35Error:
-                    placement = Placement()  # `predict` raises it after sizing; compile as before
+                except (DoesNotFit, Q35Error):
+                    continue  # `predict` sizes it from the graph IR, or raises the placement's error
                 if placement.devices == 1:
                     own += [(key, target) for key in keys.values() if key != sizing]
                 else:
@@ -378,7 +380,30 @@ class Predictor:
                     placed += [(key, target, extra) for key in keys.values()]
             return [*own, *placed]
 
-        self.cache.prepare([(sizing, target) for target in compiled], self.options, more=rest)
+        self.cache.prepare([(sizing, target) for target in as_is], self.options, more=rest)
+
+    def _surely_spread(
+        self, target: Target, devices: int | None = None, tp: int | None = None, pp: int | None = None
+    ) -> bool:
+        """Whether, with the default pipeline options, `target` is known before placing it to run the model over
+        several devices (as asked, or the graph IR's footprint exceeding one device): what it must hold then comes
+        from the graph IR, as its placement does, and its sizing module is not compiled as is."""
+        if self.options:
+            return False
+        if tp is not None or pp is not None:
+            return (tp or 1) * (pp or 1) > 1
+        if devices is not None:
+            return devices > 1
+        return placement_lower_bound(self.graph_need().total, target.device_bytes()) > 1
+
+    def _need(self, target: Target, placement: Placement | None) -> Footprint:
+        """What `target` must hold: with the default pipeline options and a placement over several devices, the
+        graph IR's footprint (what the placement was decided on); else the sizing module's as compiled."""
+        if not self.options and placement is not None and placement.devices > 1:
+            return self.graph_need()
+        sizing = self.workload(self.sizing_phase(), target)
+        assert sizing is not None, "a scenario needs a prompt or generated tokens"
+        return footprint(sizing, self.scenario)
 
     def _sized_from_graph(
         self, target: Target, devices: int | None = None, tp: int | None = None, pp: int | None = None
@@ -426,19 +451,17 @@ class Predictor:
             err = self.cannot_hold(target, devices, tp, pp)
             assert err is not None
             return unfit(target, self.graph_need(), str(err), err.label)
-        sizing = self.workload(self.sizing_phase(), target)
-        assert sizing is not None, "a scenario needs a prompt or generated tokens"
-        need = footprint(sizing, s)
         try:
             placement = self.placement(target, devices, tp, pp)
         except DoesNotFit as err:
-            return unfit(target, need, str(err), err.label)
+            return unfit(target, self._need(target, None), str(err), err.label)
+        need = self._need(target, placement)
         if placement.devices > 1:
             decode_w, prefill_w = self.placed("decode", target, placement), self.placed("prefill", target, placement)
-            sizing = decode_w if decode_w is not None else prefill_w
-            assert sizing is not None
         else:
             decode_w, prefill_w = self.decode_workload(target), self.prefill_workload(target)
+        sizing = decode_w if decode_w is not None else prefill_w
+        assert sizing is not None, "a scenario needs a prompt or generated tokens"
         count = placement.devices
 
         def costs(t: Target) -> tuple[Cost | None, Cost | None]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from q35c.frontend import load_graph
 from q35c.predict.predictor import Predictor, Report, Scenario, compare, resolve_targets, scenario_lengths
 from q35c.report.build import BuildReport, IRModule, collect, ir_module
-from q35c.report.ir import TargetIR, dump_stages
+from q35c.report.ir import FINAL, StageChoice, TargetIR, dump_stages, stage_choices
 from q35c.report.plots import load_matplotlib
 from q35c.report.table import render_csv
 from q35c.targets.target import get_target
@@ -54,6 +54,7 @@ class Request:
     options: tuple[tuple[str, str], ...] = ()
     tp: int | None = None
     pp: int | None = None
+    ir_stages: str = FINAL  # which stages' IR ir/ holds (`StageChoice.parse`)
 
 
 def check_destination(path: Path) -> None:
@@ -117,6 +118,7 @@ def build_report(
     show = progress or Progress(sys.stderr, enabled=False)
     options: Mapping[str, str] = dict(request.options)
     names = resolve_targets(request.targets)
+    stages = StageChoice.parse(request.ir_stages, stage_choices(names, options))
     plan = planned_module(request)
     show.note("cost model", f"compiling {request.model} (decode step and prefill) for {len(names)} target(s)")
     with AtomicDirectory(path) as out:
@@ -125,7 +127,8 @@ def build_report(
             ir_dir = out.tmp / "ir"
             shutil.rmtree(ir_dir, ignore_errors=True)
             phases = module.keys()
-            sizing = "decode" if "decode" in phases else "prefill"  # `compare` sizes placed targets from it
+            # With pipeline options, `compare` sizes placed targets from this phase's module as is.
+            sizing = "decode" if "decode" in phases else "prefill"
             return dump_stages(
                 request.model,
                 request.scheme,
@@ -135,8 +138,9 @@ def build_report(
                 options=options,
                 progress=show,
                 placements=placed,
-                also=[(sizing, name) for name in placed or {}],
+                also=[(sizing, name) for name in placed or {}] if options else [],
                 meanwhile=load_matplotlib,  # the plots' library loads while the workers compile
+                stages=stages,
             )
 
         planned = {} if plan is None else planned_placements(request, names)

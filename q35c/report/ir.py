@@ -5,7 +5,10 @@ in a report (`decode/`: the decode step, `prefill/`: the prefill).
 T tokens after C cached ones, for B sequences) and runs the targets' pipelines as a tree: stages that targets
 share (materializing weights, lowering the graph) run once and their IR is printed once, then written into each
 target's folder. `00-graph.mlir` is the imported q35 graph, the highest number the final IR the target's cost
-model reads (`q35c cost FILE --target T` costs it again).
+model reads (`q35c cost FILE --target T` costs it again). Which stages are written is a `StageChoice`
+(`q35c build -o DIR --ir-stages`): by default the graph and the final IR, which are what a reader of the
+figures looks at (printing a 70B model's IR after every stage of every target takes longer than compiling it);
+`all` writes every stage, or a list names the stages wanted.
 
 The compiles are the cost model's own (`q35c.driver.cache`, a `Watch` on each phase's key), so the workloads
 of the dumped IR are the ones the report's figures come from, and each module is compiled once per build.
@@ -31,12 +34,61 @@ from xdsl.ir import BlockArgument, SSAValue
 
 from q35c.dialects.q35_storage import CODES
 from q35c.driver.cache import CACHE, Key, Options, Request, Watch, WorkloadCache
-from q35c.driver.pipeline import Stage, module_text, stage_names
+from q35c.driver.pipeline import GRAPH_STAGE, Stage, module_text, stage_names
 from q35c.ir import attrs
 from q35c.targets.target import get_target
+from q35c.util.errors import Q35Error
 from q35c.util.progress import Progress
+from q35c.util.suggest import did_you_mean
 
 _SHAPE = re.compile(r"\.\d+x")
+
+
+FINAL = "final"
+EVERY = "all"
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """Which stages' IR a report directory holds: always the final IR (the costed one); `every` stage, or the
+    graph and those `named`."""
+
+    every: bool = False
+    named: frozenset[str] = frozenset({GRAPH_STAGE})
+
+    @staticmethod
+    def parse(text: str, known: Sequence[str]) -> StageChoice:
+        """`final`, `all`, or a comma list of the `known` stage names; Q35Error naming an unknown one."""
+        words = [w.strip() for w in text.split(",") if w.strip()]
+        if words == [EVERY]:
+            return StageChoice(every=True)
+        if words == [FINAL]:
+            return StageChoice()
+        for word in words:
+            if word not in known:
+                hint = did_you_mean(word, [FINAL, EVERY, *known])
+                raise Q35Error(
+                    f"--ir-stages: no stage '{word}'{f'; {hint}' if hint else ''} (final, all, or stages of "
+                    f"{', '.join(known)})"
+                )
+        if not words:
+            raise Q35Error(f"--ir-stages needs final, all, or stage names ({', '.join(known)})")
+        return StageChoice(named=frozenset(words))
+
+    def wants(self, index: int, stage: str, last: int) -> bool:
+        """Whether the IR after stage number `index` (0: the graph) of a pipeline of `last` stages is written."""
+        return self.every or index == last or stage in self.named
+
+
+def stage_choices(targets: Sequence[str], options: Mapping[str, str] | None = None) -> list[str]:
+    """The stage names the pipelines of `targets` (with `options`, placed over several devices or not) have, in
+    pipeline order: what `--ir-stages` may name."""
+    from q35c.targets.pipeline import SHARD_STAGE
+
+    names = {GRAPH_STAGE: None, SHARD_STAGE: None}
+    for name in targets:
+        names.update(dict.fromkeys(stage_names(get_target(name).pipeline(dict(options or {})))))
+    return list(names)
 
 
 @dataclass(frozen=True)
@@ -95,6 +147,7 @@ def dump_stages(
     placements: Mapping[str, Mapping[str, str]] | None = None,
     also: Sequence[tuple[str, str]] = (),
     meanwhile: Callable[[], object] | None = None,
+    stages: StageChoice | None = None,
 ) -> dict[str, TargetIR]:
     """Compile `model` for each phase (by name; (T, C, B) each: T tokens after C cached ones for B sequences)
     for each target and write `directory/<target>/<phase>/NN-<stage>.mlir`.
@@ -108,12 +161,16 @@ def dump_stages(
     options of its placement over several devices (`Placement.options`): those targets' modules are sharded.
     `also` names more modules to compile in the same run, not dumped, as (phase, target) for one device: what
     the cost model will read besides the dumped modules (a placed target's size). `meanwhile` is called in this
-    process while the compiles run (in worker processes, on a machine with several cores).
+    process while the compiles run (in worker processes, on a machine with several cores). `stages` chooses the
+    stages written (`StageChoice`: the graph and the final IR by default).
     """
+    choice = stages or StageChoice()
     names = list(dict.fromkeys(targets))
     chosen = [get_target(name) for name in names]
     opts: Options = tuple(sorted((options or {}).items()))
     keys: dict[str, Key] = {phase: (model, scheme, t, c, b) for phase, (t, c, b) in phases.items()}
+    per_target = {name: tuple(sorted(extra.items())) for name, extra in (placements or {}).items()}
+    pipelines = {t.name: t.pipeline({**dict(opts), **dict(per_target.get(t.name, ()))}) for t in chosen}
     for name in names:
         for phase in keys:
             (directory / name / phase).mkdir(parents=True, exist_ok=True)
@@ -122,12 +179,13 @@ def dump_stages(
 
     def writer(phase: str) -> Callable[[int, str, tuple[str, ...], ModuleOp], None]:
         def write(index: int, stage: str, labels: tuple[str, ...], module: ModuleOp) -> None:
-            writers.write(module, [directory / _file(name, phase, index, stage) for name in labels])
+            wanted = [name for name in labels if name in pipelines and choice.wants(index, stage, len(pipelines[name]))]
+            if wanted:
+                writers.write(module, [directory / _file(name, phase, index, stage) for name in wanted])
 
         return write
 
     watches = [Watch(key, writer(phase), lambda name, module: kernel_callers(module)) for phase, key in keys.items()]
-    per_target = {name: tuple(sorted(extra.items())) for name, extra in (placements or {}).items()}
     requests: list[Request] = [
         (k, target, per_target.get(target.name, ())) for k in dict.fromkeys(keys.values()) for target in chosen
     ]
@@ -147,8 +205,7 @@ def dump_stages(
     writers.wait()
     result: dict[str, TargetIR] = {}
     for target in chosen:
-        stages = target.pipeline({**dict(opts), **dict(per_target.get(target.name, ()))})
-        files = tuple(f for phase in keys for f in _files(target.name, phase, stages))
+        files = tuple(f for phase in keys for f in _files(target.name, phase, pipelines[target.name], choice))
         callers: dict[str, tuple[str, ...]] = {}
         for key in keys.values():
             for function, weights in kept.get(key, {}).get(target.name, {}).items():
@@ -174,7 +231,9 @@ class _Writers:
         self.children: dict[int, Path] = {}
 
     def write(self, module: ModuleOp, paths: Sequence[Path]) -> None:
-        if os.getpid() != self.home or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork") or not paths:
+        if not paths:
+            return
+        if os.getpid() != self.home or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
             _write_text(module, paths)
             return
         try:
@@ -201,8 +260,12 @@ class _Writers:
             raise OSError(f"could not write {failed[0]}")
 
 
-def _files(target: str, phase: str, stages: Sequence[Stage]) -> tuple[str, ...]:
-    return tuple(_file(target, phase, index, stage) for index, stage in enumerate(stage_names(stages)))
+def _files(target: str, phase: str, stages: Sequence[Stage], choice: StageChoice) -> tuple[str, ...]:
+    return tuple(
+        _file(target, phase, index, stage)
+        for index, stage in enumerate(stage_names(stages))
+        if choice.wants(index, stage, len(stages))
+    )
 
 
 def _file(target: str, phase: str, index: int, stage: str) -> str:

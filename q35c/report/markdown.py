@@ -280,12 +280,14 @@ def sources(build: BuildReport) -> list[str]:
 def ir_section(build: BuildReport) -> list[str]:
     lines = ["## IR", ""]
     lines.append(
-        "`ir/<target>/<phase>/NN-<stage>.mlir` holds the IR after every stage of each target's pipeline for "
-        "the modules the figures were costed from: "
+        "`ir/<target>/<phase>/NN-<stage>.mlir` holds the IR of each target's pipeline for the modules the "
+        "figures were costed from: "
         + "; ".join(f"`{phase}/`, {build.module.describe(phase)}" for phase, _, _, _ in build.module.phases)
         + ". `00-graph.mlir` is the q35 graph as imported; the highest number is the final IR, the one the "
-        "target's cost model read (`q35c cost FILE --target T` prints its workload and cost again). Stages the "
-        "targets share are compiled once (identical files)."
+        "target's cost model read (`q35c cost FILE --target T` prints its workload and cost again). By default "
+        "only these two are written; `--ir-stages all` writes the IR after every stage (NN numbers the stage in "
+        "the pipeline), `--ir-stages tile,unpack` the stages named. Stages the targets share are compiled once "
+        "(identical files)."
     )
     lines.append("")
     body = [[d.target, ", ".join(f.split("/", 1)[1].removesuffix(".mlir") for f in d.ir_files)]

@@ -286,20 +286,24 @@ def plot_breakdown(build: BuildReport, path: Path) -> Figure:
 
 def write_plots(build: BuildReport, directory: Path) -> list[Path]:
     """Draw the four plots into `directory`; returns their paths. On a machine with several cores a forked
-    process draws the roofline (the slowest, about as long as the other three) meanwhile; should it fail, it is
-    drawn here."""
+    process draws the roofline and the energy plot (about as long as the other two) meanwhile; should it fail,
+    they are drawn here."""
     load_matplotlib()  # once, before the fork
     paths = {name: directory / f"{name}.png" for name in PLOTS}
-    child = _fork_drawing(lambda: plot_roofline(build, paths["roofline"]))
+
+    def forked() -> None:
+        plot_roofline(build, paths["roofline"])
+        plot_energy(build.report, paths["energy"])
+
+    child = _fork_drawing(forked)
     drawn = False
     try:
         plot_throughput(build.report, paths["throughput"])
-        plot_energy(build.report, paths["energy"])
         plot_breakdown(build, paths["breakdown"])
     finally:
         drawn = child is not None and os.waitpid(child, 0)[1] == 0
     if not drawn:
-        plot_roofline(build, paths["roofline"])
+        forked()
     return list(paths.values())
 
 

@@ -1,6 +1,6 @@
-"""A comparison compiles what its figures read, in one run: every target's decode step as is (what it must hold),
-the prefill as is only for targets on one device, and both phases sharded for targets placed on several; its
-figures are those of costing each target alone, compiling as needed."""
+"""A comparison compiles what its figures read, in one run: both phases as is for targets on one device, and both
+sharded for targets placed on several (what those must hold comes from the graph IR, as their placement does);
+its figures are those of costing each target alone, compiling as needed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from q35c.targets.registry import get_target
 MODEL, SCHEME = "tiny", "q3p5:g=32"
 
 
-def test_a_placed_target_is_not_compiled_unsharded_for_the_prefill(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_placed_target_is_compiled_sharded_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CACHE, "found", {})
     report = compare(MODEL, SCHEME, "h100-sxm,m2-ultra", prompt=16, gen=8, tp=1, pp=2)
     placed = {r.target: r.devices for r in report.targets}
@@ -22,10 +22,21 @@ def test_a_placed_target_is_not_compiled_unsharded_for_the_prefill(monkeypatch: 
     h100 = get_target("h100-sxm")
     compiled = {(key[2], stages) for key, stages in CACHE.found}
     decode, prefill = 1, 16
-    assert (decode, h100.pipeline()) in compiled  # its size
-    assert (prefill, h100.pipeline()) not in compiled  # read by nothing
+    assert (decode, h100.pipeline()) not in compiled and (prefill, h100.pipeline()) not in compiled
     sharded = h100.pipeline({"tp": 1, "pp": 2, "layers": "1,1"})
-    assert {(decode, sharded), (prefill, sharded)} <= compiled
+    assert compiled == {(decode, sharded), (prefill, sharded)}
+    need = Predictor(MODEL, SCHEME, Scenario(1, 16, 8)).graph_need()  # what it holds: the graph IR's, as placed
+    (result,) = [r for r in report.targets if r.target == "h100-sxm"]
+    assert (result.weight_bytes, result.kv_bytes) == (need.weight_bytes, need.kv_bytes)
+    assert f"{need.total / 1e9:.2f} GB to hold" in result.notes[0]
+
+
+def test_with_pipeline_options_a_placed_target_is_sized_from_its_module_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CACHE, "found", {})
+    compare(MODEL, SCHEME, "h100-sxm", prompt=16, gen=8, tp=1, pp=2, options={"tile-t": "8"})
+    h100 = get_target("h100-sxm")
+    compiled = {(key[2], stages) for key, stages in CACHE.found}
+    assert (1, h100.pipeline({"tile-t": "8"})) in compiled  # options may change storage: its size as compiled
 
 
 @pytest.mark.parametrize(("targets", "workers"), [("h100-sxm,m2-max,host", 2), ("groq-lpu,a100-sxm", 1)])
