@@ -251,3 +251,22 @@ def test_one_token_kernels_fork_once(host_toolchain: Toolchain, tmp_path: Path) 
     lib.set_threads(2)
     for name, case in cases.items():
         check_linear(lib, name, case)
+
+
+def test_loop_rewrites_by_groups_of_functions_equal_the_whole_module_rewrite(host_toolchain: Toolchain) -> None:
+    """`serial_small_loops` parses, rewrites and prints the top-level operations in groups (in parallel
+    processes); after mlir-opt's lowering the LLVM dialect is the same as rewriting the module at once."""
+    from q35c.codegen.host.library import compile_phase_modules, merge_phases, native_stage
+    from q35c.codegen.host.lowering import BUFFERS, FINISH, LOOPS, OPENMP, TO_LLVM, serial_small_loops, split_module
+    from q35c.codegen.host.lowering import _rewrite_module as whole  # pyright: ignore[reportPrivateUsage]
+    from q35c.driver.pipeline import module_text
+
+    modules, _ = compile_phase_modules(LibraryRequest("tiny", QUANT, SCENARIO))
+    merged, _ = merge_phases(modules)
+    Runner(verify=True).apply(native_stage(True), merged)
+    loops = host_toolchain.opt(module_text(merged), (*BUFFERS, *LOOPS, "--mlir-print-op-generic"))
+    split = split_module(loops)
+    assert split is not None and len(split[1]) > 2  # the kernels and the steps: several groups
+    rest = (*OPENMP, *TO_LLVM, *FINISH)
+    assert host_toolchain.opt(serial_small_loops(loops), rest) == host_toolchain.opt(whole(loops), rest)
+    assert split_module(loops.replace('"builtin.module"() ({', '"builtin.module"() ({\n"bad"', 1)) is None
