@@ -37,9 +37,10 @@ activations exceeds SEGMENT_BYTES run over segments of K in a loop, so that they
 stay bit-exact; the activations' rounding moves each x by at most
 d[j] / 2, which `q35c.verify.linear.output_tolerance(levels=Q)` adds to the error bound. A kernel in a K-tile
 loop from 0 (accumulating into the loop's carried sum, its last tile peeled after the loop) whose x, codes, scales
-and offsets are slices of whole arrays becomes, with that last tile, one kernel over whole rows before the loop
-(`k_loop`; several rows: the tile's rows of x are quantized before the loop); other K-tiled kernels are
-rewritten per tile. Kernels that do not fit (codes that are no bit fields, groups that are no whole number of
+and offsets are slices of whole arrays, or whose scales and offsets a generic decodes from the codes' storage tile
+alone (q4_0, q4_1, q8_0: stored in each block; decoded again from whole rows), becomes, with that last tile, one
+kernel over whole rows before the loop (`k_loop`; several rows: the tile's rows of x are quantized before the
+loop); other K-tiled kernels are rewritten per tile. Kernels that do not fit (codes that are no bit fields, groups that are no whole number of
 chunks, a dequantization other than scale * e + offset, no unpacking as int8 and fp16) are left to
 `fuse-unpack`.
 """
@@ -605,7 +606,21 @@ def _slice_of(value: SSAValue, width: int, total: int) -> tuple[tensor.ExtractSl
     return s, (first if first >= 0 else s.offsets[0])
 
 
-Sources = tuple[SSAValue, SSAValue | int, tuple[tuple[tensor.ExtractSliceOp, SSAValue | int] | None, ...]]
+Slice = tuple[tensor.ExtractSliceOp, SSAValue | int]  # a slice of a source, its first row
+Sources = tuple[SSAValue, SSAValue | int, tuple[Slice | GenericOp | None, ...]]
+
+
+def _decoded_from(value: SSAValue, storage: SSAValue) -> GenericOp | None:
+    """The generic that computes `value` [rows, groups] from the storage tile alone, element by element (the
+    scales and offsets stored inside each block, q4_0 and q8_0: two bytes of a block as an f16), or None."""
+    op = value.owner
+    if not isinstance(op, GenericOp) or len(op.outputs) != 1 or op.results[0] is not value:
+        return None
+    if not op.inputs or any(v is not storage for v in op.inputs) or _uses_index(op):
+        return None
+    if _kinds(op) != [PARALLEL.data, PARALLEL.data] or not isinstance(op.outputs[0].owner, tensor.EmptyOp):
+        return None
+    return op
 
 
 def _in_loop(value: SSAValue | int, m: Match) -> bool:
@@ -634,9 +649,15 @@ def _sources(m: Match, k: int, tile_k: int) -> Sources | None:
     x_row = _slice_of(x, tile_k, k)
     if x_row is None or _in_loop(x_row[1], m):
         return None
-    slices: list[tuple[tensor.ExtractSliceOp, SSAValue | int] | None] = []
+    slices: list[Slice | GenericOp | None] = []
     for value in (m.storage, m.scale, m.offset):
         found = None if value is None else _slice_of(value, tile_k, k)
+        if value is not None and found is None and value is not m.storage:
+            decoded = _decoded_from(value, m.storage)  # from the storage tile: decoded from whole rows
+            if decoded is None:
+                return None
+            slices.append(decoded)
+            continue
         if value is not None and found is None:
             return None
         if found is not None and _in_loop(found[1], m):
@@ -650,7 +671,7 @@ def _whole_rows(point: InsertPoint, m: Match, sources: Sources) -> Match:
     `point` where the rows are not all of the source)."""
     operands: list[SSAValue | None] = []
     for found in sources[2]:
-        if found is None:
+        if found is None or isinstance(found, GenericOp):
             operands.append(None)
             continue
         s, row = found
@@ -663,8 +684,13 @@ def _whole_rows(point: InsertPoint, m: Match, sources: Sources) -> Match:
         whole = tensor.ExtractSliceOp(s.source, [row, 0], [size, columns], [1, 1], TensorType(element, (size, columns)))
         Rewriter.insert_op(whole, point)
         operands.append(whole.results[0])
-    storage, scale, offset = operands
-    assert storage is not None and scale is not None
+    storage = operands[0]
+    assert storage is not None
+    scale, offset = (
+        _decode_whole(point, found, storage, m.group) if isinstance(found, GenericOp) else operand
+        for found, operand in zip(sources[2][1:], operands[1:], strict=True)
+    )
+    assert scale is not None
     x, row = sources[0], sources[1]
     rows, columns = _shape(x)
     size = _shape(m.op.outputs[0])[0]
@@ -674,6 +700,25 @@ def _whole_rows(point: InsertPoint, m: Match, sources: Sources) -> Match:
         Rewriter.insert_op(tile, point)
         x = tile.results[0]
     return Match(m.op, x, storage, scale, offset, m.group, m.layout, [])
+
+
+def _decode_whole(point: InsertPoint, decode: GenericOp, storage: SSAValue, group: int) -> SSAValue:
+    """`decode` (`_decoded_from`) again at `point`, on the whole rows `storage`: one value per group of a row."""
+    rows, columns = _shape(storage)
+    per_row = _shape(decode.inputs[0])[1] // _shape(decode.outputs[0])[1]  # storage columns per group
+    element = decode.outputs[0].type.element_type  # type: ignore[attr-defined]
+    empty = tensor.EmptyOp([], TensorType(element, (rows, columns // per_row)))
+    whole = GenericOp(
+        [storage] * len(decode.inputs),
+        [empty.tensor],
+        decode.body.clone(),
+        list(decode.indexing_maps.data),
+        list(decode.iterator_types.data),
+        [empty.tensor.type],
+    )
+    whole.attributes.update(decode.attributes)
+    Rewriter.insert_op([empty, whole], point)
+    return whole.results[0]
 
 
 def k_loop(m: Match, by_op: dict[GenericOp, Match]) -> KLoop | None:
@@ -717,14 +762,45 @@ def _same_sources(a: Sources, b: Sources) -> bool:
     if a[0] != b[0] or a[1] != b[1] or len(a[2]) != len(b[2]):
         return False
     for one, other in zip(a[2], b[2], strict=True):
-        if (one is None) != (other is None):
+        if (one is None) != (other is None) or isinstance(one, GenericOp) != isinstance(other, GenericOp):
             return False
+        if isinstance(one, GenericOp) and isinstance(other, GenericOp):
+            if not _same_decoding(one, other):
+                return False
+            continue
         if one is not None and other is not None:
             if one[0].source != other[0].source or one[1] != other[1]:
                 return False
             if one[0].static_sizes.get_values()[0] != other[0].static_sizes.get_values()[0]:
                 return False
     return True
+
+
+def _same_decoding(one: GenericOp, other: GenericOp) -> bool:
+    """Whether two decoding generics (`_decoded_from`) compute the same from their storage tiles."""
+    if one.indexing_maps != other.indexing_maps or len(one.inputs) != len(other.inputs):
+        return False
+    first, second = one.body.blocks.first, other.body.blocks.first
+    assert first is not None and second is not None
+    return _body_text(first) == _body_text(second)
+
+
+def _body_text(block: Block) -> str:
+    """A block's operations as text, its values numbered from the block's start (equal for equal bodies)."""
+    return "\n".join(
+        f"{op.name} {[str(a) for a in op.attributes.values()]} {[str(r.type) for r in op.results]}"
+        f" {[_position(block, v) for v in op.operands]}"
+        for op in block.ops
+    )
+
+
+def _position(block: Block, value: SSAValue) -> str:
+    """Where `value` comes from within `block`: an argument's index, an op's position and result."""
+    owner = value.owner
+    if isinstance(owner, Block):
+        return f"arg{value.index}" if owner is block else "outside"  # type: ignore[attr-defined]
+    ops = list(block.ops)
+    return f"op{ops.index(owner)}.{value.index}" if owner in ops else "outside"  # type: ignore[attr-defined]
 
 
 def _erase_unused(root: Operation) -> None:

@@ -162,12 +162,13 @@ class Unpacking:
     steps: tuple[Step, ...]  # the body, compiled
     result_bits: int
 
-    def position(self, k: int) -> tuple[int, ...]:
+    def position(self, k: int, beyond: bool = False) -> tuple[int, ...]:
         """The loop indices (n = 0) of code k of a row: its output position (row-major over the grid), through
-        the output map (a permutation keeping n first)."""
+        the output map (a permutation keeping n first); `beyond`: past the grid's last code, the outermost index
+        keeps counting (where the codes after this tile of a longer row would be)."""
         out: list[int] = []
-        for extent in reversed(self.grid):
-            out.append(k % extent)
+        for at, extent in enumerate(reversed(self.grid)):
+            out.append(k if beyond and at == len(self.grid) - 1 else k % extent)
             k //= extent
         place = (0, *reversed(out))
         loops = [0] * len(place)
@@ -176,9 +177,9 @@ class Unpacking:
             loops[expr.position] = place[at]
         return tuple(loops)
 
-    def read(self, k: int) -> list[int]:
-        """The storage element index each input of code k reads."""
-        indices = self.position(k)
+    def read(self, k: int, beyond: bool = False) -> list[int]:
+        """The storage element index each input of code k reads (`beyond`: see `position`)."""
+        indices = self.position(k, beyond)
         maps: list[AffineMap] = [m.data for m in self.op.indexing_maps.data][:-1]
         return [m.eval(indices, ())[1] for m in maps]
 

@@ -127,10 +127,17 @@ def find_layout(unpacking: Unpacking, group: int) -> Layout | None:
     for lanes in LANE_CHOICES:
         if group % lanes or codes % lanes:
             continue
-        first, next_chunk = probe_field(unpacking, 0), probe_field(unpacking, lanes)
-        if first is None or next_chunk is None:
+        bits = unpacking.bits
+        first = probe_field(unpacking, 0)
+        if first is None:
             return None
-        stride, bits = next_chunk.start - first.start, unpacking.bits
+        if codes == lanes:  # a tile of one chunk (a K tile of one block): the next chunk's place from the map
+            stride = (unpacking.read(lanes, beyond=True)[0] - unpacking.read(0)[0]) * bits
+        else:
+            next_chunk = probe_field(unpacking, lanes)
+            if next_chunk is None:
+                return None
+            stride = next_chunk.start - first.start
         if stride <= 0 or stride % bits or stride % 8:
             continue
         probed = probe_fields(unpacking, lanes)

@@ -199,11 +199,13 @@ def test_float_activations_on_request(host_toolchain: Toolchain, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("spec", "tile_n", "tokens"), [("q3p5", 0, 1), ("q3p5", 16, 1), ("q4_0", 0, 1), ("q3p5", 16, 11), ("q4_1", 0, 11)]
+    ("spec", "tile_n", "tokens"),
+    [("q3p5", 0, 1), ("q3p5", 16, 1), ("q4_0", 0, 1), ("q3p5", 16, 11), ("q4_1", 0, 11), ("q8_0", 16, 11)],
 )
 def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec: str, tile_n: int, tokens: int) -> None:
     """K split in tiles (the pipeline option tile-k; N too with tile_n; several tokens in tiles of 8 rows):
-    integer-matvec's kernels over whole rows (q3p5) or per K tile (q4_0, q4_1) give y within the bound."""
+    integer-matvec's kernels over whole rows (the scales of q4_0, q4_1 and q8_0, stored in each block, decoded
+    for whole rows) give y within the bound."""
     case = LinearCase(tokens=tokens, n=48, k=768, spec=spec, seed=5)
     module = linear_module(case.tokens, case.n, case.k, case.spec)
     options = {"keep-int-codes": "false", "tile-k": "256", "tile-n": str(tile_n), "tile-t": "8" if tokens > 1 else "0"}

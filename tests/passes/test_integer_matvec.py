@@ -178,13 +178,14 @@ def lower_k_tiled(tokens: int, n: int, k: int, spec: str, tile_k: int) -> Module
     return module
 
 
-@pytest.mark.parametrize(("spec", "kernels"), [("q3p5", 1), ("q4_0", 2)])
-def test_k_tiled_kernels(spec: str, kernels: int) -> None:
+@pytest.mark.parametrize("spec", ["q3p5", "q4_0", "q8_0"])
+def test_k_tiled_kernels(spec: str) -> None:
     """K tiles start at a storage column computed from the loop's index (q3p5: (k / 64) * 7 words): the rings
     go there too. integer-matvec then computes the K loop and its peeled last tile as one kernel over whole
-    rows where the scales are slices of their own storage (q3p5); q4_0's, read from the code blocks, keep a
-    kernel per K tile."""
-    module = lower_k_tiled(1, 64, 768, spec, 256)
+    rows, the scales slices of their own storage (q3p5) or decoded from the code blocks of whole rows (q4_0,
+    q8_0; q8_0's K tiles of 32 are one block each)."""
+    kernels = 1
+    module = lower_k_tiled(1, 64, 768, spec, 256 if spec != "q8_0" else 32)
     rings = [op for op in module.walk() if isinstance(op, AllocTensorOp) and len(op.tensor.type.shape) == 3]
     assert rings  # two-slot rings of the codes' (and scales') tiles, filled in the K loop
     UnstageTilesPass().apply(Context(), module)
