@@ -40,9 +40,9 @@ loop from 0 (accumulating into the loop's carried sum, its last tile peeled afte
 and offsets are slices of whole arrays, or whose scales and offsets a generic decodes from the codes' storage tile
 alone (q4_0, q4_1, q8_0: stored in each block; decoded again from whole rows), becomes, with that last tile, one
 kernel over whole rows before the loop (`k_loop`; several rows: the tile's rows of x are quantized before the
-loop); other K-tiled kernels are rewritten per tile. Kernels that do not fit (codes that are no bit fields, groups that are no whole number of
-chunks, a dequantization other than scale * e + offset, no unpacking as int8 and fp16) are left to
-`fuse-unpack`.
+loop); other K-tiled kernels are rewritten per tile. Kernels that do not fit (codes that are no bit fields,
+groups that are no whole number of chunks, a dequantization other than scale * e + offset, no unpacking as int8
+and fp16) are left to `fuse-unpack`.
 """
 
 from __future__ import annotations
