@@ -38,8 +38,9 @@ stay bit-exact; the activations' rounding moves each x by at most
 d[j] / 2, which `q35c.verify.linear.output_tolerance(levels=Q)` adds to the error bound. A kernel in a K-tile
 loop from 0 (accumulating into the loop's carried sum, its last tile peeled after the loop) whose x, codes, scales
 and offsets are slices of whole arrays, or whose scales and offsets a generic decodes from the codes' storage tile
-alone (q4_0, q4_1, q8_0: stored in each block; decoded again from whole rows), becomes, with that last tile, one
-kernel over whole rows before the loop (`k_loop`; several rows: the tile's rows of x are quantized before the
+alone (q4_0, q4_1, q8_0: stored in each block; decoded again from whole rows), becomes, with that last tile
+(and a shorter remainder tile after it, where K is no whole number of tiles), one kernel over whole rows before
+the loop (`k_loop`; several rows: the tile's rows of x are quantized before the
 loop); other K-tiled kernels are rewritten per tile. Kernels that do not fit (codes that are no bit fields,
 groups that are no whole number of chunks, a dequantization other than scale * e + offset, no unpacking as int8
 and fp16) are left to `fuse-unpack`.
@@ -562,13 +563,15 @@ def _row_block_kernel(
 @dataclass
 class KLoop:
     """A kernel whose K is split in tiles: `tile` in the K loop (its sum added to the loop's accumulator),
-    `last` on the peeled last tile (added to the loop's result by `total`), and `rows`, the match of the whole
-    rows: x, codes, scales and offsets the slices' sources, read from column 0."""
+    `last` on the peeled last tile and `rest` on a shorter remainder tile after it, if any (each added to the
+    sum so far; `total` the last of those additions), and `rows`, the match of the whole rows: x, codes, scales
+    and offsets the slices' sources, read from column 0."""
 
     loop: scf.ForOp
     index: int  # the accumulator's position among the loop's iter_args
     tile: Match
     last: Match
+    rest: Match | None
     total: GenericOp
     rows: Match
 
@@ -746,16 +749,36 @@ def k_loop(m: Match, by_op: dict[GenericOp, Match]) -> KLoop | None:
     last = by_op.get(total.inputs[0].owner)  # type: ignore[arg-type]
     if last is None or not _accumulates(total, last.op.results[0], loop.results[index]):
         return None
-    k = ub + _shape(last.x)[1]
-    if not (_from_zero(m) and _from_zero(last)) or (last.group, last.layout) != (m.group, m.layout):
+    rest = _remainder(total, by_op)
+    if rest is not None:
+        total = rest[1]
+    tail = [last] if rest is None else [last, rest[0]]
+    k = ub + sum(_shape(t.x)[1] for t in tail)
+    if not all(_from_zero(t) for t in (m, *tail)) or any((t.group, t.layout) != (m.group, m.layout) for t in tail):
         return None
     if _shape(m.x)[1] != step or k % m.group:
         return None
     sources = _sources(m, k, step)
-    last_sources = _sources(last, k, _shape(last.x)[1])
-    if sources is None or last_sources is None or not _same_sources(sources, last_sources):
+    if sources is None:
         return None
-    return KLoop(loop, index, m, last, total, _whole_rows(InsertPoint.before(loop), m, sources))
+    for t in tail:
+        found = _sources(t, k, _shape(t.x)[1])
+        if found is None or not _same_sources(sources, found):
+            return None
+    rows = _whole_rows(InsertPoint.before(loop), m, sources)
+    return KLoop(loop, index, m, last, None if rest is None else rest[0], total, rows)
+
+
+def _remainder(total: GenericOp, by_op: dict[GenericOp, Match]) -> tuple[Match, GenericOp] | None:
+    """The kernel of a remainder tile whose sum is added to `total`'s (a K not a whole number of tiles), and that
+    addition; None when `total` is the last one."""
+    uses = list(total.results[0].uses)
+    if len(uses) != 1 or not isinstance(add := uses[0].operation, GenericOp) or len(add.inputs) != 1:
+        return None
+    rest = by_op.get(add.inputs[0].owner)  # type: ignore[arg-type]
+    if rest is None or not _accumulates(add, rest.op.results[0], total.results[0]):
+        return None
+    return rest, add
 
 
 def _same_sources(a: Sources, b: Sources) -> bool:
@@ -844,7 +867,7 @@ class IntegerMatvecPass(ModulePass):
 
         by_op = {mt.op: mt for mt in found}
         loops = [k for mt in found if (k := k_loop(mt, by_op)) is not None]
-        done = {m.op for k in loops for m in (k.tile, k.last)}
+        done = {m.op for k in loops for m in (k.tile, k.last, k.rest) if m is not None}
         for k in loops:
             ops, result = integer_kernel(k.rows, activations(k.rows), k.loop.iter_args[k.index])
             rewriter.insert_op(ops, InsertPoint.before(k.loop))

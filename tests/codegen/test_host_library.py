@@ -198,15 +198,20 @@ def test_float_activations_on_request(host_toolchain: Toolchain, tmp_path: Path)
     assert np.any(errors[True] > 0)
 
 
-@pytest.mark.parametrize(
-    ("spec", "tile_n", "tokens"),
-    [("q3p5", 0, 1), ("q3p5", 16, 1), ("q4_0", 0, 1), ("q3p5", 16, 11), ("q4_1", 0, 11), ("q8_0", 16, 11)],
-)
-def test_k_tiled_linear_kernels(host_toolchain: Toolchain, tmp_path: Path, spec: str, tile_n: int, tokens: int) -> None:
+K_TILED = [
+    ("q3p5", 0, 1, 768), ("q3p5", 16, 1, 768), ("q4_0", 0, 1, 768), ("q3p5", 16, 11, 768), ("q4_1", 0, 11, 768),
+    ("q8_0", 16, 11, 768), ("q4_0", 0, 11, 800), ("q8_0", 0, 3, 800),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "tile_n", "tokens", "k"), K_TILED)
+def test_k_tiled_linear_kernels(
+    host_toolchain: Toolchain, tmp_path: Path, spec: str, tile_n: int, tokens: int, k: int
+) -> None:
     """K split in tiles (the pipeline option tile-k; N too with tile_n; several tokens in tiles of 8 rows):
     integer-matvec's kernels over whole rows (the scales of q4_0, q4_1 and q8_0, stored in each block, decoded
-    for whole rows) give y within the bound."""
-    case = LinearCase(tokens=tokens, n=48, k=768, spec=spec, seed=5)
+    for whole rows; K = 800: a remainder tile after the peeled last one) give y within the bound."""
+    case = LinearCase(tokens=tokens, n=48, k=k, spec=spec, seed=5)
     module = linear_module(case.tokens, case.n, case.k, case.spec)
     options = {"keep-int-codes": "false", "tile-k": "256", "tile-n": str(tile_n), "tile-t": "8" if tokens > 1 else "0"}
     stages = get_target("host").pipeline(options)
