@@ -60,20 +60,19 @@ class StageChoice:
     def parse(text: str, known: Sequence[str]) -> StageChoice:
         """`final`, `all`, or a comma list of the `known` stage names; Q35Error naming an unknown one."""
         words = [w.strip() for w in text.split(",") if w.strip()]
-        if words == [EVERY]:
-            return StageChoice(every=True)
-        if words == [FINAL]:
-            return StageChoice()
+        if not words:
+            raise Q35Error(f"--ir-stages needs final, all, or stage names ({', '.join(known)})")
         for word in words:
-            if word not in known:
+            if word not in (FINAL, EVERY, *known):
                 hint = did_you_mean(word, [FINAL, EVERY, *known])
                 raise Q35Error(
                     f"--ir-stages: no stage '{word}'{f'; {hint}' if hint else ''} (final, all, or stages of "
                     f"{', '.join(known)})"
                 )
-        if not words:
-            raise Q35Error(f"--ir-stages needs final, all, or stage names ({', '.join(known)})")
-        return StageChoice(named=frozenset(words))
+        if EVERY in words:
+            return StageChoice(every=True)
+        named = [w for w in words if w != FINAL]  # the final IR is always written
+        return StageChoice(named=frozenset(named)) if named else StageChoice()
 
     def wants(self, index: int, stage: str, last: int) -> bool:
         """Whether the IR after stage number `index` (0: the graph) of a pipeline of `last` stages is written."""

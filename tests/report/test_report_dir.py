@@ -227,3 +227,15 @@ def test_the_dumped_ir_parses_and_verifies(report_dir: Path) -> None:
         assert dumps, f"no IR written for {target}"
         for path in dumps:
             Parser(make_context(), path.read_text(), str(path)).parse_module().verify()
+
+
+def test_ir_stage_choices() -> None:
+    from q35c.report.ir import StageChoice
+
+    known = ["graph", "materialize", "tile", "schedule"]
+    assert StageChoice.parse("final", known) == StageChoice() and StageChoice().wants(0, "graph", 4)
+    assert not StageChoice().wants(3, "tile", 4) and StageChoice().wants(4, "schedule", 4)
+    assert StageChoice.parse("final, tile", known) == StageChoice(named=frozenset({"tile"}))
+    assert StageChoice.parse("tile,all", known).every
+    with pytest.raises(Q35Error, match="needs final, all, or stage names"):
+        StageChoice.parse(" , ", known)
