@@ -33,25 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from smollm2_crosscheck import SITE_ENV, load_llama_cpp  # this script's folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE_ENV = "LLAMA_CPP_SITE"
 PROMPT = (
     "The history of the city begins with a small settlement on the river, where traders met to exchange grain, "
     "salt and cloth. Over the centuries it grew into"
 )
-
-
-def load_llama_cpp(site: str | None) -> Any | None:
-    """The `llama_cpp` module (from `site` if given), or None when it cannot be imported."""
-    if site:
-        sys.path.append(site)
-    try:
-        import llama_cpp  # type: ignore[import-not-found]
-    except ImportError as err:
-        print(f"llama.cpp is not importable ({err}): pass --site DIR or set {SITE_ENV}; nothing measured")
-        return None
-    return llama_cpp
 
 
 class Q35cRunner:
@@ -138,7 +126,7 @@ def main() -> int:
     threads = [int(t) for t in args.threads.split(",")]
     if args.gen < 2 or args.runs < 1 or min(threads) < 1:
         parser.error("--gen must be at least 2, --runs and the thread counts at least 1")
-    llama_cpp = load_llama_cpp(args.site)
+    llama_cpp = load_llama_cpp(args.site, "nothing measured")
     if llama_cpp is None:
         return 0
     from q35c.frontend.examples import resolve_model

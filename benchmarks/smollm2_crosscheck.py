@@ -51,14 +51,15 @@ PROMPTS = (
 SITE_ENV = "LLAMA_CPP_SITE"
 
 
-def load_llama_cpp(site: str | None) -> Any | None:
-    """The `llama_cpp` module (from `site` if given), or None when it cannot be imported."""
+def load_llama_cpp(site: str | None, nothing: str = "nothing checked") -> Any | None:
+    """The `llama_cpp` module (from `site` if given), or None when it cannot be imported (saying so, and
+    `nothing`: what the caller leaves undone). `benchmarks/host_model_race.py` loads it this way too."""
     if site:
         sys.path.append(site)
     try:
         import llama_cpp  # type: ignore[import-not-found]
     except ImportError as err:
-        print(f"llama.cpp is not importable ({err}): pass --site DIR or set {SITE_ENV}; nothing checked")
+        print(f"llama.cpp is not importable ({err}): pass --site DIR or set {SITE_ENV}; {nothing}")
         return None
     return llama_cpp
 

@@ -800,30 +800,13 @@ def _same_sources(a: Sources, b: Sources) -> bool:
 
 
 def _same_decoding(one: GenericOp, other: GenericOp) -> bool:
-    """Whether two decoding generics (`_decoded_from`) compute the same from their storage tiles."""
-    if one.indexing_maps != other.indexing_maps or len(one.inputs) != len(other.inputs):
-        return False
-    first, second = one.body.blocks.first, other.body.blocks.first
-    assert first is not None and second is not None
-    return _body_text(first) == _body_text(second)
-
-
-def _body_text(block: Block) -> str:
-    """A block's operations as text, its values numbered from the block's start (equal for equal bodies)."""
-    return "\n".join(
-        f"{op.name} {[str(a) for a in op.attributes.values()]} {[str(r.type) for r in op.results]}"
-        f" {[_position(block, v) for v in op.operands]}"
-        for op in block.ops
+    """Whether two decoding generics (`_decoded_from`) compute the same from their storage tiles: equal maps and
+    structurally equal bodies (ops, properties, attributes, types and uses)."""
+    return (
+        one.indexing_maps == other.indexing_maps
+        and len(one.inputs) == len(other.inputs)
+        and one.body.is_structurally_equivalent(other.body)
     )
-
-
-def _position(block: Block, value: SSAValue) -> str:
-    """Where `value` comes from within `block`: an argument's index, an op's position and result."""
-    owner = value.owner
-    if isinstance(owner, Block):
-        return f"arg{value.index}" if owner is block else "outside"  # type: ignore[attr-defined]
-    ops = list(block.ops)
-    return f"op{ops.index(owner)}.{value.index}" if owner in ops else "outside"  # type: ignore[attr-defined]
 
 
 def _erase_unused(root: Operation) -> None:

@@ -63,7 +63,7 @@ from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from q35c.passes.serial_small_loops import constant_index, trip_count
+from q35c.passes.serial_small_loops import ancestors, constant_index, trip_count
 
 DYNAMIC = -(2**63)  # MLIR's marker of a dynamic offset, size or stride in a subview
 VIEWS = ("memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.cast", "memref.reinterpret_cast")
@@ -744,15 +744,12 @@ def concatenate_block(block: Block, min_body: int) -> None:
 
 
 def outermost_fors(module: ModuleOp) -> list[scf.ForOp]:
-    found: list[scf.ForOp] = []
-    for op in module.walk():
-        if isinstance(op, scf.ForOp):
-            parent = op.parent_op()
-            while parent is not None and not isinstance(parent, scf.ForOp | scf.ParallelOp):
-                parent = parent.parent_op()
-            if parent is None:
-                found.append(op)
-    return found
+    """The `scf.for` loops inside no other loop (sequential or parallel)."""
+    return [
+        op
+        for op in module.walk()
+        if isinstance(op, scf.ForOp) and not any(isinstance(a, scf.ForOp | scf.ParallelOp) for a in ancestors(op))
+    ]
 
 
 @dataclass(frozen=True)

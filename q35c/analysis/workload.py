@@ -559,12 +559,6 @@ def _weight_stages(entry: func.FuncOp, stages: Mapping[Operation, int]) -> dict[
     return found
 
 
-def weight_tensors(module: ModuleOp) -> tuple[WeightTensor, ...]:
-    """Every stored weight tensor: tagged entry-function arguments, or `q35.weight` ops before materializing."""
-    called, weights = _calls_and_weights(module)
-    return _weight_tensors(functions_of(module), called, weights)
-
-
 def _calls_and_weights(module: ModuleOp) -> tuple[set[str], list[WeightOp]]:
     """The names of the functions called anywhere in `module`, and its `q35.weight` ops (one walk)."""
     called: set[str] = set()

@@ -21,7 +21,6 @@ tells the attention projections from the MLP's in the per-layer breakdown.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from q35c.driver.pipeline import GRAPH_STAGE, Stage, module_text, stage_names
 from q35c.ir import attrs
 from q35c.targets.target import get_target
 from q35c.util.errors import Q35Error
+from q35c.util.forks import fork_call
 from q35c.util.progress import Progress
 from q35c.util.suggest import did_you_mean
 
@@ -178,7 +178,7 @@ def dump_stages(
 
     def writer(phase: str) -> Callable[[int, str, tuple[str, ...], ModuleOp], None]:
         def write(index: int, stage: str, labels: tuple[str, ...], module: ModuleOp) -> None:
-            wanted = [name for name in labels if name in pipelines and choice.wants(index, stage, len(pipelines[name]))]
+            wanted = [name for name in labels if choice.wants(index, stage, len(pipelines[name]))]
             if wanted:
                 writers.write(module, [directory / _file(name, phase, index, stage) for name in wanted])
 
@@ -221,9 +221,9 @@ def _write_text(module: ModuleOp, paths: Sequence[Path]) -> None:
 
 class _Writers:
     """Writes a module's text into files. In the process that made it, on a machine with several cores, a forked
-    process prints and writes it (it sees the module as it is now, while this process runs the next stage on it:
-    the stages every target shares run here, one at a time, so the other cores would be idle); `wait` waits for
-    them all. Elsewhere (a worker, one core, no fork) the text is written at once."""
+    process prints and writes it (`fork_call`: it sees the module as it is now, while this process runs the next
+    stage on it: the stages every target shares run here, one at a time, so the other cores would be idle);
+    `wait` waits for them all. Elsewhere (a worker, one core, no fork) the text is written at once."""
 
     def __init__(self) -> None:
         self.home = os.getpid()
@@ -232,24 +232,11 @@ class _Writers:
     def write(self, module: ModuleOp, paths: Sequence[Path]) -> None:
         if not paths:
             return
-        if os.getpid() != self.home or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
+        pid = fork_call(lambda: _write_text(module, paths)) if os.getpid() == self.home else None
+        if pid is None:
             _write_text(module, paths)
-            return
-        try:
-            pid = os.fork()
-        except OSError:  # no process to spare: written here
-            _write_text(module, paths)
-            return
-        if pid != 0:
+        else:
             self.children[pid] = paths[0]
-            return
-        status = 1
-        try:
-            gc.disable()  # a short life: what printing allocates is freed as it goes
-            _write_text(module, paths)
-            status = 0
-        finally:
-            os._exit(status)
 
     def wait(self, check: bool = True) -> None:
         """Wait for every forked writer; with `check`, OSError naming a file one of them could not write."""

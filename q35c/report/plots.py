@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from q35c.predict.predictor import Report, TargetResult
 from q35c.report.breakdown import KIND_ORDER, Breakdown
 from q35c.report.roofline import RooflinePoint
 from q35c.report.table import time_unit
+from q35c.util.forks import fork_call
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -295,7 +296,7 @@ def write_plots(build: BuildReport, directory: Path) -> list[Path]:
         plot_roofline(build, paths["roofline"])
         plot_energy(build.report, paths["energy"])
 
-    child = _fork_drawing(forked)
+    child = fork_call(forked)
     drawn = False
     try:
         plot_throughput(build.report, paths["throughput"])
@@ -311,24 +312,6 @@ def load_matplotlib() -> None:
     """Import what drawing and saving the plots takes (a large library: a report loads it while it compiles)."""
     import matplotlib.backends.backend_agg
     import matplotlib.figure  # noqa: F401
-
-
-def _fork_drawing(draw: Callable[[], object]) -> int | None:
-    """Run `draw` in a forked process (its pid), or None where there is no second core or no fork."""
-    if (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
-        return None
-    try:
-        pid = os.fork()
-    except OSError:  # no process to spare: drawn here
-        return None
-    if pid != 0:
-        return pid
-    status = 1
-    try:
-        draw()
-        status = 0
-    finally:
-        os._exit(status)
 
 
 def log_range(values: Sequence[float]) -> bool:
