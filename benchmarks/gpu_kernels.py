@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-prompt", type=int, default=512, help="prompt tokens of the llama case (512)")
     parser.add_argument("--gen", type=int, default=16, help="timed decode steps per case (16)")
     parser.add_argument("--skip-llama", action="store_true", help="run the tiny case only")
+    parser.add_argument("--skip-tiny", action="store_true", help="run the llama-2-7b case only")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"write the figures here ({DEFAULT_JSON})")
     parser.add_argument("--print-target", action="store_true", help="print the device's target and stop")
     args = parser.parse_args(argv)
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cuda = Cuda.open()
     except Q35Error as err:
-        print(f"gpu_kernels: {err.message}; nothing measured")
-        return 0
+        print(f"gpu_kernels: {err.message}; nothing measured", file=sys.stderr if args.print_target else sys.stdout)
+        return 2 if args.print_target else 0
     device = cuda.info
     cuda.close()
     target = args.target or device_target(device.name) or "h100-sxm"
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="q35c-gpu-kernels-") as tmp:
-        cases = [("tiny", DeviceRequest("tiny", target, None, prompt=16, gen=args.gen))]
+        cases = [] if args.skip_tiny else [("tiny", DeviceRequest("tiny", target, None, prompt=16, gen=args.gen))]
         if not args.skip_llama:
             model = ROOT / "examples" / "llama-2-7b.q35"
             path = str(model) if args.layers is None else str(with_layers(model, args.layers, Path(tmp)))

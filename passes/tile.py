@@ -35,8 +35,9 @@ accumulator) and are rounded once at the end. A decode-step linear tiled along N
 Tile sizes come from the options (`tile-t`, `tile-n`, `tile-k`; 0 = choose) and, for the ones left to choose, from
 `tile_choice.choose_tile` under the policy the other options give: `budget-bytes` (one tile's working set; 0: no
 choice, an unset size is the whole dimension), `align-n` (the granule of N tiles), `max-n`/`max-k` (caps; 0 =
-none), `weight-buffers` (2 where weight tiles stream, 1 where they are resident) and `keep-int-codes` (what
-`unpack-bits` will do, since its per-group sums take room in a tile). A target gives all of these
+none), `weight-buffers` (2 where weight tiles stream, 1 where they are resident), `keep-int-codes` (what
+`unpack-bits` will do, since its per-group sums take room in a tile) and `prefer-n` (an N tile taken over a wider
+one that moves no fewer bytes; 0 = none). A target gives all of these
 (`q35c.targets.pass_options`; `q35c opt -p 'tile{target=groq-lpu}'` expands to them). Kernel functions carry
 `q35.kernel = "linear"`, the scheme and the tile; loops carry `q35.tile_dim`. Kernels are never tiled again.
 """
@@ -381,6 +382,7 @@ class TilePass(ModulePass):
     max_k: int = 0
     weight_buffers: int = 2
     keep_int_codes: bool = False
+    prefer_n: int = 0
 
     def policy(self) -> TilePolicy | None:
         """The policy for sizes left to choose, from the options; None without a budget (whole dimensions).
@@ -395,13 +397,14 @@ class TilePass(ModulePass):
             max_k=self.max_k or None,
             weight_buffers=self.weight_buffers,
             keep_int_codes=self.keep_int_codes,
+            prefer_n=self.prefer_n,
         )
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for option, value in (("tile-t", self.tile_t), ("tile-n", self.tile_n), ("tile-k", self.tile_k)):
             if value < 0:
                 raise PassFailedException(f"{option} must be at least 0 (0 = choose), got {value}")
-        for option, value in (("max-n", self.max_n), ("max-k", self.max_k)):
+        for option, value in (("max-n", self.max_n), ("max-k", self.max_k), ("prefer-n", self.prefer_n)):
             if value < 0:
                 raise PassFailedException(f"{option} must be at least 0 (0 = no cap), got {value}")
         for option, value in (("align-n", self.align_n), ("weight-buffers", self.weight_buffers)):

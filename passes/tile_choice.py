@@ -18,8 +18,9 @@ valid `!q35.packed` of its scheme, so `unpack-bits` lowers it unchanged.
 
 Among the tiles that fit the budget, `choose_tile` takes the one that moves the fewest bytes from main memory
 (weights are read once per token tile; activations once when K is whole, else once per N tile), then the one with
-the fewest tiles, then the widest K, N and T. For a decode step (T = 1) that means whole rows (tk = K) when they
-fit, with as many rows per tile as the budget allows.
+`prefer_n` rows when the policy names such a size, then the one with the fewest tiles, then the widest K, N and T.
+For a decode step (T = 1) that means whole rows (tk = K) when they fit, with as many rows per tile as the budget
+allows (or `prefer_n`).
 
 Where the budget and the other policy fields come from is the target family's decision (`Target.tile_policy` in
 `q35c.targets`); the `tile` pass receives them as pass options, so nothing here knows about targets.
@@ -84,7 +85,10 @@ class TilePolicy:
     `budget_bytes` bounds the working set of one tile; `align_n` is the granule of N tiles; `max_n`/`max_k` cap the
     tile (Groq: the MXM's 320 x 320 arrays); `weight_buffers` is 2 where weight tiles stream (double buffering)
     and 1 where weights are resident; `keep_int_codes` says that `unpack-bits` keeps integer codes and scales
-    per group, which adds per-group partial sums to the working set.
+    per group, which adds per-group partial sums to the working set. `prefer_n` (0: none) is the N tile a target
+    takes over a wider one that moves no fewer bytes: on a GPU, as many rows as a thread block has warps (a warp
+    per row in a GEMV), so that a decode step has several tiles per SM and each block's next tile streams in
+    while it computes one (a widest tile leaves one tile per block, nothing to overlap, and SMs idle).
     """
 
     budget_bytes: int
@@ -93,6 +97,7 @@ class TilePolicy:
     max_k: int | None = None
     weight_buffers: int = 2
     keep_int_codes: bool = False
+    prefer_n: int = 0
 
 
 def check_k_tile(scheme: Scheme, k: int, tk: int) -> None:
@@ -194,16 +199,19 @@ def _choose(shape: LinearShape, policy: TilePolicy, tokens: int, n: int, k: int)
     best: tuple[tuple[int, ...], Tile] | None = None
     for tt in t_sizes:
         for tk in k_sizes:
-            tn = min(n, shape.n) if n else _widest_n(shape, tt, tk, policy)
-            if tn <= 0:
+            widest = min(n, shape.n) if n else _widest_n(shape, tt, tk, policy)
+            if widest <= 0:
                 continue
-            tile = Tile(tt, tn, tk)
-            if working_set_bytes(shape, tile, policy) > policy.budget_bytes:
-                continue
-            t_tiles, n_tiles, k_tiles = tile.counts(shape)
-            key = (main_memory_bytes(shape, tile), t_tiles * n_tiles * k_tiles, -tk, -tn, -tt)
-            if best is None or key < best[0]:
-                best = (key, tile)
+            preferred = policy.prefer_n if not n and 0 < policy.prefer_n < widest else 0
+            for tn in (widest, preferred) if preferred else (widest,):
+                tile = Tile(tt, tn, tk)
+                if working_set_bytes(shape, tile, policy) > policy.budget_bytes:
+                    continue
+                t_tiles, n_tiles, k_tiles = tile.counts(shape)
+                unpreferred = bool(policy.prefer_n) and tn != policy.prefer_n
+                key = (main_memory_bytes(shape, tile), unpreferred, t_tiles * n_tiles * k_tiles, -tk, -tn, -tt)
+                if best is None or key < best[0]:
+                    best = (key, tile)
     if best is None:
         smallest = Tile(t_sizes[-1], min(n or policy.align_n, shape.n), k_sizes[-1])
         raise TileError(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device check: on a machine with an NVIDIA GPU (CUDA driver, nvcc, python3 with numpy and networkx),
-# run tiny through `q35c run --target <the GPU>` (numerics against the numpy reference, measured vs predicted
-# per kernel) and benchmarks/gpu_kernels.py (tiny and llama-2-7b's decode step), in about 5 minutes.
+# run tiny and a widened tiny through `q35c run --target <the GPU>` (numerics against the numpy reference,
+# measured vs predicted per kernel) and benchmarks/gpu_kernels.py (tiny and llama-2-7b's decode step; then,
+# time allowing, its prefill on 4 decoder layers), in about a minute and a half (at most 9 minutes).
 #
 #   bash scripts/device_check.sh --prepare    # here, once: copy the pure-Python packages q35c needs beyond a
 #                                             # stock scientific Python (xdsl, lark, immutabledict, ordered_set)
@@ -56,10 +57,22 @@ fi
 status=0
 target=$($PY benchmarks/gpu_kernels.py --print-target 2>>"$RESULTS/check.log") || target=h100-sxm
 echo "== q35c run tiny --target $target" | tee -a "$RESULTS/check.log"
-timeout 200 $PY -c 'import sys; from q35c.cli.main import main; sys.exit(main(sys.argv[1:]))' \
+Q35C_CUDA_DEBUG=1 timeout 200 $PY -c 'import sys; from q35c.cli.main import main; sys.exit(main(sys.argv[1:]))' \
   run tiny --target "$target" --prompt 16 --gen 16 2>&1 | tee -a "$RESULTS/check.log"
 code=${PIPESTATUS[0]}
 echo "q35c run exit status: $code" | tee -a "$RESULTS/check.log"
+[ "$code" = 0 ] || status=1
+
+# tiny widened (hidden 512, one layer) after a 300-token prompt: its norms, softmax and weighted values are long
+# enough for the block- and warp-split reductions, and it is still small enough for the numpy reference.
+WIDE=$(mktemp -d)/tiny-wide.q35
+sed -e 's/^model "tiny"/model "tiny-wide"/' -e 's/^dim hidden   = 64/dim hidden   = 512/' \
+  -e 's/^dim ffn      = 128/dim ffn      = 512/' -e 's/^dim layers   = 2/dim layers   = 1/' examples/tiny.q35 >"$WIDE"
+echo "== q35c run tiny-wide --target $target --prompt 300" | tee -a "$RESULTS/check.log"
+timeout 200 $PY -c 'import sys; from q35c.cli.main import main; sys.exit(main(sys.argv[1:]))' \
+  run "$WIDE" --target "$target" --prompt 300 --gen 4 2>&1 | tee -a "$RESULTS/check.log"
+code=${PIPESTATUS[0]}
+echo "q35c run tiny-wide exit status: $code" | tee -a "$RESULTS/check.log"
 [ "$code" = 0 ] || status=1
 
 echo "== benchmarks/gpu_kernels.py" | tee -a "$RESULTS/check.log"
@@ -68,4 +81,13 @@ timeout 330 $PY benchmarks/gpu_kernels.py --target "$target" ${LAYERS:+--layers 
 code=${PIPESTATUS[0]}
 echo "gpu_kernels exit status: $code" | tee -a "$RESULTS/check.log"
 [ "$code" = 0 ] || status=1
+
+# Time left (the whole check stays under 9 minutes): the llama case's prefill on 4 decoder layers.
+left=$((520 - SECONDS))
+if [ "$left" -gt 90 ]; then
+  echo "== benchmarks/gpu_kernels.py, prefill (4 layers, ${left} s left)" | tee -a "$RESULTS/check.log"
+  timeout "$left" $PY benchmarks/gpu_kernels.py --target "$target" --skip-tiny --layers 4 \
+    --llama-phases prefill --json "$RESULTS/gpu_kernels_prefill.json" 2>&1 | tee -a "$RESULTS/check.log"
+  echo "gpu_kernels prefill exit status: ${PIPESTATUS[0]}" | tee -a "$RESULTS/check.log"
+fi
 exit "$status"

@@ -25,16 +25,25 @@ Infinity Fabric, and stages in different nodes exchange the hidden state over th
 Efficiency constants (eta_bw, eta_c, t_launch): `targets.calibration`, fitted on rows c7-c11 (A100).
 
 Compiling: a tile is one thread block's working set, sized for the innermost level with a per-unit capacity
-(shared memory per SM, LDS per CU), staged there in double-buffered copies from HBM.
+(shared memory per SM, LDS per CU), staged there in double-buffered copies from HBM. N tiles are 16 rows where
+that moves no more bytes than a wider tile (`GEMV_ROWS`: decode), else as wide as fits (prefill).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from q35c.passes.tile_choice import TilePolicy
 from q35c.targets.levels import OnChipLevel, on_chip_levels
 from q35c.targets.target import Target
+
+GEMV_ROWS = 16
+"""N tiles of a GPU linear kernel: its thread block has 16 warps, and a GEMV (decode) gives each warp a row, so
+16 rows keep every warp busy; N tiles are multiples of it (the MMA path's 16-column fragments too). Where a
+narrower tile moves no more bytes (a decode step reads each weight once either way), 16 rows give several tiles
+per SM, so a block's next weight tile streams in while it computes one; the widest tile that fits shared memory
+leaves one tile per block and SMs idle (4096 rows in tiles of 48 are 86 tiles for 132 SMs)."""
 
 if TYPE_CHECKING:
     from q35c.analysis.workload import KernelWork
@@ -58,6 +67,12 @@ class GpuTarget(Target):
         unit = level.capacity_per_unit
         budget = unit.value if unit is not None else level.capacity_bytes / spec.compute_units.count.value
         return OnChipLevel(level.name, index, budget_bytes or int(budget), spec.compute_units.kind)
+
+    def tile_policy(self, budget_bytes: int = 0, keep_int_codes: bool | None = None) -> TilePolicy:
+        """The shared policy, N tiles of GEMV_ROWS rows preferred where they move no more bytes (see
+        `GEMV_ROWS`)."""
+        base = super().tile_policy(budget_bytes, keep_int_codes)
+        return replace(base, align_n=GEMV_ROWS, prefer_n=GEMV_ROWS)
 
     def notes(self) -> tuple[str, ...]:
         own = "tensor-core and vector (unpacking, dequantization) time add per SM; HBM traffic overlaps both"

@@ -2,8 +2,9 @@
 
 Passes never import `q35c.targets`; they take a target's facts as options (frozen-dataclass fields):
 
-    tile             budget-bytes, align-n, max-n, max-k, weight-buffers, keep-int-codes   (`Target.tile_policy`)
-    schedule-memory  spaces, tile-space, budget-bytes, per                                         (`Target.tile_level`)
+    tile             budget-bytes, align-n, max-n, max-k, weight-buffers, keep-int-codes,  (`Target.tile_policy`)
+                     prefer-n
+    schedule-memory  spaces, tile-space, budget-bytes, per                                   (`Target.tile_level`)
 
 `tile_options(target)` and `schedule_options(target)` give them as keyword arguments (`TilePass(**tile_options(t))`).
 `expand(pass_name, options)` does the same for a parsed pipeline (`q35c opt -p 'tile{target=groq-lpu}'`): it
@@ -39,6 +40,7 @@ def tile_options(target: Target, budget_bytes: int = 0, keep_int_codes: bool | N
         "max_k": policy.max_k or 0,
         "weight_buffers": policy.weight_buffers,
         "keep_int_codes": policy.keep_int_codes,
+        "prefer_n": policy.prefer_n,
     }
 
 

@@ -6,9 +6,13 @@ test skips with its reason when the tool is missing, unless Q35C_REQUIRE_TOOLS=1
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -59,3 +63,19 @@ def mlir_tools() -> MlirTools:
         if os.environ.get("Q35C_REQUIRE_TOOLS") == "1":
             pytest.fail(f"Q35C_REQUIRE_TOOLS=1 but {err.message}")
         pytest.skip(err.message)
+
+
+def import_script(path: Path, name: str) -> ModuleType:
+    """A script outside the package (a benchmark, a test helper) imported as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[Path, str], ModuleType]:
+    """`import_script` as a fixture (test modules here are not a package)."""
+    return import_script

@@ -161,6 +161,29 @@ def test_groq_tiles_are_mxm_arrays() -> None:
     assert choose_tile(shape(1, 1000, 4096, "int8"), policy) == Tile(1, 320, 320)
 
 
+def test_gpu_decode_tiles_are_a_row_per_warp_where_bytes_tie() -> None:
+    """A GPU takes 16-row N tiles when they move no more bytes than the widest tile (a decode step reads each
+    weight once either way): several tiles per SM, so a block's next tile streams in while it computes one."""
+    policy = get_target("h100-sxm").tile_policy()
+    assert (policy.prefer_n, policy.align_n) == (16, 16)
+    decode = shape(1, 4096, 4096, "q3p5")
+    assert choose_tile(decode, policy) == Tile(1, 16, 4096)
+    widest = choose_tile(decode, TilePolicy(policy.budget_bytes, align_n=16))
+    assert widest.n > 16 and main_memory_bytes(decode, widest) == main_memory_bytes(decode, Tile(1, 16, 4096))
+    # A prefill's activations are read once per N tile when K is split: bytes decide, so no 16-row tiles there.
+    prefill = shape(512, 4096, 4096, "q3p5")
+    assert choose_tile(prefill, policy) == choose_tile(prefill, TilePolicy(policy.budget_bytes, align_n=16))
+    assert choose_tile(prefill, policy).n > 16
+    # Other families keep the widest tile.
+    assert get_target("m2-max").tile_policy().prefer_n == 0
+    assert choose_tile(decode, TilePolicy(policy.budget_bytes)).n > 16
+
+
+def test_the_tile_pass_refuses_a_negative_prefer_n() -> None:
+    with pytest.raises(PassFailedException, match="prefer-n must be at least 0"):
+        TilePass(prefer_n=-1).apply(make_context(), ModuleOp([]))
+
+
 @pytest.mark.parametrize(
     ("target", "level", "space", "budget", "assumed"),
     [

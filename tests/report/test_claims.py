@@ -3,8 +3,7 @@ now, and the whole page is current (regenerate it with `python benchmarks/claims
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -15,13 +14,8 @@ CLAIMS_MD = ROOT / "docs" / "claims.md"
 
 
 @pytest.fixture(scope="module")
-def claims() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("claims", ROOT / "benchmarks" / "claims.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["claims"] = module
-    spec.loader.exec_module(module)
-    return module
+def claims(load_script: Callable[[Path, str], ModuleType]) -> ModuleType:
+    return load_script(ROOT / "benchmarks" / "claims.py", "claims")
 
 
 def test_weights_only_figures_are_what_the_library_computes(claims: ModuleType) -> None:

@@ -15,7 +15,9 @@ An op this printer does not know is a bug of the pipeline or of this printer: `U
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import (
@@ -26,6 +28,7 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    TensorType,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
@@ -33,6 +36,49 @@ from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstan
 
 class UnsupportedIR(Exception):
     """IR the CUDA printer cannot express: an internal error (the pipeline's final IR is fixed)."""
+
+
+# Index arithmetic: a kernel whose tensors all have fewer than NARROW_LIMIT elements computes its indices in
+# 32-bit `int` (integer division and remainder by a constant are a few instructions there, tens in 64 bits);
+# any other kernel in `long long`. Each kernel declares `using q35_i = ...;` (`index_using`) and every index
+# variable is a `q35_i`; index literals carry no suffix in 32 bits, so the arithmetic stays 32-bit.
+INDEX = "q35_i"
+NARROW_LIMIT = 2**30
+_WIDE: ContextVar[bool] = ContextVar("q35c_cuda_wide_index", default=True)
+
+
+def ilit(value: int) -> str:
+    """An index literal of the kernel being printed."""
+    return f"{value}LL" if _WIDE.get() else f"{value}"
+
+
+def index_using() -> str:
+    return f"using {INDEX} = {'long long' if _WIDE.get() else 'int'};"
+
+
+def needs_wide(ops: Iterator[Operation], args: Sequence[SSAValue] = ()) -> bool:
+    """Whether any tensor among `args` and the results of `ops` has NARROW_LIMIT elements or more."""
+    values: list[SSAValue] = list(args)
+    for op in ops:
+        values += op.results
+    for value in values:
+        if isinstance(value.type, TensorType):
+            count = 1
+            for d in value.type.get_shape():
+                count *= max(int(d), 1)
+            if count >= NARROW_LIMIT:
+                return True
+    return False
+
+
+@contextmanager
+def index_width(wide: bool) -> Iterator[None]:
+    """Print index arithmetic in 64 bits (`wide`) or 32 bits inside the block."""
+    token = _WIDE.set(wide)
+    try:
+        yield
+    finally:
+        _WIDE.reset(token)
 
 
 def ctype(typ: Attribute) -> str:
@@ -118,7 +164,7 @@ def affine(expr: AffineExpr, dims: Sequence[str]) -> str:
     if isinstance(expr, AffineDimExpr):
         return dims[expr.position]
     if isinstance(expr, AffineConstantExpr):
-        return f"{expr.value}LL"
+        return ilit(expr.value)
     if isinstance(expr, AffineBinaryOpExpr):
         lhs, rhs = affine(expr.lhs, dims), affine(expr.rhs, dims)
         op = {
@@ -128,33 +174,9 @@ def affine(expr: AffineExpr, dims: Sequence[str]) -> str:
             AffineBinaryOpKind.FloorDiv: "/",
         }.get(expr.kind)
         if op is None:  # ceildiv
-            return f"(({lhs} + {rhs} - 1LL) / {rhs})"
+            return f"(({lhs} + {rhs} - 1) / {rhs})"
         return f"({lhs} {op} {rhs})"
     raise UnsupportedIR(f"affine expression {expr}")
-
-
-def linear_index(indices: Sequence[str], shape: Sequence[int]) -> str:
-    """The row-major offset of `indices` in a tensor of `shape`."""
-    if not indices:
-        return "0LL"
-    text = f"({indices[0]})"
-    for index, size in zip(indices[1:], shape[1:], strict=True):
-        text = f"({text} * {size}LL + ({index}))"
-    return text
-
-
-def delinearize(flat: str, shape: Sequence[int]) -> list[str]:
-    """Indices of the row-major offset `flat` in `shape`."""
-    out: list[str] = []
-    stride = 1
-    strides: list[int] = []
-    for size in reversed(shape):
-        strides.append(stride)
-        stride *= size
-    strides.reverse()
-    for size, step in zip(shape, strides, strict=True):
-        out.append(f"((({flat}) / {step}LL) % {size}LL)" if size != 1 else "0LL")
-    return out
 
 
 _FLOAT_BINARY = {

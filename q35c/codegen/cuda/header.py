@@ -25,6 +25,37 @@ __device__ __forceinline__ float q35_warp_sum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float q35_warp_max(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+__device__ __forceinline__ float q35_warp_min(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// A block-wide reduction (every thread of the block calls it; the result is thread 0's): each warp's value
+// through shared memory, then warp 0 combines them. The barrier first keeps the buffer of the previous call.
+#define Q35_BLOCK_REDUCE(name, warp_op, identity)                                  \
+  __device__ __forceinline__ float name(float v) {                                 \
+    __shared__ float q35_part[32];                                                 \
+    v = warp_op(v);                                                                \
+    __syncthreads();                                                               \
+    if (threadIdx.x % 32 == 0) q35_part[threadIdx.x / 32] = v;                     \
+    __syncthreads();                                                               \
+    if (threadIdx.x < 32) {                                                        \
+      v = threadIdx.x < (blockDim.x + 31) / 32 ? q35_part[threadIdx.x] : identity; \
+      v = warp_op(v);                                                              \
+    }                                                                              \
+    return v;                                                                      \
+  }
+Q35_BLOCK_REDUCE(q35_block_sum, q35_warp_sum, 0.0f)
+Q35_BLOCK_REDUCE(q35_block_max, q35_warp_max, -INFINITY)
+Q35_BLOCK_REDUCE(q35_block_min, q35_warp_min, INFINITY)
+
 __device__ __forceinline__ void q35_cp_async16(void* dst, const void* src) {
   const unsigned int d = static_cast<unsigned int>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");

@@ -30,9 +30,20 @@ from xdsl.dialects.linalg.attrs import IteratorType
 from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 
-from q35c.codegen.cuda.cexpr import BodyPrinter, UnsupportedIR, affine, ctype, element_size, is_half
+from q35c.codegen.cuda.cexpr import (
+    BodyPrinter,
+    UnsupportedIR,
+    ctype,
+    element_size,
+    ilit,
+    index_using,
+    index_width,
+    is_half,
+    needs_wide,
+)
+from q35c.codegen.cuda.index import Ix, affine_ix
 from q35c.codegen.cuda.kernel import Kernel, Param, c_identifier
-from q35c.codegen.cuda.linear_steps import MMA, PAD, gemv_step, mma_step
+from q35c.codegen.cuda.linear_steps import MMA, PAD, PAIR, gemv_step, mma_chunk, mma_step
 from q35c.codegen.cuda.values import Reader, element_type, generic_lambda, shape_of
 from q35c.ir.attrs import DST_SPACE_ATTR, FUSED_ATTR, KERNEL_ATTR, TILE_ATTR
 from q35c.targets.gpu_occupancy import SmLimits
@@ -171,7 +182,7 @@ def _body_lambda(op: GenericOp, name: str, counter: list[int]) -> list[str]:
     block = op.body.block
     params = [f"{ctype(a.type)} {name}_a{i}" for i, a in enumerate(block.args)]
     names: dict[SSAValue, str] = {a: f"{name}_a{i}" for i, a in enumerate(block.args)}
-    printer = BodyPrinter(names, lambda d: "0LL", lambda t, i: "0", [], counter)
+    printer = BodyPrinter(names, lambda d: "0", lambda t, i: "0", [], counter)
     yields = printer.block(block)
     result = ctype(block.args[-1].type)
     return [
@@ -186,7 +197,9 @@ def _body_lambda(op: GenericOp, name: str, counter: list[int]) -> list[str]:
 class Chain:
     """What a linear kernel computes per element, from the IR: the staged tiles it reads (`L0`, `L1`, ... in
     order), the lambdas of the generics between them and the contraction, and the C expressions of the
-    contraction's operands at tile indices `t`, `n`, `k` (`x_read`, `w_read`)."""
+    contraction's operands at tile indices `t`, `n`, `k` (`x_read`, `w_read`), and at `k = PAIR * kk + u` for each
+    u < PAIR (`x_pair`, `w_pair`: a GEMV lane takes PAIR neighbouring K columns per step, their index arithmetic
+    simplified once for both)."""
 
     contraction: GenericOp
     epilogue: GenericOp
@@ -194,13 +207,16 @@ class Chain:
     lambdas: tuple[str, ...]
     x_read: str
     w_read: str
+    x_pair: tuple[str, ...]
+    w_pair: tuple[str, ...]
     x_type: str
     w_type: str
     counter: list[int]
 
 
-def element_chain(fn: func.FuncOp, out_elem: str) -> Chain:
-    """The element chain of a tiled linear function (see `Chain`)."""
+def element_chain(fn: func.FuncOp, out_elem: str, tile: tuple[int, int, int] | None = None) -> Chain:
+    """The element chain of a tiled linear function (see `Chain`); `t`, `n` and `k` are indices within the tile
+    when one is given (their ranges simplify the index arithmetic)."""
     label = fn.sym_name.data
     contraction = _contraction(fn)
     kinds = [t.data for t in contraction.iterator_types]
@@ -228,13 +244,19 @@ def element_chain(fn: func.FuncOp, out_elem: str) -> Chain:
         lambdas += generic_lambda(op, reader, name, counter)
         reader.inline[op.results[0]] = name
     maps = [m.data for m in contraction.indexing_maps]
+    bounds = tile or (None, None, None)
+    dims = [Ix.var(name, bound) for name, bound in zip(("t", "n", "k"), bounds, strict=True)]
+    pairs = Ix.var("kk", None if bounds[2] is None else -(-bounds[2] // PAIR))
+    paired = [[dims[0], dims[1], pairs.scale(PAIR) + u] for u in range(PAIR)]
     return Chain(
         contraction=contraction,
         epilogue=epilogue,
         leaves=tuple(leaves),
         lambdas=tuple(lambdas),
-        x_read=reader.read(contraction.inputs[0], [affine(e, ["t", "n", "k"]) for e in maps[0].results]),
-        w_read=reader.read(contraction.inputs[1], [affine(e, ["t", "n", "k"]) for e in maps[1].results]),
+        x_read=reader.read(contraction.inputs[0], [affine_ix(e, dims) for e in maps[0].results]),
+        w_read=reader.read(contraction.inputs[1], [affine_ix(e, dims) for e in maps[1].results]),
+        x_pair=tuple(reader.read(contraction.inputs[0], [affine_ix(e, d) for e in maps[0].results]) for d in paired),
+        w_pair=tuple(reader.read(contraction.inputs[1], [affine_ix(e, d) for e in maps[1].results]) for d in paired),
         x_type=ctype(contraction.body.block.args[0].type),
         w_type=ctype(contraction.body.block.args[1].type),
         counter=counter,
@@ -242,7 +264,12 @@ def element_chain(fn: func.FuncOp, out_elem: str) -> Chain:
 
 
 def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) -> Kernel:
-    """The CUDA kernel of a tiled linear function."""
+    """The CUDA kernel of a tiled linear function (32-bit index arithmetic where its tensors allow)."""
+    with index_width(needs_wide(fn.walk(), fn.args)):
+        return _linear_kernel(fn, scheme, limits)
+
+
+def _linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None) -> Kernel:
     label = fn.sym_name.data
     tile_attr = fn.attributes.get(TILE_ATTR)
     if not isinstance(tile_attr, DenseArrayBase):
@@ -254,7 +281,7 @@ def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) 
     assert isinstance(result_type, TensorType)
     n_total = int(result_type.get_shape()[1])
     out_elem = ctype(result_type.element_type)
-    chain = element_chain(fn, out_elem)
+    chain = element_chain(fn, out_elem, (tile_t, tile_n, tile_k))
     contraction, leaves = chain.contraction, chain.leaves
     tiles_t, tiles_n, k_tiles = -(-t_total // tile_t), -(-n_total // tile_n), -(-k_total // tile_k)
     mma = tile_t % MMA == 0 and tile_k % MMA == 0 and _is_mul_add(contraction) and is_half(result_type.element_type)
@@ -270,10 +297,11 @@ def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) 
     extra: dict[str, int] = {}
     threads = THREADS if limits is None else min(THREADS, limits.max_threads_per_block)
     warps = threads // 32
+    chunk = mma_chunk(tile_k)
     if mma:
         for key, size in (
-            ("wh", n_pad * (MMA + PAD) * 2),
-            ("xh", tile_t * (MMA + PAD) * 2),
+            ("wh", n_pad * (chunk + PAD) * 2),
+            ("xh", tile_t * (chunk + PAD) * 2),
             ("scratch", warps * 256 * 4),
         ):
             extra[key] = offset
@@ -304,11 +332,12 @@ def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) 
         f"// {label}: {scheme}, T={t_total} N={n_total} K={k_total}, tile {tile_t}x{tile_n}x{tile_k}, {path} path",
         f'extern "C" __global__ void __launch_bounds__({threads}, 1) {name}(',
         "    " + ",\n    ".join(p.declaration() for p in params) + ") {",
+        f"  {index_using()}",
         "  extern __shared__ __align__(128) unsigned char q35_smem[];",
-        f"  const long long T = {t_total}LL, N = {n_total}LL, K = {k_total}LL;",
-        f"  const long long TILES_N = {tiles_n}LL, TILES = {tiles_t * tiles_n}LL, KT = {k_tiles}LL;",
-        "  const long long my_tiles = blockIdx.x < TILES ? (TILES - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;",
-        "  const long long steps = my_tiles * KT;",
+        f"  const q35_i T = {ilit(t_total)}, N = {ilit(n_total)}, K = {ilit(k_total)};",
+        f"  const q35_i TILES_N = {ilit(tiles_n)}, TILES = {ilit(tiles_t * tiles_n)}, KT = {ilit(k_tiles)};",
+        "  const q35_i my_tiles = blockIdx.x < TILES ? (TILES - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;",
+        "  const q35_i steps = my_tiles * KT;",
         "  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;",
         "  (void)warp; (void)lane;",
     ]
@@ -318,19 +347,19 @@ def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) 
     def stage(leaf: Leaf, i: int, slot: str) -> str:
         rows_total, cols_total = shape_of(fn.args[leaf.arg])
         r0 = "t0" if leaf.row_dim == "t" else "n0"
-        dst = f"S{i} + {slot} * {leaf.rows * leaf.cols}LL" if leaf.ring else f"S{i}"
+        dst = f"S{i} + {slot} * {ilit(leaf.rows * leaf.cols)}" if leaf.ring else f"S{i}"
         return (
-            f"q35_stage<{leaf.size}>({dst}, arg{leaf.arg}, {rows_total}LL, {cols_total}LL, {r0}, kt * {leaf.cols}LL, "
-            f"{leaf.rows}, {leaf.cols});"
+            f"q35_stage<{leaf.size}>({dst}, arg{leaf.arg}, {ilit(rows_total)}, {ilit(cols_total)}, {r0}, "
+            f"kt * {ilit(leaf.cols)}, {leaf.rows}, {leaf.cols});"
         )
 
     lines += [
-        "  auto coords = [&](long long s, long long& t0, long long& n0, long long& kt) {",
-        "    const long long tile = blockIdx.x + (s / KT) * gridDim.x;",
-        f"    t0 = (tile / TILES_N) * {tile_t}LL; n0 = (tile % TILES_N) * {tile_n}LL; kt = s % KT;",
+        "  auto coords = [&](q35_i s, q35_i& t0, q35_i& n0, q35_i& kt) {",
+        "    const q35_i tile = blockIdx.x + (s / KT) * gridDim.x;",
+        f"    t0 = (tile / TILES_N) * {ilit(tile_t)}; n0 = (tile % TILES_N) * {ilit(tile_n)}; kt = s % KT;",
         "  };",
-        "  auto issue = [&](long long s, int slot) {",
-        "    long long t0, n0, kt;",
+        "  auto issue = [&](q35_i s, int slot) {",
+        "    q35_i t0, n0, kt;",
         "    coords(s, t0, n0, kt);",
         "    (void)slot;",
     ]
@@ -338,7 +367,7 @@ def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) 
     lines += [
         "  };",
         "  if (steps > 0) {",
-        "    const long long t0 = 0, n0 = 0, kt = 0;",
+        "    const q35_i t0 = 0, n0 = 0, kt = 0;",
         "    (void)t0; (void)n0; (void)kt;",
     ]
     lines += [f"    {stage(leaf, i, '0')}" for i, (leaf, _) in enumerate(layout) if not leaf.ring]
@@ -356,24 +385,34 @@ def linear_kernel(fn: func.FuncOp, scheme: str, limits: SmLimits | None = None) 
     elif "part" in extra:
         lines.append(f"  float* const PART = reinterpret_cast<float*>(q35_smem + {extra['part']});")
     lines += [
-        "  for (long long s = 0; s < steps; ++s) {",
+        "  for (q35_i s = 0; s < steps; ++s) {",
         "    const int slot = (int)(s & 1);",
         "    if (s + 1 < steps) { issue(s + 1, slot ^ 1); q35_commit(); q35_wait<1>(); } else { q35_wait<0>(); }",
         "    __syncthreads();",
-        "    long long t0, n0, kt;",
+        "    q35_i t0, n0, kt;",
         "    coords(s, t0, n0, kt);",
-        f"    const long long tv = T - t0 < {tile_t}LL ? T - t0 : {tile_t}LL;",
-        f"    const long long nv = N - n0 < {tile_n}LL ? N - n0 : {tile_n}LL;",
-        f"    const long long kv = K - kt * {tile_k}LL < {tile_k}LL ? K - kt * {tile_k}LL : {tile_k}LL;",
+        f"    const q35_i tv = T - t0 < {ilit(tile_t)} ? T - t0 : {ilit(tile_t)};",
+        f"    const q35_i nv = N - n0 < {ilit(tile_n)} ? N - n0 : {ilit(tile_n)};",
+        f"    const q35_i kv = K - kt * {ilit(tile_k)} < {ilit(tile_k)} ? K - kt * {ilit(tile_k)} : {ilit(tile_k)};",
     ]
     for i, (leaf, _) in enumerate(layout):
-        where = f"S{i} + slot * {leaf.rows * leaf.cols}LL" if leaf.ring else f"S{i}"
+        where = f"S{i} + slot * {ilit(leaf.rows * leaf.cols)}" if leaf.ring else f"S{i}"
         lines.append(f"    const {leaf.elem}* const L{i} = {where};")
     lines += [f"    {x}" for x in [*lambdas, *([] if mma else mac), *epi]]
-    lines.append(f"    auto X = [&](long long t, long long k) -> {x_type} {{ return {x_read}; }};")
-    lines.append(f"    auto W = [&](long long n, long long k) -> {w_type} {{ return {w_read}; }};")
-    lines.append("    const long long yrow = t0, ycol = n0;")
-    lines += mma_step(tile_t, threads) if mma else gemv_step(tile_t, tile_n, out_elem, "part" in extra, threads)
+    paired = tile_k % PAIR == 0 and k_total % PAIR == 0
+    if not paired:
+        lines.append(f"    auto X = [&](q35_i t, q35_i k) -> {x_type} {{ return {x_read}; }};")
+        lines.append(f"    auto W = [&](q35_i n, q35_i k) -> {w_type} {{ return {w_read}; }};")
+    else:
+        for u, (x_u, w_u) in enumerate(zip(chain.x_pair, chain.w_pair, strict=True)):
+            lines.append(f"    auto X{u} = [&](q35_i t, q35_i kk) -> {x_type} {{ return {x_u}; }};")
+            lines.append(f"    auto W{u} = [&](q35_i n, q35_i kk) -> {w_type} {{ return {w_u}; }};")
+    lines.append("    const q35_i yrow = t0, ycol = n0;")
+    lines += (
+        mma_step(tile_t, threads, chunk, paired)
+        if mma
+        else gemv_step(tile_t, tile_n, out_elem, "part" in extra, threads, paired)
+    )
     lines += ["    __syncthreads();", "  }", "}", ""]
     work = tiles_t * tiles_n
     return Kernel(

@@ -6,10 +6,10 @@ loops inside (in the IR's order); its result is a global buffer. Phases of one k
 barrier (a cooperative launch), so a kernel is one launch, as the cost model counts it. An unpacking step the
 kernel alone reads (`inlined`) is no phase: a lambda computes it where it is read.
 
-    for (long long flat = blockIdx.x * blockDim.x + threadIdx.x; flat < 4096; flat += gridDim.x * blockDim.x) {
-      const long long d0 = ...;                 // parallel dims of the op
+    for (q35_i flat = blockIdx.x * blockDim.x + threadIdx.x; flat < 4096; flat += gridDim.x * blockDim.x) {
+      const q35_i d0 = ...;                 // parallel dims of the op
       float acc0 = 0.0f;                        // its init (a fill, here)
-      for (long long d1 = 0; d1 < 4096LL; ++d1) { ... acc0 = v3; }
+      for (q35_i d1 = 0; d1 < 4096; ++d1) { ... acc0 = v3; }
       b_ss[...] = acc0;
     }
     q35_grid_sync();
@@ -26,9 +26,10 @@ from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.ir import Operation, SSAValue
 from xdsl.ir.affine import AffineDimExpr
 
-from q35c.codegen.cuda.cexpr import UnsupportedIR, ctype, linear_index
+from q35c.codegen.cuda.cexpr import UnsupportedIR, ctype, ilit, index_using, index_width, needs_wide
+from q35c.codegen.cuda.index import Ix, affine_ix, linear
 from q35c.codegen.cuda.kernel import THREADS, Kernel, Param, c_identifier
-from q35c.codegen.cuda.values import Reader, body_lines, element_type, generic_lambda, shape_of
+from q35c.codegen.cuda.values import Reader, body_lines, element_type, generic_lambda, loop_dims, shape_of
 from q35c.ir.attrs import FUSED_ATTR, KERNEL_ATTR
 
 PREAMBLE = '#include "q35_cuda.h"\n'
@@ -65,23 +66,128 @@ class Buffers:
         return cls(names)
 
 
+# A reduction whose outputs are too few to fill the GPU one thread each is split: across a warp (each lane folds
+# every 32nd reduction step, warp shuffles combine the lanes) or, for very few outputs with long reductions,
+# across a block (each thread folds every THREADS-th step; warp shuffles, then shared memory, combine them). The
+# combining op must be associative: a sum, a maximum or a minimum of f32, the accumulator read by that op alone.
+WARP_MAX_THREADS = 1 << 22
+BLOCK_MIN_STEPS = 256
+_COMBINE = {
+    "arith.addf": ("sum", "0.0f"),
+    "arith.maximumf": ("max", "-INFINITY"),
+    "arith.maxnumf": ("max", "-INFINITY"),
+    "arith.minimumf": ("min", "INFINITY"),
+    "arith.minnumf": ("min", "INFINITY"),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """How a phase maps its iterations to threads: `lanes` threads per output (1: a thread per output; 32: a
+    warp; THREADS: a block), and per output the combining function and identity of each accumulator."""
+
+    lanes: int
+    combines: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def scope(self) -> str:
+        return "warp" if self.lanes == 32 else "block"
+
+    def header(self, total: str) -> list[str]:
+        if self.lanes == 1:
+            return [
+                f"for (q35_i flat = (q35_i)blockIdx.x * blockDim.x + threadIdx.x; flat < {total}; "
+                "flat += (q35_i)gridDim.x * blockDim.x) {"
+            ]
+        if self.lanes == 32:
+            return [
+                f"for (q35_i flat = (q35_i)((blockIdx.x * blockDim.x + threadIdx.x) / 32); flat < {total}; "
+                "flat += (q35_i)(gridDim.x * blockDim.x / 32)) {",
+                "  const int q35_lane = threadIdx.x % 32;",
+            ]
+        return [
+            f"for (q35_i flat = (q35_i)blockIdx.x; flat < {total}; flat += (q35_i)gridDim.x) {{",
+            "  const int q35_lane = threadIdx.x;",
+        ]
+
+
+def combines(op: GenericOp) -> tuple[tuple[str, str], ...] | None:
+    """(combining op, identity) per output when every output accumulates by one associative f32 op that alone
+    reads the accumulator; else None."""
+    block = op.body.block
+    last = block.last_op
+    if last is None:
+        return None
+    found: list[tuple[str, str]] = []
+    for acc, value in zip(block.args[len(op.inputs) :], last.operands, strict=True):
+        owner = value.owner
+        if not isinstance(owner, Operation) or owner.name not in _COMBINE or ctype(acc.type) != "float":
+            return None
+        uses = list(acc.uses)
+        if len(uses) != 1 or uses[0].operation is not owner:
+            return None
+        found.append(_COMBINE[owner.name])
+    return tuple(found)
+
+
+def _strides(op: GenericOp, dim: int) -> list[int]:
+    """Per tensor input, how far apart (in elements of its row-major layout) its reads of neighbouring `dim`
+    iterations are."""
+    ranges = [int(r) for r in op.get_static_loop_ranges()]
+    dims = [Ix.var(f"d{i}", r if r > 0 else None) for i, r in enumerate(ranges)]
+    found: list[int] = []
+    for operand, mapping in zip(op.inputs, op.indexing_maps.data[: len(op.inputs)], strict=True):
+        if not isinstance(operand.type, TensorType):
+            continue
+        flat = linear([affine_ix(e, dims) for e in mapping.data.results], shape_of(operand))
+        found.append(abs(dict(flat.terms).get(dims[dim].terms[0][0], 0)))
+    return found
+
+
+def split(op: GenericOp, parallel: list[int], reduction: list[int], total: int, steps: int) -> Split:
+    """The phase's mapping (see `Split`):
+
+    - a block per output where THREADS threads per output still fit WARP_MAX_THREADS and each thread folds at
+      least one step of BLOCK_MIN_STEPS or more (a norm's sum of squares, softmax over a long context);
+    - a warp per output where one thread per output would not fill the GPU (fewer than WARP_MAX_THREADS / 32
+      outputs), or where neighbouring threads would read memory far apart (the innermost parallel dim strides
+      over 16 elements or more in an input) while a warp's lanes read it contiguously (the innermost reduction
+      dim strides by at most one element in every input): attention scores over keys laid out in rows;
+    - else a thread per output, its reduction loops inside."""
+    found = combines(op) if reduction and steps >= 32 else None
+    if found is None:
+        return Split(1)
+    if steps >= BLOCK_MIN_STEPS and total * THREADS <= WARP_MAX_THREADS:
+        return Split(THREADS, found)
+    if total * 32 <= WARP_MAX_THREADS:
+        return Split(32, found)
+    if parallel:
+        apart = any(s >= 16 for s in _strides(op, parallel[-1]))
+        if apart and all(s <= 1 for s in _strides(op, reduction[-1])):
+            return Split(32, found)
+    return Split(1)
+
+
 def _phase(op: GenericOp, reader: Reader, out_names: list[str], counter: list[int]) -> tuple[list[str], int]:
     ranges = [int(r) for r in op.get_static_loop_ranges()]
     kinds = [t.data for t in op.iterator_types]
     parallel = [i for i, k in enumerate(kinds) if k == IteratorType.PARALLEL]
     reduction = [i for i, k in enumerate(kinds) if k != IteratorType.PARALLEL]
     dims = [f"d{i}" for i in range(len(ranges))]
+    bounded = loop_dims(dims, op)
     total = 1
     for i in parallel:
         total *= ranges[i]
-    lines = [
-        f"// {op.name} -> {', '.join(v.name_hint or '?' for v in op.results)}",
-        f"for (long long flat = (long long)blockIdx.x * blockDim.x + threadIdx.x; flat < {total}LL; "
-        "flat += (long long)gridDim.x * blockDim.x) {",
-    ]
+    steps = 1
+    for i in reduction:
+        steps *= ranges[i]
+    mode = split(op, parallel, reduction, total, steps)
+    names = ", ".join(v.name_hint or "?" for v in op.results)
+    lines = [f"// {op.name} -> {names}" + ("" if mode.lanes == 1 else f" (a {mode.scope} per output)")]
+    lines += mode.header(ilit(total))
     stride = 1
     for i in reversed(parallel):
-        lines.append(f"  const long long d{i} = (flat / {stride}LL) % {ranges[i]}LL;")
+        lines.append(f"  const q35_i d{i} = (flat / {ilit(stride)}) % {ilit(ranges[i])};")
         stride *= ranges[i]
     out_maps = [m.data for m in op.indexing_maps.data[len(op.inputs) :]]
     accs: list[str] = []
@@ -90,30 +196,54 @@ def _phase(op: GenericOp, reader: Reader, out_names: list[str], counter: list[in
             isinstance(e, AffineDimExpr) and kinds[e.position] == IteratorType.PARALLEL for e in mapping.results
         ):
             raise UnsupportedIR(f"{op.name}: an output map that is not a projection of parallel dims")
-        index = [dims[e.position] for e in mapping.results]  # type: ignore[union-attr]
+        index = [bounded[e.position] for e in mapping.results]  # type: ignore[union-attr]
         acc = f"acc{k}"
         accs.append(acc)
-        lines.append(f"  {ctype(element_type(out))} {acc} = {reader.read(out, index)};")
+        init = reader.read(out, index)
+        if mode.lanes > 1:
+            init = f"q35_lane == 0 ? {init} : {mode.combines[k][1]}"
+        lines.append(f"  {ctype(element_type(out))} {acc} = {init};")
     indent = "  "
-    for i in reduction:
-        lines.append(f"{indent}for (long long d{i} = 0; d{i} < {ranges[i]}LL; ++d{i}) {{")
+    if mode.lanes == 1:
+        for i in reduction:
+            lines.append(f"{indent}for (q35_i d{i} = 0; d{i} < {ilit(ranges[i])}; ++d{i}) {{")
+            indent += "  "
+    else:
+        lines.append(f"  for (q35_i step = q35_lane; step < {ilit(steps)}; step += {mode.lanes}) {{")
         indent += "  "
+        stride = 1
+        for i in reversed(reduction):
+            lines.append(f"{indent}const q35_i d{i} = (step / {ilit(stride)}) % {ilit(ranges[i])};")
+            stride *= ranges[i]
     body, yields = body_lines(op, reader, dims, accs, counter)
     lines += [f"{indent}{line}" for line in body]
     for acc, value in zip(accs, yields, strict=True):
         lines.append(f"{indent}{acc} = {value};")
-    for _ in reduction:
+    for _ in reduction if mode.lanes == 1 else [None]:
         indent = indent[:-2]
         lines.append(f"{indent}}}")
+    store = "  "
+    if mode.lanes > 1:
+        lines += [f"  {acc} = q35_{mode.scope}_{fn}({acc});" for acc, (fn, _) in zip(accs, mode.combines, strict=True)]
+        lines.append("  if (q35_lane == 0) {")
+        store = "    "
     for result, mapping, acc, name in zip(op.results, out_maps, accs, out_names, strict=True):
-        index = [dims[e.position] for e in mapping.results]  # type: ignore[union-attr]
-        lines.append(f"  {name}[{linear_index(index, shape_of(result))}] = {acc};")
+        index = [bounded[e.position] for e in mapping.results]  # type: ignore[union-attr]
+        lines.append(f"{store}{name}[{linear(index, shape_of(result)).text()}] = {acc};")
+    if mode.lanes > 1:
+        lines.append("  }")
     lines.append("}")
-    return lines, total
+    return lines, total * mode.lanes
 
 
 def group_kernel(fn: func.FuncOp, buffers: Buffers, label: str, index: int, members: list[Operation]) -> Kernel:
-    """The kernel of one group of linalg ops of `fn` (in program order)."""
+    """The kernel of one group of linalg ops of `fn` (in program order; 32-bit index arithmetic where the
+    members' tensors allow)."""
+    with index_width(needs_wide(iter(members), [v for op in members for v in op.operands])):
+        return _group_kernel(fn, buffers, label, index, members)
+
+
+def _group_kernel(fn: func.FuncOp, buffers: Buffers, label: str, index: int, members: list[Operation]) -> Kernel:
     name = c_identifier(f"{fn.sym_name.data}.{index:02d}.{label}")
     reader = Reader(buffers=dict(buffers.names), prefix=name)
     counter = [0]
@@ -143,7 +273,7 @@ def group_kernel(fn: func.FuncOp, buffers: Buffers, label: str, index: int, memb
         params.append(
             Param(buffers.names[value], ctype(element_type(value)), _elements(value), written=value in written)
         )
-    body: list[str] = list(lambdas)
+    body: list[str] = [index_using(), *lambdas]
     for i, phase in enumerate(phases):
         if i:
             body.append("q35_grid_sync();")

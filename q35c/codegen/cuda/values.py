@@ -13,7 +13,7 @@ returns the C expression of one element, following
     linalg.generic (inlined)               a call of the generic's element lambda (see `generic_lambda`)
 
     >>> # %v = tensor.collapse_shape %g : tensor<4x2x8xf16> into tensor<4x16xf16>, %g a buffer "g"
-    >>> # reader.read(%v, ["i", "j"]) == "g[(((i) * 16LL + (j)))]"
+    >>> # reader.read(%v, ["i", "j"]) == "g[(((i) * 16 + (j)))]"
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from xdsl.ir import Attribute, Operation, OpResult, SSAValue
 from xdsl.ir.affine import AffineDimExpr
 
 from q35c.codegen.cuda.cexpr import (
+    INDEX,
     BodyPrinter,
     UnsupportedIR,
-    affine,
     ctype,
-    delinearize,
-    linear_index,
     literal,
 )
+from q35c.codegen.cuda.index import Ix, affine_ix, delinear, linear
 
 DYNAMIC = -(2**63)
 
@@ -63,13 +62,13 @@ def _static(op: Operation, name: str) -> list[int]:
     return [int(v) for v in attr.get_values()]  # type: ignore[attr-defined]
 
 
-def slice_geometry(op: Operation, scope: dict[SSAValue, str]) -> tuple[list[str], list[int], list[int]]:
-    """(offsets as C, sizes, strides) of an extract_slice/insert_slice; dynamic offsets from `scope`."""
+def slice_geometry(op: Operation, scope: dict[SSAValue, str]) -> tuple[list[Ix], list[int], list[int]]:
+    """(offsets, sizes, strides) of an extract_slice/insert_slice; dynamic offsets from `scope` (opaque)."""
     offsets = _static(op, "static_offsets")
     sizes = _static(op, "static_sizes")
     strides = _static(op, "static_strides")
     dynamic = list(op.operands[1:] if op.name == "tensor.extract_slice" else op.operands[2:])
-    texts: list[str] = []
+    found: list[Ix] = []
     for off in offsets:
         if off == DYNAMIC:
             if not dynamic:
@@ -77,12 +76,12 @@ def slice_geometry(op: Operation, scope: dict[SSAValue, str]) -> tuple[list[str]
             value = dynamic.pop(0)
             if value not in scope:
                 raise UnsupportedIR(f"{op.name}: dynamic offset {value.name_hint} not in scope")
-            texts.append(scope[value])
+            found.append(Ix.var(scope[value]))
         else:
-            texts.append(f"{off}LL")
+            found.append(Ix.const(off))
     if any(s == DYNAMIC for s in sizes + strides):
         raise UnsupportedIR(f"{op.name}: dynamic sizes or strides")
-    return texts, sizes, strides
+    return found, sizes, strides
 
 
 def _kept_dims(sizes: Sequence[int], reduced: Sequence[int]) -> list[int]:
@@ -114,49 +113,55 @@ class Reader:
     constant_decls: list[str] = field(default_factory=list[str])
     prefix: str = "q35"
 
-    def read(self, value: SSAValue, indices: Sequence[str]) -> str:
+    def read(self, value: SSAValue, indices: Sequence[Ix | str]) -> str:
+        """The C expression of the element of `value` at `indices` (C text is an opaque index)."""
+        idx = [Ix.of(i) for i in indices]
         if value in self.inline:
-            return f"{self.inline[value]}({', '.join(indices)})"
+            return f"{self.inline[value]}({', '.join(i.text() for i in idx)})"
         if value in self.buffers:
             self.used[value] = None
-            return f"{self.buffers[value]}[{linear_index(indices, shape_of(value))}]"
+            return f"{self.buffers[value]}[{linear(idx, shape_of(value)).text()}]"
         if not isinstance(value, OpResult):
             raise UnsupportedIR(f"{value.name_hint or value}: an argument with no buffer")
         op = value.op
         name = op.name
         if name in ("tensor.expand_shape", "tensor.collapse_shape"):
-            flat = linear_index(indices, shape_of(value))
+            flat = linear(idx, shape_of(value))
             source = op.operands[0]
             if source in self.buffers and source not in self.inline:
                 self.used[source] = None
-                return f"{self.buffers[source]}[{flat}]"
-            return self.read(source, delinearize(flat, shape_of(source)))
+                return f"{self.buffers[source]}[{flat.text()}]"
+            return self.read(source, delinear(flat, shape_of(source)))
         if name == "tensor.extract_slice":
             offsets, sizes, strides = slice_geometry(op, self.scope)
             kept = _kept_dims(sizes, shape_of(value))
             full = list(offsets)
             for position, dim in enumerate(kept):
-                step = "" if strides[dim] == 1 else f" * {strides[dim]}LL"
-                full[dim] = f"({offsets[dim]} + ({indices[position]}){step})"
+                full[dim] = offsets[dim] + idx[position].scale(strides[dim])
             return self.read(op.operands[0], full)
         if name == "tensor.insert_slice":
             offsets, sizes, _ = slice_geometry(op, self.scope)
             source, dest = op.operands[0], op.operands[1]
             kept = _kept_dims(sizes, shape_of(source))
-            inside = " && ".join(
-                f"({i}) >= {off} && ({i}) < {off} + {size}LL"
-                for i, off, size in zip(indices, offsets, sizes, strict=True)
-            )
-            inner = [f"(({indices[d]}) - {offsets[d]})" for d in kept]
-            return f"(({inside}) ? {self.read(source, inner)} : {self.read(dest, indices)})"
+            tests: list[str] = []
+            for i, off, size in zip(idx, offsets, sizes, strict=True):
+                inside = _within(i, off, size)
+                if inside is False:
+                    return self.read(dest, idx)
+                if inside is None:
+                    tests.append(f"({i.text()}) >= {off.text()} && ({i.text()}) < {(off + size).text()}")
+            inner = [idx[d] + off.scale(-1) for d, off in zip(kept, [offsets[d] for d in kept], strict=True)]
+            if not tests:
+                return self.read(source, inner)
+            return f"(({' && '.join(tests)}) ? {self.read(source, inner)} : {self.read(dest, idx)})"
         if name == "linalg.copy":
-            return self.read(op.operands[0], indices)
+            return self.read(op.operands[0], idx)
         if name == "linalg.fill":
             return self.scalar(op.operands[0])
         if name in ("tensor.empty", "bufferization.alloc_tensor"):
             return f"(({ctype(element_type(value))})0)"
         if name == "arith.constant":
-            return self.constant(value, indices)
+            return self.constant(value, idx)
         raise UnsupportedIR(f"cannot read an element of {name} ({value.name_hint})")
 
     def scalar(self, value: SSAValue) -> str:
@@ -168,7 +173,7 @@ class Reader:
                 return literal(attr, value.type)
         raise UnsupportedIR(f"scalar {value.name_hint or value} not in scope")
 
-    def constant(self, value: SSAValue, indices: Sequence[str]) -> str:
+    def constant(self, value: SSAValue, indices: Sequence[Ix]) -> str:
         op = value.owner
         assert isinstance(op, Operation)
         attr = op.properties.get("value", op.attributes.get("value"))
@@ -186,7 +191,25 @@ class Reader:
             self.constant_decls.append(
                 f"__device__ const {ctype_text} {name}[{len(values)}] = {{{', '.join(values)}}};"
             )
-        return f"{self.constants[value]}[{linear_index(indices, shape_of(value))}]"
+        return f"{self.constants[value]}[{linear(indices, shape_of(value)).text()}]"
+
+
+def _within(index: Ix, offset: Ix, size: int) -> bool | None:
+    """Whether offset <= index < offset + size always (True), never (False), or it depends (None)."""
+    if offset.terms:
+        return None
+    low, high = index.lower(), index.upper()
+    if low >= offset.constant and high is not None and high < offset.constant + size:
+        return True
+    if (high is not None and high < offset.constant) or low >= offset.constant + size:
+        return False
+    return None
+
+
+def loop_dims(names: Sequence[str], op: GenericOp) -> list[Ix]:
+    """The loop indices of a generic as `Ix` (C names `names`, each bounded by its static loop range)."""
+    ranges = [int(r) for r in op.get_static_loop_ranges()]
+    return [Ix.var(name, bound if bound > 0 else None) for name, bound in zip(names, ranges, strict=True)]
 
 
 def body_lines(
@@ -195,13 +218,14 @@ def body_lines(
     """The C statements of a generic's body at iteration `dims` (C names), its inputs read through `reader`
     at their indexing maps and its output block arguments bound to `outs`; returns (lines, yielded exprs)."""
     maps = [m.data for m in op.indexing_maps]
+    bounded = loop_dims(dims, op)
     block = op.body.block
     names: dict[SSAValue, str] = {}
     lines: list[str] = []
     for position, (arg, operand) in enumerate(zip(block.args[: len(op.inputs)], op.inputs, strict=True)):
         mapping = maps[position]
         if isinstance(operand.type, TensorType):
-            expr = reader.read(operand, [affine(e, dims) for e in mapping.results])
+            expr = reader.read(operand, [affine_ix(e, bounded) for e in mapping.results])
         else:
             expr = reader.scalar(operand)
         counter[0] += 1
@@ -231,12 +255,12 @@ def generic_lambda(op: GenericOp, reader: Reader, name: str, counter: list[int])
         raise UnsupportedIR("an inlined generic needs one result with a permutation output map")
     dims = [f"{name}_d{i}" for i in range(ranks)]
     out = op.outputs[0]
-    init = reader.read(out, [affine(e, dims) for e in out_map.results])
+    init = reader.read(out, [affine_ix(e, loop_dims(dims, op)) for e in out_map.results])
     lines, yields = body_lines(op, reader, dims, [init], counter)
-    params = ", ".join(f"long long {name}_o{j}" for j in range(ranks))
+    params = ", ".join(f"{INDEX} {name}_o{j}" for j in range(ranks))
     result = ctype(element_type(op.results[0]))
     text = [f"auto {name} = [&]({params}) -> {result} {{"]
-    text += [f"  const long long {dims[p]} = {name}_o{j};" for j, p in enumerate(positions)]
+    text += [f"  const {INDEX} {dims[p]} = {name}_o{j};" for j, p in enumerate(positions)]
     text += [f"  {line}" for line in lines]
     text.append(f"  return {yields[0]};")
     text.append("};")

@@ -68,10 +68,10 @@ def test_decode_takes_the_gemv_path_and_prefill_the_tensor_cores(tiny_cuda: dict
 
 
 def test_streamed_tiles_are_double_buffered_with_cp_async(tiny_cuda: dict[str, PhaseSources]) -> None:
-    """A weight streamed tile by tile (the int8 head at prefill: 40-row tiles) goes through a two-slot ring."""
+    """A weight streamed tile by tile (the int8 head at prefill: 16-row tiles) goes through a two-slot ring."""
     head = next(k for k in tiny_cuda["prefill"].kernels if k.function.startswith("linear.384x256x64.int8"))
     assert "issue(s + 1, slot ^ 1); q35_commit(); q35_wait<1>();" in head.source
-    assert re.search(r"q35_stage<1>\(S\d+ \+ slot \* 2560LL, arg1, 256LL, 64LL, n0", head.source)
+    assert re.search(r"q35_stage<1>\(S\d+ \+ slot \* 1024, arg1, 256, 64, n0", head.source)
     assert "cp.async.cg.shared.global" in _header() and "cp.async.wait_group" in _header()
 
 
@@ -195,3 +195,44 @@ def test_a_quantized_embedding_unpacks_only_the_rows_it_gathers(
     assert not embed.cooperative
     assert [p.elements for p in embed.params if p.written] == [64]  # the one row of x, nothing else stored
     assert {p.name for p in embed.params if not p.written} >= {"b_embed_tokens_codes", "b_embed_tokens_scale"}
+
+
+def test_reductions_are_split_by_their_shape(compile_model: Callable[..., dict[str, ModuleOp]]) -> None:
+    """Llama-2-7B's reductions: a norm's sum of squares and softmax over the context take a block per output,
+    the scores a warp per output (at prefill because its keys are read contiguously by a warp), the weighted
+    values at prefill a thread per output (neighbouring threads read neighbouring values); every kernel's
+    index arithmetic is 32-bit."""
+    from q35c.targets.gpu_occupancy import sm_limits
+    from q35c.targets.registry import get_target
+
+    limits = sm_limits(get_target("h100-sxm").spec)
+    phases = {p: module_kernels(m, limits) for p, m in compile_model("llama-2-7b", "q3p5").items()}
+
+    def source(phase: str, kind: str) -> str:
+        return next(k.source for k in phases[phase].kernels if k.kind == kind)
+
+    def mode(text: str, result: str) -> str:
+        found = re.search(rf"// linalg\.generic -> {result}( \(a (warp|block) per output\))?\n", text)
+        assert found, result
+        return found.group(2) or "thread"
+
+    for phase in ("decode", "prefill"):
+        assert mode(source(phase, "rmsnorm"), "ss") == "block" and "q35_block_sum" in source(phase, "rmsnorm")
+        assert mode(source(phase, "attention"), "dots") == "warp"
+        assert mode(source(phase, "attention"), "max") == "block"
+        assert mode(source(phase, "attention"), "sum") == "block"
+    assert mode(source("decode", "attention"), "o") == "block"
+    assert mode(source("prefill", "attention"), "o") == "thread"
+    assert mode(source("decode", "add"), "[a-z_0-9]+") == "thread"
+    assert all("using q35_i = int;" in k.source for p in phases.values() for k in p.kernels)
+
+
+def test_index_arithmetic_is_64_bit_for_a_tensor_of_a_billion_elements() -> None:
+    from xdsl.dialects import tensor
+    from xdsl.dialects.builtin import Float16Type, TensorType
+
+    from q35c.codegen.cuda.cexpr import NARROW_LIMIT, needs_wide
+
+    large = tensor.EmptyOp([], TensorType(Float16Type(), [NARROW_LIMIT // 4096, 4096]))
+    small = tensor.EmptyOp([], TensorType(Float16Type(), [NARROW_LIMIT // 4096 - 1, 4096]))
+    assert needs_wide(iter([large])) and not needs_wide(iter([small]))
