@@ -8,8 +8,9 @@ Launch geometry (the rule `docs/cuda.md` states):
 - A linear kernel's grid is one block per tile of the schedule (`ceil(T/tile_t) * ceil(N/tile_n)`), capped at
   the blocks the device holds at once (SMs x blocks per SM); a block walks the tiles `blockIdx.x`,
   `blockIdx.x + gridDim.x`, ... and the K tiles of each, with the next step's copies in flight.
-- Any other kernel's grid covers the largest parallel iteration space of its phases, one element per thread,
-  capped likewise when it has several phases (a cooperative launch: the phases meet at grid-wide barriers).
+- Any other kernel's grid covers the threads its largest phase needs (an output element per thread, per warp
+  or per block: `phases.split`), capped likewise when it has several phases (a cooperative launch: the phases
+  meet at grid-wide barriers).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Param:
 class Kernel:
     """An emitted kernel: `name` is its C symbol, `kind` its class in the resource data (`linear.gemv.q3p5`,
     `rmsnorm`, ...), `source` the whole `.cu` file. `work` is what the grid covers: tiles for a linear kernel,
-    elements for the others; `smem_bytes` the dynamic shared memory it asks for at launch."""
+    threads for the others; `smem_bytes` the dynamic shared memory it asks for at launch."""
 
     name: str
     kind: str

@@ -2,17 +2,24 @@
 cost model's grouping (`q35c.analysis.kernels.group`), each linalg op of it a phase.
 
 A phase is a grid-stride loop over its op's parallel iterations, one output element per thread, its reduction
-loops inside (in the IR's order); its result is a global buffer. Phases of one kernel meet at a grid-wide
-barrier (a cooperative launch), so a kernel is one launch, as the cost model counts it. An unpacking step the
-kernel alone reads (`inlined`) is no phase: a lambda computes it where it is read.
+loops inside (in the IR's order); its result is a global buffer. A reduction that would leave the GPU idle or
+read memory far apart that way is split instead, a warp or a block per output (`split`). Phases of one kernel
+meet at a grid-wide barrier (a cooperative launch), so a kernel is one launch, as the cost model counts it. An
+unpacking step the kernel alone reads (`inlined`) is no phase: a lambda computes it where it is read.
 
-    for (q35_i flat = blockIdx.x * blockDim.x + threadIdx.x; flat < 4096; flat += gridDim.x * blockDim.x) {
-      const q35_i d0 = ...;                 // parallel dims of the op
-      float acc0 = 0.0f;                        // its init (a fill, here)
-      for (q35_i d1 = 0; d1 < 4096; ++d1) { ... acc0 = v3; }
-      b_ss[...] = acc0;
+    for (q35_i flat = blockIdx.x; flat < 1; flat += gridDim.x) {      // RMSNorm's sum of squares: a block
+      const int q35_lane = threadIdx.x;                                //   per output
+      const q35_i d0 = ...;                                            // parallel dims of the op
+      float acc0 = q35_lane == 0 ? 0.0f : 0.0f;                        // its init (a fill), else the identity
+      for (q35_i step = q35_lane; step < 4096; step += 256) { ... acc0 = v4; }
+      acc0 = q35_block_sum(acc0);
+      if (q35_lane == 0) { b_ss[d0] = acc0; }
     }
     q35_grid_sync();
+    for (q35_i flat = blockIdx.x * blockDim.x + threadIdx.x; flat < 4096; flat += gridDim.x * blockDim.x) {
+      const q35_i d1 = ...;                                            // the scaling: a thread per element
+      ... b_y[...] = acc0;
+    }
 """
 
 from __future__ import annotations
