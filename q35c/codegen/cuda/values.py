@@ -13,7 +13,7 @@ returns the C expression of one element, following
     linalg.generic (inlined)               a call of the generic's element lambda (see `generic_lambda`)
 
     >>> # %v = tensor.collapse_shape %g : tensor<4x2x8xf16> into tensor<4x16xf16>, %g a buffer "g"
-    >>> # reader.read(%v, ["i", "j"]) == "g[(((i) * 16 + (j)))]"
+    >>> # reader.read(%v, [Ix.var("i", 4), Ix.var("j", 16)]) == "g[(i * 16 + j)]"  (a 32-bit kernel)
 """
 
 from __future__ import annotations

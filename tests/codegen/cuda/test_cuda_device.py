@@ -311,3 +311,37 @@ def test_driver_signatures_match_cuda_h(cuda_toolkit: Toolkit) -> None:
     for enum, value in enums.items():
         found = re.search(rf"^\s*{enum}\s*=\s*(\d+)", text, re.MULTILINE)
         assert found is not None and int(found.group(1)) == value, enum
+
+
+def test_a_run_queued_after_its_hold_is_repeated_with_twice_the_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed run the host did not finish queueing before the hold ended may include the GPU waiting for a
+    launch: it is not kept, and the next run holds twice as long."""
+    import types
+
+    from q35c.codegen.cuda import device
+
+    holds: list[int] = []
+
+    class Driver:
+        def event(self) -> object:
+            return object()
+
+        def launch(self, function: object, name: str, *args: object) -> None:
+            holds.append(int(args[3][0]))  # type: ignore[index]
+
+        def record(self, event: object) -> None: ...
+
+        def synchronize(self, what: str) -> None: ...
+
+        def elapsed_ms(self, start: object, end: object) -> float:
+            return 1.0
+
+        def destroy(self, event: object) -> None: ...
+
+    clock = iter([0.0, 1.0, 2.0, 2.0001, 3.0, 3.0001])  # run 1 queued in 1 s (late), runs 2 and 3 at once
+    monkeypatch.setattr(device.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(device, "_execute", lambda *args: None)
+    steps = [object(), object()]
+    totals, per_step, held = device._timed(Driver(), types.SimpleNamespace(hold=None), steps, 2, 0.001)  # type: ignore[arg-type]
+    assert holds == [8_000_000, 16_000_000, 16_000_000]
+    assert held == 2 and len(totals) == 2 and all(len(times) == 2 for times in per_step)
