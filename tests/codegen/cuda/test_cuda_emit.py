@@ -197,16 +197,22 @@ def test_a_quantized_embedding_unpacks_only_the_rows_it_gathers(
     assert {p.name for p in embed.params if not p.written} >= {"b_embed_tokens_codes", "b_embed_tokens_scale"}
 
 
-def test_reductions_are_split_by_their_shape(compile_model: Callable[..., dict[str, ModuleOp]]) -> None:
-    """Llama-2-7B's reductions: a norm's sum of squares and softmax over the context take a block per output,
-    the scores a warp per output (at prefill because its keys are read contiguously by a warp), the weighted
-    values at prefill a thread per output (neighbouring threads read neighbouring values); every kernel's
-    index arithmetic is 32-bit."""
+@pytest.fixture(scope="module")
+def llama_cuda(compile_model: Callable[..., dict[str, ModuleOp]]) -> dict[str, PhaseSources]:
+    """Llama-2-7B q3p5's kernels for h100-sxm (a decode step after 448 cached tokens, a 384-token prefill)."""
     from q35c.targets.gpu_occupancy import sm_limits
     from q35c.targets.registry import get_target
 
     limits = sm_limits(get_target("h100-sxm").spec)
-    phases = {p: module_kernels(m, limits) for p, m in compile_model("llama-2-7b", "q3p5").items()}
+    return {p: module_kernels(m, limits) for p, m in compile_model("llama-2-7b", "q3p5").items()}
+
+
+def test_reductions_are_split_by_their_shape(llama_cuda: dict[str, PhaseSources]) -> None:
+    """Llama-2-7B's reductions: a norm's sum of squares and softmax over the context take a block per output,
+    the scores a warp per output (at prefill because its keys are read contiguously by a warp), the weighted
+    values at prefill a thread per output (neighbouring threads read neighbouring values); every kernel's
+    index arithmetic is 32-bit."""
+    phases = llama_cuda
 
     def source(phase: str, kind: str) -> str:
         return next(k.source for k in phases[phase].kernels if k.kind == kind)
@@ -225,6 +231,19 @@ def test_reductions_are_split_by_their_shape(compile_model: Callable[..., dict[s
     assert mode(source("prefill", "attention"), "o") == "thread"
     assert mode(source("decode", "add"), "[a-z_0-9]+") == "thread"
     assert all("using q35_i = int;" in k.source for p in phases.values() for k in p.kernels)
+
+
+def test_decode_gemv_reads_a_pair_of_columns_with_no_index_division_left(llama_cuda: dict[str, PhaseSources]) -> None:
+    """The 4096x4096 decode GEMV: 16-row tiles; its lanes read weights as pairs of columns (k = 2 kk + u), and
+    the reshapes between the staged words and the weight leave no division or remainder by a row length (the
+    ranges of n < 16 and kk < 2048 remove them): the q3p5 group of 128 is kk / 64, the slot in it 2 (kk % 64) + u."""
+    gemv = next(k for k in llama_cuda["decode"].kernels if k.function.startswith("linear.1x4096x4096."))
+    assert "tile 1x16x4096, gemv path" in gemv.source
+    assert "auto W0 = [&](q35_i n, q35_i kk) -> float { return g1(n, (kk / 64), ((kk % 64) * 2)); };" in gemv.source
+    assert "auto W1 = [&](q35_i n, q35_i kk) -> float { return g1(n, (kk / 64), ((kk % 64) * 2 + 1)); };" in gemv.source
+    assert "4096)" not in gemv.source.split("auto W0")[0].split("auto g0")[1]  # no "/ 4096)" or "% 4096)" in g0/g1
+    prefill = next(k for k in llama_cuda["prefill"].kernels if k.function.startswith("linear.384x4096x4096."))
+    assert "mma path" in prefill.source and "kc += 64" in prefill.source
 
 
 def test_index_arithmetic_is_64_bit_for_a_tensor_of_a_billion_elements() -> None:
