@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from q35c.codegen.cuda.resources import measure, write
+from q35c.codegen.cuda.resources import markdown_table, measure, write
 from q35c.codegen.cuda.toolkit import find_toolkit
 from q35c.targets.gpu_occupancy import DATA
 from q35c.util.errors import Q35Error
@@ -34,7 +34,8 @@ def main() -> int:
                 f"  {kind:<24} {r['registers']:>4} regs  {r['smem_bytes']:>7} B smem  {r['threads']:>5} threads  "
                 f"{r['warps']:>3} warps/SM  {r['spill_bytes']} B spilled  ({r['example']})"
             )
-    print(f"wrote {DATA}")
+    print(f"wrote {DATA}; docs/cuda.md's resources table is now:\n")
+    print(markdown_table(data))
     return 0
 
 

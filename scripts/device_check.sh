@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The device check: on a machine with an NVIDIA GPU (CUDA driver, nvcc, python3 with numpy and networkx),
-# run tiny and a widened tiny through `q35c run --target <the GPU>` (numerics against the numpy reference,
-# measured vs predicted per kernel) and benchmarks/gpu_kernels.py (tiny and llama-2-7b's decode step; then,
-# time allowing, its prefill on 4 decoder layers), in about a minute and a half (at most 9 minutes).
+# run tiny through `q35c run --target <the GPU>` (numerics against the numpy reference, measured vs predicted
+# per kernel) and benchmarks/gpu_kernels.py (tiny, tiny widened and checked likewise, and llama-2-7b's decode
+# step; then, time allowing, its prefill on 4 decoder layers), in about a minute and a half (at most 9 minutes).
 #
 #   bash scripts/device_check.sh --prepare    # here, once: copy the pure-Python packages q35c needs beyond a
 #                                             # stock scientific Python (xdsl, lark, immutabledict, ordered_set)
@@ -61,18 +61,6 @@ Q35C_CUDA_DEBUG=1 timeout 200 $PY -c 'import sys; from q35c.cli.main import main
   run tiny --target "$target" --prompt 16 --gen 16 2>&1 | tee -a "$RESULTS/check.log"
 code=${PIPESTATUS[0]}
 echo "q35c run exit status: $code" | tee -a "$RESULTS/check.log"
-[ "$code" = 0 ] || status=1
-
-# tiny widened (hidden 512, one layer) after a 300-token prompt: its norms, softmax and weighted values are long
-# enough for the block- and warp-split reductions, and it is still small enough for the numpy reference.
-WIDE=$(mktemp -d)/tiny-wide.q35
-sed -e 's/^model "tiny"/model "tiny-wide"/' -e 's/^dim hidden   = 64/dim hidden   = 512/' \
-  -e 's/^dim ffn      = 128/dim ffn      = 512/' -e 's/^dim layers   = 2/dim layers   = 1/' examples/tiny.q35 >"$WIDE"
-echo "== q35c run tiny-wide --target $target --prompt 300" | tee -a "$RESULTS/check.log"
-timeout 200 $PY -c 'import sys; from q35c.cli.main import main; sys.exit(main(sys.argv[1:]))' \
-  run "$WIDE" --target "$target" --prompt 300 --gen 4 2>&1 | tee -a "$RESULTS/check.log"
-code=${PIPESTATUS[0]}
-echo "q35c run tiny-wide exit status: $code" | tee -a "$RESULTS/check.log"
 [ "$code" = 0 ] || status=1
 
 echo "== benchmarks/gpu_kernels.py" | tee -a "$RESULTS/check.log"

@@ -1,4 +1,5 @@
-"""CUDA C for the scalar part of the final IR: element types, affine index expressions, and linalg bodies.
+"""CUDA C for the scalar part of the final IR: element types, literals, and linalg bodies (index expressions:
+`index.py`).
 
 A linalg body is printed as C statements, one local per op, in the body's order:
 
@@ -31,7 +32,6 @@ from xdsl.dialects.builtin import (
     TensorType,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
-from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
 
 
 class UnsupportedIR(Exception):
@@ -41,8 +41,8 @@ class UnsupportedIR(Exception):
 # Index arithmetic: a kernel whose tensors all have fewer than NARROW_LIMIT elements computes its indices in
 # 32-bit `int` (integer division and remainder by a constant are a few instructions there, tens in 64 bits);
 # any other kernel in `long long`. Each kernel declares `using q35_i = ...;` (`index_using`) and every index
-# variable is a `q35_i`; index literals carry no suffix in 32 bits, so the arithmetic stays 32-bit.
-INDEX = "q35_i"
+# variable is a `q35_i` (the printers write that name); index literals carry no suffix in 32 bits, so the
+# arithmetic stays 32-bit.
 NARROW_LIMIT = 2**30
 _WIDE: ContextVar[bool] = ContextVar("q35c_cuda_wide_index", default=True)
 
@@ -53,7 +53,7 @@ def ilit(value: int) -> str:
 
 
 def index_using() -> str:
-    return f"using {INDEX} = {'long long' if _WIDE.get() else 'int'};"
+    return f"using q35_i = {'long long' if _WIDE.get() else 'int'};"
 
 
 def needs_wide(ops: Iterator[Operation], args: Sequence[SSAValue] = ()) -> bool:
@@ -157,26 +157,6 @@ def dense_values(attr: DenseIntOrFPElementsAttr) -> list[str]:
         else:
             out.append(literal(IntegerAttr(int(v), elem), elem))  # type: ignore[arg-type]
     return out
-
-
-def affine(expr: AffineExpr, dims: Sequence[str]) -> str:
-    """An affine expression over non-negative dims as C (floordiv and mod are C's / and % there)."""
-    if isinstance(expr, AffineDimExpr):
-        return dims[expr.position]
-    if isinstance(expr, AffineConstantExpr):
-        return ilit(expr.value)
-    if isinstance(expr, AffineBinaryOpExpr):
-        lhs, rhs = affine(expr.lhs, dims), affine(expr.rhs, dims)
-        op = {
-            AffineBinaryOpKind.Add: "+",
-            AffineBinaryOpKind.Mul: "*",
-            AffineBinaryOpKind.Mod: "%",
-            AffineBinaryOpKind.FloorDiv: "/",
-        }.get(expr.kind)
-        if op is None:  # ceildiv
-            return f"(({lhs} + {rhs} - 1) / {rhs})"
-        return f"({lhs} {op} {rhs})"
-    raise UnsupportedIR(f"affine expression {expr}")
 
 
 _FLOAT_BINARY = {
@@ -332,7 +312,9 @@ class BodyPrinter:
             amap = op.properties.get("map", op.attributes.get("map"))
             if not isinstance(amap, AffineMapAttr) or len(amap.data.results) != 1 or amap.data.num_symbols:
                 raise UnsupportedIR("affine.apply without a one-result map of dims")
-            return affine(amap.data.results[0], args)
+            from q35c.codegen.cuda.index import Ix, affine_ix  # index.py prints with this module's literals
+
+            return affine_ix(amap.data.results[0], [Ix.var(a) for a in args]).text()
         if name in ("arith.extf", "arith.truncf"):
             if is_half(types[0]):
                 return (

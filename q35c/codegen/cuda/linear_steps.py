@@ -1,14 +1,14 @@
 """The compute of one step of a linear kernel (`q35c.codegen.cuda.linear`), on the current ring slot.
 
-Both read the step's operands through the kernel's lambdas `X(t, k)` and `W(n, k)` (the IR's element chain)
-and write `y` through `epi` (the IR's epilogue):
+Both read the step's operands through the kernel's lambdas `X(t, k)` and `W(n, k)` (the IR's element chain;
+where K is even, `X0`/`X1(t, kk)` and `W0`/`W1(n, kk)` at k = 2 kk + u instead) and write `y` through `epi`
+(the IR's epilogue):
 
 - `gemv_step`: a warp per weight row (`nl`), lanes along K (PAIR neighbouring columns per lane and step), up to
-  `GEMV_ROWS` activation rows at once through
-  the IR's multiply-accumulate body (`mac`), a warp sum per row; with several K tiles the partial sums wait in
-  shared memory (`PART`, the IR's accumulator) until the last one;
-- `mma_step`: per `mma_chunk` columns of K, the weights and activations dequantized into f16 tiles in shared memory
-  (`WH`, `XH`), then `nvcuda::wmma` 16x16x16 MMAs into each warp's accumulator fragments; after the last K
+  `GEMV_ROWS` activation rows at once through the IR's multiply-accumulate body (`mac`), a warp sum per row;
+  with several K tiles the partial sums wait in shared memory (`PART`, the IR's accumulator) until the last one;
+- `mma_step`: per `mma_chunk` columns of K, the weights and activations dequantized into f16 tiles in shared
+  memory (`WH`, `XH`), then `nvcuda::wmma` 16x16x16 MMAs into each warp's accumulator fragments; after the last K
   tile each fragment goes through a per-warp scratch tile to `y`.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from q35c.codegen.cuda.cexpr import ilit
 
 MMA = 16
-PAD = 8  # f16 elements of padding per row of the MMA staging tiles (keeps rows 16-byte aligned, ld = 24)
+PAD = 8  # f16 elements of padding per row of the MMA staging tiles (rows stay 16-byte aligned: ld = chunk + 8)
 GEMV_ROWS = 8  # activation rows a warp accumulates at once on the GEMV path
 MMA_CHUNK = 64  # K columns dequantized per round of tensor-core MMAs (two barriers per round)
 PAIR = 2  # neighbouring K columns a GEMV lane takes per step (`W0`/`W1`: one index computation for both)
@@ -84,32 +84,10 @@ def mma_chunk(tile_k: int) -> int:
 def mma_step(tile_t: int, threads: int, chunk: int, paired: bool) -> list[str]:
     ld = chunk + PAD
     warps = threads // 32
-    if paired:  # two neighbouring columns per thread and element step, through W0/W1 and X0/X1
-        fill = [
-            f"      for (q35_i i = threadIdx.x; i < TILES_NN * 16 * {chunk // 2}; i += {threads}) {{",
-            f"        const q35_i n = i / {chunk // 2}, kp = i % {chunk // 2}, kk = kc / 2 + kp;",
-            "        const bool ok0 = n < nv && 2 * kk < kv, ok1 = n < nv && 2 * kk + 1 < kv;",
-            f"        WH[n * {ld} + 2 * kp] = __float2half_rn(ok0 ? (float)W0(n, kk) : 0.0f);",
-            f"        WH[n * {ld} + 2 * kp + 1] = __float2half_rn(ok1 ? (float)W1(n, kk) : 0.0f);",
-            "      }",
-            f"      for (q35_i i = threadIdx.x; i < {ilit(tile_t)} * {chunk // 2}; i += {threads}) {{",
-            f"        const q35_i t = i / {chunk // 2}, kp = i % {chunk // 2}, kk = kc / 2 + kp;",
-            "        const bool ok0 = t < tv && 2 * kk < kv, ok1 = t < tv && 2 * kk + 1 < kv;",
-            f"        XH[t * {ld} + 2 * kp] = __float2half_rn(ok0 ? (float)X0(t, kk) : 0.0f);",
-            f"        XH[t * {ld} + 2 * kp + 1] = __float2half_rn(ok1 ? (float)X1(t, kk) : 0.0f);",
-            "      }",
-        ]
-    else:
-        fill = [
-            f"      for (q35_i i = threadIdx.x; i < TILES_NN * 16 * {chunk}; i += {threads}) {{",
-            f"        const q35_i n = i / {chunk}, k = i % {chunk};",
-            f"        WH[n * {ld} + k] = __float2half_rn((n < nv && kc + k < kv) ? (float)W(n, kc + k) : 0.0f);",
-            "      }",
-            f"      for (q35_i i = threadIdx.x; i < {ilit(tile_t)} * {chunk}; i += {threads}) {{",
-            f"        const q35_i t = i / {chunk}, k = i % {chunk};",
-            f"        XH[t * {ld} + k] = __float2half_rn((t < tv && kc + k < kv) ? (float)X(t, kc + k) : 0.0f);",
-            "      }",
-        ]
+    fill = [
+        *_dequantize(paired, "WH", "W", "n", "TILES_NN * 16", "nv", chunk, ld, threads),
+        *_dequantize(paired, "XH", "X", "t", ilit(tile_t), "tv", chunk, ld, threads),
+    ]
     return [
         "    if (kt == 0) {",
         "#pragma unroll",
@@ -149,4 +127,29 @@ def mma_step(tile_t: int, threads: int, chunk: int, paired: bool) -> list[str]:
         "        }",
         "      }",
         "    }",
+    ]
+
+
+def _dequantize(
+    paired: bool, dst: str, read: str, row: str, rows: str, valid: str, chunk: int, ld: int, threads: int
+) -> list[str]:
+    """The loop that fills `rows` rows of the f16 staging tile `dst` (row stride `ld`) with columns
+    [kc, kc + chunk) of the operand `read` (zero outside `valid` rows and `kv` columns): two neighbouring
+    columns per thread and step through `read`0/`read`1 where `paired`, else one through `read`."""
+    if not paired:
+        return [
+            f"      for (q35_i i = threadIdx.x; i < {rows} * {chunk}; i += {threads}) {{",
+            f"        const q35_i {row} = i / {chunk}, k = i % {chunk};",
+            f"        {dst}[{row} * {ld} + k] = __float2half_rn(({row} < {valid} && kc + k < kv) ? "
+            f"(float){read}({row}, kc + k) : 0.0f);",
+            "      }",
+        ]
+    half = chunk // 2
+    return [
+        f"      for (q35_i i = threadIdx.x; i < {rows} * {half}; i += {threads}) {{",
+        f"        const q35_i {row} = i / {half}, kp = i % {half}, kk = kc / 2 + kp;",
+        f"        const bool ok0 = {row} < {valid} && 2 * kk < kv, ok1 = {row} < {valid} && 2 * kk + 1 < kv;",
+        f"        {dst}[{row} * {ld} + 2 * kp] = __float2half_rn(ok0 ? (float){read}0({row}, kk) : 0.0f);",
+        f"        {dst}[{row} * {ld} + 2 * kp + 1] = __float2half_rn(ok1 ? (float){read}1({row}, kk) : 0.0f);",
+        "      }",
     ]

@@ -226,7 +226,8 @@ def _phase(op: GenericOp, reader: Reader, out_names: list[str], counter: list[in
     lines += [f"{indent}{line}" for line in body]
     for acc, value in zip(accs, yields, strict=True):
         lines.append(f"{indent}{acc} = {value};")
-    for _ in reduction if mode.lanes == 1 else [None]:
+    loops = len(reduction) if mode.lanes == 1 else 1  # the reduction loops, or the one loop over a split's steps
+    for _ in range(loops):
         indent = indent[:-2]
         lines.append(f"{indent}}}")
     store = "  "

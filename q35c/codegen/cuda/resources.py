@@ -115,6 +115,26 @@ def write(data: Mapping[str, Any], path: Path = DATA) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
+def markdown_table(data: Mapping[str, Any]) -> str:
+    """The data as docs/cuda.md's table: per kernel class, registers and shared memory on sm_80 and sm_90,
+    threads per block and resident warps per SM (a test keeps the page's copy current)."""
+    archs = data["archs"]
+    old, new = archs["sm_80"], archs["sm_90"]
+    lines = [
+        "| class | sm_80 regs | sm_80 smem B | sm_90 regs | sm_90 smem B | threads | warps per SM (sm_80 / sm_90) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in sorted(set(old) | set(new)):
+        pair = (old.get(kind), new.get(kind))
+        cells = [f"`{kind}`"]
+        for r in pair:
+            cells += [str(r["registers"]), f"{r['smem_bytes']:,}"] if r is not None else ["-", "-"]
+        cells.append(str(next(r["threads"] for r in pair if r is not None)))
+        cells.append(" / ".join(str(r["warps"]) if r is not None else "-" for r in pair))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def stored(path: Path = DATA) -> dict[str, Any]:
     if not path.exists():
         return {}

@@ -27,7 +27,6 @@ from xdsl.ir import Attribute, Operation, OpResult, SSAValue
 from xdsl.ir.affine import AffineDimExpr
 
 from q35c.codegen.cuda.cexpr import (
-    INDEX,
     BodyPrinter,
     UnsupportedIR,
     ctype,
@@ -257,10 +256,10 @@ def generic_lambda(op: GenericOp, reader: Reader, name: str, counter: list[int])
     out = op.outputs[0]
     init = reader.read(out, [affine_ix(e, loop_dims(dims, op)) for e in out_map.results])
     lines, yields = body_lines(op, reader, dims, [init], counter)
-    params = ", ".join(f"{INDEX} {name}_o{j}" for j in range(ranks))
+    params = ", ".join(f"q35_i {name}_o{j}" for j in range(ranks))
     result = ctype(element_type(op.results[0]))
     text = [f"auto {name} = [&]({params}) -> {result} {{"]
-    text += [f"  const {INDEX} {dims[p]} = {name}_o{j};" for j, p in enumerate(positions)]
+    text += [f"  const q35_i {dims[p]} = {name}_o{j};" for j, p in enumerate(positions)]
     text += [f"  {line}" for line in lines]
     text.append(f"  return {yields[0]};")
     text.append("};")

@@ -255,3 +255,13 @@ def test_index_arithmetic_is_64_bit_for_a_tensor_of_a_billion_elements() -> None
     large = tensor.EmptyOp([], TensorType(Float16Type(), [NARROW_LIMIT // 4096, 4096]))
     small = tensor.EmptyOp([], TensorType(Float16Type(), [NARROW_LIMIT // 4096 - 1, 4096]))
     assert needs_wide(iter([large])) and not needs_wide(iter([small]))
+
+
+def test_gpu_tiles_have_a_row_per_warp_of_a_linear_kernel() -> None:
+    """The GPU tile policy's preferred N tile (`targets.gpu.GEMV_ROWS`) is the warps of a linear kernel's block:
+    the GEMV gives each warp a row, so the two numbers move together."""
+    from q35c.codegen.cuda.linear import THREADS
+    from q35c.targets.registry import get_target
+
+    for target in ("a100-sxm", "h100-sxm", "h200"):
+        assert get_target(target).tile_policy().prefer_n == THREADS // 32

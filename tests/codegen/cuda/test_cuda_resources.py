@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from q35c.codegen.cuda.header import HEADER
-from q35c.codegen.cuda.resources import REFERENCE_SCHEMES, REFERENCE_TARGETS, digest, reference_build, stored
+from q35c.codegen.cuda.resources import (
+    REFERENCE_SCHEMES,
+    REFERENCE_TARGETS,
+    digest,
+    markdown_table,
+    reference_build,
+    stored,
+)
 from q35c.codegen.cuda.toolkit import Toolkit
 from q35c.targets.gpu_occupancy import DATA, sm_limits
 from q35c.targets.registry import get_target
@@ -55,3 +62,12 @@ def test_ptxas_agrees_with_the_data(cuda_toolkit: Toolkit, tmp_path: Path) -> No
         assert found.registers <= row["registers"], found.kernel
         if row["example"] == f"h100-sxm/q3p5/decode/{found.kernel}":
             assert found.registers == row["registers"]
+
+
+def test_the_docs_table_is_the_data() -> None:
+    """docs/cuda.md shows the data's table (regenerated with the data) and says no kernel spills."""
+    page = (Path(__file__).resolve().parents[3] / "docs" / "cuda.md").read_text(encoding="utf-8")
+    data = stored(DATA)
+    assert markdown_table(data) in page, "docs/cuda.md: paste the table scripts/cuda_resources.py prints"
+    assert "no kernel spills" in page
+    assert all(r["spill_bytes"] == 0 for table in data["archs"].values() for r in table.values())
