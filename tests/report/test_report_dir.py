@@ -239,3 +239,17 @@ def test_ir_stage_choices() -> None:
     assert StageChoice.parse("tile,all", known).every
     with pytest.raises(Q35Error, match="needs final, all, or stage names"):
         StageChoice.parse(" , ", known)
+
+
+def test_the_help_names_every_stage_a_report_can_hold() -> None:
+    """`--ir-stages`' help (written out, so that `q35c build --help` imports no target) names the stages of every
+    target's pipeline, placed or not, in pipeline order."""
+    import re
+
+    from q35c.cli.build import STAGES_HELP
+    from q35c.report.ir import stage_choices
+    from q35c.targets.spec import spec_names
+
+    listed = re.search(r"stage names \(([^)]*)\)", STAGES_HELP)
+    assert listed is not None
+    assert [s.strip() for s in listed.group(1).split(",")] == stage_choices(spec_names())
