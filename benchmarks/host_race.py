@@ -133,7 +133,7 @@ def q35c_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Name
     from q35c.verify.linear import linear_module, lower_for_host
 
     m = x.shape[0]
-    modules = {c_identifier(s): lower_for_host(linear_module(m, n, k, s)) for s in Q35C_SCHEMES}
+    modules = {c_identifier(s): lower_for_host(linear_module(m, n, k, s, codes=False)) for s in Q35C_SCHEMES}
     emit_library(modules, {"model": f"linear {m}x{n}x{k}"}, out, "so")
     lib = HostLibrary.load(out)
     lib.set_threads(args.threads)

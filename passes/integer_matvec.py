@@ -48,7 +48,7 @@ and fp16) are left to `fuse-unpack`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.builder import Builder
@@ -56,6 +56,7 @@ from xdsl.context import Context
 from xdsl.dialects import arith, math, scf, tensor, vector
 from xdsl.dialects.builtin import (
     AffineMapAttr,
+    ArrayAttr,
     DenseArrayBase,
     Float16Type,
     Float32Type,
@@ -72,15 +73,16 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
 from xdsl.dialects.linalg.ops import FillOp, GenericOp, IndexOp, YieldOp
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.canonicalization_patterns.utils import const_evaluate_operand
 
-from q35c.ir.attrs import KERNEL_ATTR, TILE_DIM_ATTR
+from q35c.ir.attrs import INTERLEAVE_ATTR, KERNEL_ATTR, TILE_DIM_ATTR
 from q35c.passes._build.bit_fields import unpacking_of
 from q35c.passes._build.code_layout import PART_CODES, Layout, find_layout
+from q35c.passes._build.interleave import Candidate, interleaved_arguments, mark
 from q35c.passes._build.vector_ops import Emit, VectorExtSIOp, VectorFPToSIOp, VectorSIToFPOp, read, reduction, write
 from q35c.passes.fuse_unpack import _elementwise_producer, _kinds, _maps, _shape, _uses_index
 
@@ -317,46 +319,104 @@ def rows_per_block(rows: int, group: int) -> int:
     return max(1, min(rows, ROW_BLOCK, SEGMENT_BYTES // (SCALE_BLOCK * group * 2)))
 
 
-def integer_kernel(m: Match, acts: Activations, init: SSAValue | None = None) -> tuple[list[Operation], SSAValue]:
+@dataclass(frozen=True)
+class Interleaved:
+    """A kernel's codes, scales and offsets stored with rows interleaved by `rows` (`_build/interleave`), as the
+    [N / R, R C] views its body reads."""
+
+    rows: int
+    storage: SSAValue
+    scale: SSAValue
+    offset: SSAValue | None
+
+
+def interleaved_views(m: Match, rows: int) -> tuple[list[Operation], Interleaved]:
+    """The [N / R, R C] views of m's codes, scales and offsets (an expand_shape to [N / R, R, C] and a
+    collapse_shape: the same memory), and the ops computing them."""
+    ops: list[Operation] = []
+
+    def view(value: SSAValue) -> SSAValue:
+        n, c = _shape(value)
+        element = value.type.element_type  # type: ignore[attr-defined]
+        three = (n // rows, rows, c)
+        groups = ArrayAttr([ArrayAttr([IntegerAttr(d, i64) for d in g]) for g in ((0, 1), (2,))])
+        expand = tensor.ExpandShapeOp(value, [], groups, three, TensorType(element, three))
+        joined = ArrayAttr([ArrayAttr([IntegerAttr(d, i64) for d in g]) for g in ((0,), (1, 2))])
+        collapse = tensor.CollapseShapeOp(
+            operands=[expand.result],
+            result_types=[TensorType(element, (n // rows, rows * c))],
+            properties={"reassociation": joined},
+        )
+        ops.extend((expand, collapse))
+        return collapse.results[0]
+
+    offset = None if m.offset is None else view(m.offset)
+    return ops, Interleaved(rows, view(m.storage), view(m.scale), offset)
+
+
+def integer_kernel(
+    m: Match, acts: Activations, init: SSAValue | None = None, interleave: int = 1
+) -> tuple[list[Operation], SSAValue]:
     """The kernels of m adding y to `init` (default: the contraction's own), and their result. One row: a generic
-    over (t, n) (module docstring). M rows: a generic over (b, n) whose body computes B rows (`rows_per_block`)
-    for output n, each part of codes unpacked once for all of them (and one more for the last M mod B rows); its
-    output r is the strided slice of rows first + r + B b. When a block's activations exceed SEGMENT_BYTES, the
-    sums run over segments of K (a loop adding each segment's kernels to the sums), so that the block's
-    activations stay in the L1 cache while the kernel walks the outputs (one row: whole rows, measured as fast)."""
+    over (t, n) (module docstring), or with codes stored interleaved by R rows (`interleave` > 1), over (t, b)
+    computing outputs R b .. R b + R - 1, each group of activations read once for all of them. M rows: a generic
+    over (b, n) whose body computes B rows (`rows_per_block`) for output n, each part of codes unpacked once for
+    all of them (and one more for the last M mod B rows); its output r is the strided slice of rows
+    first + r + B b. When a block's activations exceed SEGMENT_BYTES, the sums run over segments of K (a loop
+    adding each segment's kernels to the sums), so that the block's activations stay in the L1 cache while the
+    kernel walks the outputs (one row: whole rows, measured as fast)."""
     acc = m.op.outputs[0] if init is None else init
+    views: list[Operation] = []
+    il = None
+    if interleave > 1:
+        views, il = interleaved_views(m, interleave)
     rows = _shape(acc)[0]
     block = rows_per_block(rows, m.group)
     segment = max(1, SEGMENT_BYTES // (block * m.group * 2))  # groups
     full, rest = divmod(acts.groups, segment)
     if rows == 1 or full <= 1:
-        return _row_blocks(m, acts, acc, 0, acts.groups)
+        ops, result = _row_blocks(m, acts, acc, 0, acts.groups, il)
+        return [*views, *ops], result
     body = Block(arg_types=[IndexType(), acc.type])
     e = Emit(Builder(InsertPoint.at_end(body)))
     start = e.op(arith.MuliOp(body.args[0], e.index(segment)))
-    inner, summed = _row_blocks(m, acts, body.args[1], start, segment)
+    inner, summed = _row_blocks(m, acts, body.args[1], start, segment, il)
     for op in inner:
         body.add_op(op)
     body.add_op(scf.YieldOp(summed))
     bounds = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (0, full, 1)]
     loop = scf.ForOp(*(c.result for c in bounds), [acc], body)
-    ops: list[Operation] = [*bounds, loop]
+    ops: list[Operation] = [*views, *bounds, loop]
     result = loop.results[0]
     if rest:
-        tail, result = _row_blocks(m, acts, result, full * segment, rest)
+        tail, result = _row_blocks(m, acts, result, full * segment, rest, il)
         ops += tail
     return ops, result
 
 
 def _row_blocks(
-    m: Match, acts: Activations, acc: SSAValue, start: SSAValue | int, count: int
+    m: Match, acts: Activations, acc: SSAValue, start: SSAValue | int, count: int, il: Interleaved | None
 ) -> tuple[list[Operation], SSAValue]:
     """The kernels adding groups start .. start + count of every row to `acc`, and their result."""
     rows, width = _shape(acc)
-    if rows == 1:
-        kernel = _row_block_kernel(m, acts, [acc], 0, 1, start, count)
+    if rows == 1 and il is None:
+        kernel = _row_block_kernel(m, acts, [acc], 0, 1, start, count, il)
         return [kernel], kernel.results[0]
-    ops: list[Operation] = []
+    if rows == 1:  # outputs R b + r: the strided slices of columns r, r + R, ...
+        assert il is not None and width % il.rows == 0
+        slice_type = TensorType(f32, (1, width // il.rows))
+        slices = [
+            tensor.ExtractSliceOp(acc, [0, r], [1, width // il.rows], [1, il.rows], slice_type) for r in range(il.rows)
+        ]
+        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], 0, 1, start, count, il)
+        ops: list[Operation] = [*slices, kernel]
+        result = acc
+        for r, value in enumerate(kernel.results):
+            insert = tensor.InsertSliceOp.get(value, result, [1, width // il.rows], [0, r], [1, il.rows])
+            ops.append(insert)
+            result = insert.results[0]
+        return ops, result
+    ops = []
     result = acc
     size = rows_per_block(rows, m.group)
     full, tail = divmod(rows, size)
@@ -367,7 +427,7 @@ def _row_blocks(
         slices = [
             tensor.ExtractSliceOp(result, [first + r, 0], [blocks, width], [block, 1], slice_type) for r in range(block)
         ]
-        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], first, block, start, count)
+        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], first, block, start, count, il)
         ops += [*slices, kernel]
         for r, value in enumerate(kernel.results):
             insert = tensor.InsertSliceOp.get(value, result, [blocks, width], [first + r, 0], [block, 1])
@@ -401,20 +461,32 @@ def _interleaved_base(e: Emit, acts: Activations, first: int, count: int) -> SSA
 
 
 def _row_block_kernel(
-    m: Match, acts: Activations, outs: Sequence[SSAValue], first: int, block: int, start: SSAValue | int, count: int
+    m: Match,
+    acts: Activations,
+    outs: Sequence[SSAValue],
+    first: int,
+    block: int,
+    start: SSAValue | int,
+    count: int,
+    il: Interleaved | None = None,
 ) -> GenericOp:
     """The generic over (b, n) (one row: (t, n)) whose body sums the integer dot products of groups start ..
     start + count per group of `block` activation rows (module docstring) for output n, into `outs` (one per
-    row)."""
+    row). With interleaved storage and one row, its index n is a block of R outputs (`outs` the R strided
+    slices); with several rows, output n reads row n mod R of the storage's block n / R."""
     layout = m.layout
     lanes = layout.lanes
     chunks = m.group // lanes
     element = IntegerType(layout.element_bits)
     per_chunk = layout.stride_bits // layout.element_bits
+    per_group = chunks * per_chunk  # storage columns of a group of one row
     element_bytes = layout.element_bits // 8
     blocks = _shape(outs[0])[0]
+    stride = 1 if il is None else il.rows  # rows whose groups sit side by side
+    weights = il.rows if il is not None and block == 1 and len(outs) == il.rows else 1  # outputs per body
+    storage, scale_of, offset_of = (m.storage, m.scale, m.offset) if il is None else (il.storage, il.scale, il.offset)
     # Independent chains of multiply-adds per row: with few rows, two accumulators alternating by part.
-    chains = 2 if block <= 2 else 1
+    chains = 2 if block * weights <= 2 else 1
 
     def body(e: Emit, args: Sequence[SSAValue]) -> list[SSAValue]:
         n = e.op(IndexOp(1))
@@ -422,6 +494,13 @@ def _row_block_kernel(
         starts = _activation_rows(e, acts, first, block, blocks)
         interleaved = _interleaved_base(e, acts, first, blocks)
         begin = start if isinstance(start, SSAValue) else e.index(start) if start else None
+        # Output row w of the body: the storage row it reads and its row within an interleaved block (a value,
+        # or static: `weights` outputs per body).
+        row, within = n, None
+        if il is not None and weights == 1:
+            row = e.op(arith.DivUIOp(n, e.index(il.rows)))
+            within = e.op(arith.RemUIOp(n, e.index(il.rows)))
+        within_at = None if within is None else e.op(arith.MuliOp(within, e.index(per_group)))
         p16, p32 = VectorType(i16, (PART_CODES,)), VectorType(i32, (PART_CODES,))
         o32, of = VectorType(i32, (PART_CODES // 2,)), VectorType(f32, (PART_CODES // 2,))
         keep_bits, flip_bits, _ = layout.masks()
@@ -448,80 +527,129 @@ def _row_block_kernel(
             first_row = ge.op(arith.MuliOp(group, ge.index(acts.block)))
             return ge.op(arith.AddiOp(first_row, ge.index(r))) if r else first_row
 
-        def group_sums(ge: Emit, j: SSAValue) -> list[SSAValue]:
-            """Group j's integer sums (vector<16xi32>) per row: per chunk and part, 32 codes from one read of the
-            storage (a byte permutation puts each code's field in a 16-bit lane, a mask and an xor leave the
-            biased code), times each row's quantized activations, summed in pairs."""
+        def column(ge: Emit, j: SSAValue) -> SSAValue:
+            """Group j's first column of the body's (first) output row in the storage (view)."""
+            at_j = ge.op(arith.MuliOp(j, ge.index(stride * per_group)))
+            return at_j if within_at is None else ge.op(arith.AddiOp(at_j, within_at))
+
+        def group_sums(ge: Emit, j: SSAValue) -> list[list[SSAValue]]:
+            """Group j's integer sums (vector<16xi32>) per output and row: per chunk and part, 32 codes from one
+            read of the storage (a byte permutation puts each code's field in a 16-bit lane, a mask and an xor
+            leave the biased code) per output, times each row's quantized activations (read once for all
+            outputs), summed in pairs."""
             rows = [slot(ge, r, j) for r in range(block)]
             # The sums start at minus the groups' share of the sign bits (`quantize_activations`).
-            sums = [
-                [read(ge, acts.bias, [row, zero], o32)] + [ge.dense(o32, [0] * (PART_CODES // 2))] * (chains - 1)
-                for row in rows
-            ]
-            first_chunk = ge.op(arith.MuliOp(j, ge.index(chunks)))
+            biases = [read(ge, acts.bias, [row, zero], o32) for row in rows]
+            empty = ge.dense(o32, [0] * (PART_CODES // 2))
+            sums = [[[bias] + [empty] * (chains - 1) for bias in biases] for _ in range(weights)]
+            base = column(ge, j)
             step = 0
             for c in range(chunks):
-                chunk = ge.op(arith.AddiOp(first_chunk, ge.index(c))) if c else first_chunk
-                chunk_at = ge.op(arith.MuliOp(chunk, ge.index(per_chunk)))
                 for part in layout.parts():
-                    where = ge.op(arith.AddiOp(chunk_at, ge.index(part.start))) if part.start else chunk_at
-                    raw = read(ge, m.storage, [n, where], VectorType(element, (part.count,)))
-                    raw_bytes = ge.op(vector.BitcastOp(raw, VectorType(IntegerType(8), (part.count * element_bytes,))))
-                    mask = DenseArrayBase.from_list(i64, list(part.mask))
-                    win_type = VectorType(IntegerType(8), (2 * PART_CODES,))
-                    win = ge.op(vector.ShuffleOp(raw_bytes, raw_bytes, mask, result_type=win_type))
-                    w16 = ge.op(vector.BitcastOp(win, p16))
-                    keep, sign = part_masks[part.first]
-                    code = ge.op(arith.XOrIOp(ge.op(arith.AndIOp(w16, keep)), sign))  # (e / 2^step + h) 2^s
-                    wide = ge.op(VectorExtSIOp(code, p32))
-                    for r, row in enumerate(rows):
-                        xv = read(ge, acts.xq, [row, ge.index(c * lanes + part.first)], p16)
-                        prod = ge.op(arith.MuliOp(wide, ge.op(VectorExtSIOp(xv, p32))))
-                        pe = ge.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
-                        po = ge.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
-                        chain = step % chains
-                        sums[r][chain] = ge.op(arith.AddiOp(sums[r][chain], ge.op(arith.AddiOp(pe, po))))
+                    xvs = [read(ge, acts.xq, [r, ge.index(c * lanes + part.first)], p16) for r in rows]
+                    xws = [ge.op(VectorExtSIOp(xv, p32)) for xv in xvs]
+                    for w in range(weights):
+                        offset = (w * per_group if weights > 1 else 0) + c * per_chunk + part.start
+                        where = ge.op(arith.AddiOp(base, ge.index(offset))) if offset else base
+                        raw = read(ge, storage, [row, where], VectorType(element, (part.count,)))
+                        byte_type = VectorType(IntegerType(8), (part.count * element_bytes,))
+                        raw_bytes = ge.op(vector.BitcastOp(raw, byte_type))
+                        mask = DenseArrayBase.from_list(i64, list(part.mask))
+                        win_type = VectorType(IntegerType(8), (2 * PART_CODES,))
+                        win = ge.op(vector.ShuffleOp(raw_bytes, raw_bytes, mask, result_type=win_type))
+                        w16 = ge.op(vector.BitcastOp(win, p16))
+                        keep, sign = part_masks[part.first]
+                        code = ge.op(arith.XOrIOp(ge.op(arith.AndIOp(w16, keep)), sign))  # (e / 2^step + h) 2^s
+                        wide = ge.op(VectorExtSIOp(code, p32))
+                        for r, xw in enumerate(xws):
+                            prod = ge.op(arith.MuliOp(wide, xw))
+                            pe = ge.op(vector.ShuffleOp(prod, prod, evens, result_type=o32))
+                            po = ge.op(vector.ShuffleOp(prod, prod, odds, result_type=o32))
+                            chain = step % chains
+                            sums[w][r][chain] = ge.op(arith.AddiOp(sums[w][r][chain], ge.op(arith.AddiOp(pe, po))))
                     step += 1
-            return [s[0] if chains == 1 else ge.op(arith.AddiOp(s[0], s[1])) for s in sums]
+            return [[s[0] if chains == 1 else ge.op(arith.AddiOp(s[0], s[1])) for s in per_w] for per_w in sums]
+
+        def to_f32(be: Emit, value: SSAValue, typ: VectorType | None = None) -> SSAValue:
+            if typ is None:
+                return value if value.type == f32 else be.op(arith.ExtFOp(value, f32))
+            return value if typ.element_type == f32 else be.op(arith.ExtFOp(value, VectorType(f32, typ.get_shape())))
+
+        def scalar(be: Emit, source: SSAValue, j: SSAValue) -> SSAValue:
+            """Group j's scale (or offset) of the body's output, as f32."""
+            assert il is not None
+            where = be.op(arith.MuliOp(j, be.index(il.rows)))
+            where = where if within is None else be.op(arith.AddiOp(where, within))
+            element = source.type.element_type  # type: ignore[attr-defined]
+            return to_f32(be, be.op(tensor.ExtractOp(source, [row, where], element)))
 
         def block_of_groups(
             be: Emit, first_group: SSAValue, count: int, faccs: list[SSAValue], oaccs: list[SSAValue]
         ) -> tuple[list[SSAValue], list[SSAValue]]:
             """`count` groups from `first_group` on (unrolled): one row, their scales * d read as one vector and
-            each group's sums times its lane of it; several rows, each group's sums times its scale and each row's
-            d; the offsets' share of y."""
-            vf = VectorType(f32, (count,))  # a whole block, or the row's last groups (read exactly)
-            scale_type = VectorType(m.scale.type.element_type, (count,))  # type: ignore[attr-defined]
-            scales = read(be, m.scale, [n, first_group], scale_type)
-            scales = scales if scale_type.element_type == f32 else be.op(arith.ExtFOp(scales, vf))
-            rows = [at(be, r, first_group) for r in range(block)]
+            each group's sums times its lane of it (interleaved: each group's R scales as one vector); several
+            rows, each group's sums times its scale and each row's d; the offsets' share of y."""
             faccs, oaccs = list(faccs), list(oaccs)
-            if m.offset is not None:
-                offset_type = VectorType(m.offset.type.element_type, (count,))  # type: ignore[attr-defined]
-                offs = read(be, m.offset, [n, first_group], offset_type)
-                offs = offs if offset_type.element_type == f32 else be.op(arith.ExtFOp(offs, vf))
-                for r, row in enumerate(rows):
-                    xsums = read(be, acts.xsum, [row], vf)
-                    if block > 1 and vf == of:  # into the lanes of the sums (added up at the end)
-                        faccs[r] = be.op(vector.FMAOp(offs, xsums, faccs[r]))
-                    else:
-                        products = be.op(arith.MulfOp(offs, xsums))
-                        oaccs[r] = reduction(be, products, vector.CombiningKindFlag.ADD, oaccs[r])
-            if block == 1:
-                factors = [be.op(arith.MulfOp(scales, read(be, acts.dx, [row], vf))) for row in rows]
+            rows = [at(be, r, first_group) for r in range(block)]
+            if il is None:
+                vf = VectorType(f32, (count,))  # a whole block, or the row's last groups (read exactly)
+                scale_type = VectorType(scale_of.type.element_type, (count,))  # type: ignore[attr-defined]
+                scales = to_f32(be, read(be, scale_of, [n, first_group], scale_type), scale_type)
+                if offset_of is not None:
+                    offset_type = VectorType(offset_of.type.element_type, (count,))  # type: ignore[attr-defined]
+                    offs = to_f32(be, read(be, offset_of, [n, first_group], offset_type), offset_type)
+                    for r, row_at in enumerate(rows):
+                        xsums = read(be, acts.xsum, [row_at], vf)
+                        if block > 1 and vf == of:  # into the lanes of the sums (added up at the end)
+                            faccs[r] = be.op(vector.FMAOp(offs, xsums, faccs[r]))
+                        else:
+                            products = be.op(arith.MulfOp(offs, xsums))
+                            oaccs[r] = reduction(be, products, vector.CombiningKindFlag.ADD, oaccs[r])
+                if block == 1:
+                    factors = [be.op(arith.MulfOp(scales, read(be, acts.dx, [row_at], vf))) for row_at in rows]
+                    for i in range(count):
+                        j = be.op(arith.AddiOp(first_group, be.index(i)))
+                        for r, sums in enumerate(group_sums(be, j)[0]):
+                            factor = be.op(vector.ExtractOp(factors[r], [i], f32))
+                            converted = be.op(VectorSIToFPOp(sums, of))
+                            faccs[r] = be.op(vector.FMAOp(converted, be.op(vector.BroadcastOp(factor, of)), faccs[r]))
+                    return faccs, oaccs
+            if weights > 1:  # one row, R outputs: each group's R scales (and offsets) as one vector
+                assert il is not None
+                vw = VectorType(f32, (weights,))
                 for i in range(count):
                     j = be.op(arith.AddiOp(first_group, be.index(i)))
-                    for r, sums in enumerate(group_sums(be, j)):
-                        factor = be.op(vector.ExtractOp(factors[r], [i], f32))
-                        converted = be.op(VectorSIToFPOp(sums, of))
-                        faccs[r] = be.op(vector.FMAOp(converted, be.op(vector.BroadcastOp(factor, of)), faccs[r]))
+                    where = be.op(arith.MuliOp(j, be.index(il.rows)))
+                    scale_type = VectorType(scale_of.type.element_type, (weights,))  # type: ignore[attr-defined]
+                    scales = to_f32(be, read(be, scale_of, [row, where], scale_type), scale_type)
+                    step = be.op(tensor.ExtractOp(acts.dx, [at(be, 0, j)], f32))
+                    factors = be.op(arith.MulfOp(scales, be.op(vector.BroadcastOp(step, vw))))
+                    if offset_of is not None:
+                        offset_type = VectorType(offset_of.type.element_type, (weights,))  # type: ignore[attr-defined]
+                        offs = to_f32(be, read(be, offset_of, [row, where], offset_type), offset_type)
+                        xsum = be.op(tensor.ExtractOp(acts.xsum, [at(be, 0, j)], f32))
+                        shares = be.op(arith.MulfOp(offs, be.op(vector.BroadcastOp(xsum, vw))))
+                        for w in range(weights):
+                            oaccs[w] = be.op(arith.AddfOp(oaccs[w], be.op(vector.ExtractOp(shares, [w], f32))))
+                    for w, per_w in enumerate(group_sums(be, j)):
+                        factor = be.op(vector.BroadcastOp(be.op(vector.ExtractOp(factors, [w], f32)), of))
+                        faccs[w] = be.op(vector.FMAOp(be.op(VectorSIToFPOp(per_w[0], of)), factor, faccs[w]))
                 return faccs, oaccs
             # Several rows: each group's scale broadcast once, each row's step read broadcast (an FMA operand),
             # so that no vector of factors per row stays live across the block.
             for i in range(count):
                 j = be.op(arith.AddiOp(first_group, be.index(i)))
-                scale = be.op(vector.BroadcastOp(be.op(vector.ExtractOp(scales, [i], f32)), of))
-                for r, sums in enumerate(group_sums(be, j)):
+                if il is None:
+                    value = be.op(vector.ExtractOp(scales, [i], f32))
+                else:
+                    value = scalar(be, scale_of, j)
+                    if offset_of is not None:  # per group: interleaved offsets are R apart
+                        off = scalar(be, offset_of, j)
+                        for r in range(block):
+                            xsum = be.op(tensor.ExtractOp(acts.xsum, [at(be, r, j)], f32))
+                            oaccs[r] = be.op(arith.AddfOp(oaccs[r], be.op(arith.MulfOp(off, xsum))))
+                scale = be.op(vector.BroadcastOp(value, of))
+                for r, sums in enumerate(group_sums(be, j)[0]):
                     scaled = be.op(arith.MulfOp(be.op(VectorSIToFPOp(sums, of)), scale))
                     step = be.op(tensor.ExtractOp(acts.dx, [at(be, r, j)], f32))
                     faccs[r] = be.op(vector.FMAOp(scaled, be.op(vector.BroadcastOp(step, of)), faccs[r]))
@@ -531,21 +659,25 @@ def _row_block_kernel(
             """Group `offset` of the segment."""
             return offset if begin is None else ge.op(arith.AddiOp(begin, offset))
 
-        full, tail = divmod(count, SCALE_BLOCK)
-        faccs: list[SSAValue] = [e.dense(of, [0.0] * (PART_CODES // 2))] * block
-        oaccs: list[SSAValue] = [e.f32(0.0)] * block
+        # Groups per step of the loop over a row: one with R outputs (R groups of codes each), else a block of
+        # SCALE_BLOCK groups whose scales are read as one vector.
+        per_step = 1 if weights > 1 else SCALE_BLOCK
+        full, tail = divmod(count, per_step)
+        sums_count = block * weights
+        faccs: list[SSAValue] = [e.dense(of, [0.0] * (PART_CODES // 2))] * sums_count
+        oaccs: list[SSAValue] = [e.f32(0.0)] * sums_count
         if full:
-            block_body = Block(arg_types=[IndexType(), *[of] * block, *[f32] * block])
+            block_body = Block(arg_types=[IndexType(), *[of] * sums_count, *[f32] * sums_count])
             be = Emit(Builder(InsertPoint.at_end(block_body)), e._consts.copy())
-            first_group = from_start(be, be.op(arith.MuliOp(block_body.args[0], be.index(SCALE_BLOCK))))
+            first_group = from_start(be, be.op(arith.MuliOp(block_body.args[0], be.index(per_step))))
             carried = list(block_body.args[1:])
-            new_f, new_o = block_of_groups(be, first_group, SCALE_BLOCK, carried[:block], carried[block:])
+            new_f, new_o = block_of_groups(be, first_group, per_step, carried[:sums_count], carried[sums_count:])
             block_body.add_op(scf.YieldOp(*new_f, *new_o))
             outer = scf.ForOp(zero, e.index(full), one, [*faccs, *oaccs], block_body)
             e.builder.insert(outer)
-            faccs, oaccs = list(outer.results[:block]), list(outer.results[block:])
+            faccs, oaccs = list(outer.results[:sums_count]), list(outer.results[sums_count:])
         if tail:
-            faccs, oaccs = block_of_groups(e, from_start(e, e.index(full * SCALE_BLOCK)), tail, faccs, oaccs)
+            faccs, oaccs = block_of_groups(e, from_start(e, e.index(full * per_step)), tail, faccs, oaccs)
         totals = [reduction(e, f, vector.CombiningKindFlag.ADD, o) for f, o in zip(faccs, oaccs, strict=True)]
         return [e.op(arith.AddfOp(arg, total)) for arg, total in zip(args, totals, strict=True)]
 
@@ -831,11 +963,17 @@ def _definition_point(value: SSAValue) -> InsertPoint:
 @dataclass(frozen=True)
 class IntegerMatvecPass(ModulePass):
     """Linear kernels of any number of token rows as int16 dot products, unpacking in vector registers (module
-    docstring)."""
+    docstring). With `interleave-rows` R > 1, the codes, scales and offsets of weights that only such kernels read
+    are stored with rows interleaved by R (`_build/interleave`; their arguments say so) and one-token kernels
+    compute R outputs per step."""
 
     name = "integer-matvec"
 
+    interleave_rows: int = 0
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.interleave_rows < 0:
+            raise ValueError(f"integer-matvec: interleave-rows must be 0 or more, got {self.interleave_rows}")
         cache: dict[tuple[object, ...], Layout | None] = {}
         found = [mt for g in op.walk() if isinstance(g, GenericOp) and (mt := match(g, cache)) is not None]
         rewriter = Rewriter()
@@ -851,15 +989,134 @@ class IntegerMatvecPass(ModulePass):
         by_op = {mt.op: mt for mt in found}
         loops = [k for mt in found if (k := k_loop(mt, by_op)) is not None]
         done = {m.op for k in loops for m in (k.tile, k.last, k.rest) if m is not None}
-        for k in loops:
-            ops, result = integer_kernel(k.rows, activations(k.rows), k.loop.iter_args[k.index])
+        single = [mt for mt in found if mt.op not in done]
+        interleave = self._interleaving(op, loops, single)
+        wholes = WholeRows(activations)
+        for k, rows in zip(loops, interleave, strict=False):
+            init = k.loop.iter_args[k.index]
+            tile = wholes.tile(k.rows, init, rows)
+            if tile is None:
+                ops, result = integer_kernel(k.rows, activations(k.rows), init, rows)
+            else:
+                ops, result = tile
             rewriter.insert_op(ops, InsertPoint.before(k.loop))
             k.total.results[0].replace_all_uses_with(result)
             _erase_unused(k.total)  # the peeled last tile, then the K loop
-        for mt in found:
-            if mt.op not in done:
-                ops, result = integer_kernel(mt, activations(mt))
-                rewriter.replace_op(mt.op, ops, [result])
-                for dead in mt.dead:
-                    if all(not r.uses for r in dead.results):
-                        rewriter.erase_op(dead)
+        for mt, rows in zip(single, interleave[len(loops) :], strict=True):
+            tile = wholes.tile(mt, mt.op.outputs[0], rows)
+            ops, result = integer_kernel(mt, activations(mt), interleave=rows) if tile is None else tile
+            rewriter.replace_op(mt.op, ops, [result])
+            for dead in mt.dead:
+                if all(not r.uses for r in dead.results):
+                    rewriter.erase_op(dead)
+
+    def _interleaving(self, op: ModuleOp, loops: Sequence[KLoop], single: Sequence[Match]) -> list[int]:
+        """Per kernel (the K loops', then the others'), the rows its storage is interleaved by (1: plain);
+        the arguments interleaved are tagged."""
+        rows = self.interleave_rows
+        count = len(loops) + len(single)
+        if rows <= 1:
+            return [1] * count
+        candidates: list[Candidate] = []
+        for k in loops:
+            consumed = frozenset(d for m in (k.tile, k.last, k.rest) if m is not None for d in m.dead)
+            candidates.append(_candidate(k.rows, consumed | {m.op for m in (k.tile, k.last, k.rest) if m}))
+        candidates += [_candidate(mt, frozenset((*mt.dead, mt.op))) for mt in single]
+        chosen, interleaved = interleaved_arguments(op, candidates, rows)
+        mark(chosen, rows)
+        return [rows if yes else 1 for yes in interleaved]
+
+
+class WholeRows:
+    """One-token kernels over interleaved rows computed once for all of a weight's rows: a kernel of one N tile
+    (in the tile loop or a peeled tile, from a zero accumulator) becomes the slice of its rows of a kernel over
+    the whole weight, built once (after the activations' quantization) for its x, codes, scales and offsets. The
+    kernel's outputs are then one parallel loop over all the weight's row blocks (one OpenMP region per call),
+    not one per tile."""
+
+    def __init__(self, activations: Callable[[Match], Activations]) -> None:
+        self.activations = activations
+        self.built: dict[tuple[SSAValue, ...], SSAValue] = {}
+
+    def tile(self, m: Match, init: SSAValue, rows: int) -> tuple[list[Operation], SSAValue] | None:
+        """The ops taking m's result from the whole kernel, and that result; None where m is no such tile."""
+        if rows <= 1 or _shape(init)[0] != 1 or not _zero_filled(init):
+            return None
+        reads = (m.storage, m.scale) if m.offset is None else (m.storage, m.scale, m.offset)
+        found = [_row_slice(v) for v in reads]
+        if any(f is None for f in found):
+            return None
+        sources = [f[0] for f in found if f is not None]
+        if len({(f[1] if isinstance(f[1], int) else id(f[1]), f[2]) for f in found if f is not None}) != 1:
+            return None
+        first, size = found[0][1], found[0][2]  # type: ignore[index]
+        if not all(isinstance(v, BlockArgument) for v in sources):
+            return None
+        key = (m.x, *sources)
+        if key not in self.built:
+            whole = self._build(m, sources)
+            if whole is None:
+                return None
+            self.built[key] = whole
+        whole = self.built[key]
+        take = tensor.ExtractSliceOp(whole, [0, first], [1, size], [1, 1], TensorType(f32, (1, size)))
+        return [take], take.results[0]
+
+    def _build(self, m: Match, sources: Sequence[SSAValue]) -> SSAValue | None:
+        acts = self.activations(m)
+        loop = acts.xq.owner
+        if not isinstance(loop, Operation) or not _dominates_uses(loop, m.op):
+            return None
+        storage, scale, *offset = sources
+        width = _shape(storage)[0]
+        whole = Match(m.op, m.x, storage, scale, offset[0] if offset else None, m.group, m.layout, [])
+        zero = arith.ConstantOp(FloatAttr(0.0, f32))
+        empty = tensor.EmptyOp([], TensorType(f32, (1, width)))
+        fill = FillOp([zero.result], [empty.tensor], [TensorType(f32, (1, width))])
+        ops, result = integer_kernel(whole, acts, fill.results[0], self._rows(storage))
+        Rewriter.insert_op([zero, empty, fill, *ops], InsertPoint.after(loop))
+        return result
+
+    @staticmethod
+    def _rows(storage: SSAValue) -> int:
+        owner = storage.owner
+        assert isinstance(owner, Block)
+        fn = owner.parent_op()
+        attrs = getattr(fn, "arg_attrs", None)
+        assert attrs is not None and isinstance(storage, BlockArgument)
+        layout = attrs.data[storage.index].data[INTERLEAVE_ATTR]  # type: ignore[union-attr]
+        return layout.data[0].value.data  # type: ignore[attr-defined]
+
+
+def _zero_filled(value: SSAValue) -> bool:
+    fill = value.owner
+    if not isinstance(fill, FillOp) or not isinstance(zero := fill.inputs[0].owner, arith.ConstantOp):
+        return False
+    return isinstance(zero.value, FloatAttr) and zero.value.value.data == 0.0
+
+
+def _row_slice(value: SSAValue) -> tuple[SSAValue, SSAValue | int, int] | None:
+    """A row slice of whole rows (unit strides, column 0): its source, first row and row count; a value that is
+    no slice is all of its rows."""
+    s = value.owner
+    if not isinstance(s, tensor.ExtractSliceOp):
+        return value, 0, _shape(value)[0]
+    sizes, offsets = s.static_sizes.get_values(), s.static_offsets.get_values()
+    if any(v != 1 for v in s.static_strides.get_values()) or offsets[1] != 0 or sizes[1] != _shape(s.source)[1]:
+        return None
+    return s.source, (offsets[0] if offsets[0] >= 0 else s.offsets[0]), sizes[0]
+
+
+def _dominates_uses(point: Operation, user: Operation) -> bool:
+    """Whether ops inserted after `point` are defined before `user` (same function, `point` in an ancestor block
+    of `user` before it)."""
+    block = point.parent_block()
+    op: Operation | None = user
+    while op is not None and op.parent_block() is not block:
+        op = op.parent_op()
+    return op is not None and point.is_before_in_block(op)
+
+
+def _candidate(m: Match, consumed: frozenset[Operation]) -> Candidate:
+    reads = (m.storage, m.scale) if m.offset is None else (m.storage, m.scale, m.offset)
+    return Candidate(reads, _shape(m.x)[1] // m.group, consumed)

@@ -111,6 +111,12 @@ def _parallel_tiles() -> type[ModulePass]:
     return ParallelTilesPass
 
 
+def _prefetch_streams() -> type[ModulePass]:
+    from q35c.passes.prefetch_streams import PrefetchStreamsPass
+
+    return PrefetchStreamsPass
+
+
 def _runtime_kv_cache() -> type[ModulePass]:
     from q35c.passes.runtime_kv_cache import RuntimeKVCachePass
 
@@ -134,6 +140,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "copy-to-memcpy": _copy_to_memcpy,
     "serial-small-loops": _serial_small_loops,
     "parallel-tiles": _parallel_tiles,
+    "prefetch-streams": _prefetch_streams,
     "runtime-kv-cache": _runtime_kv_cache,
 }
 

@@ -20,7 +20,9 @@ mlir-opt lowers and runs as it is; its memory spaces bufferize to memrefs in add
 Options (all optional): `tile-t`, `tile-n`, `tile-k` (fixed tile sizes), `budget-bytes` (the tile level's budget
 per tile, e.g. another Apple threadgroup size), `keep-int-codes` (override the family's choice),
 `integer-activations` (native host code only, default true: linear kernels, of one token or several rows,
-quantize their activations to integers, `q35c.codegen.host`), and the placement over devices, `tp`, `pp` and
+quantize their activations to integers, `q35c.codegen.host`), `interleave-rows` (native host code only, default
+8: the storage of weights read only by those kernels interleaves rows by blocks of this many, which one-token
+kernels compute at once; 0 or 1: plain rows), and the placement over devices, `tp`, `pp` and
 `layers` (the `shard` stage, first, only when the placement spans more than one device: `passes.shard`;
 `q35c build --devices/--tp/--pp` choose them through `Target.placement`).
 
@@ -56,6 +58,7 @@ OPTIONS: dict[str, type] = {
     "budget-bytes": int,
     "keep-int-codes": bool,
     "integer-activations": bool,
+    "interleave-rows": int,
     "tp": int,
     "pp": int,
     "layers": str,

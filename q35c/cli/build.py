@@ -118,7 +118,8 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="pipeline option: tile-t, tile-n, tile-k, budget-bytes, keep-int-codes, integer-activations (repeatable)",
+        help="pipeline option: tile-t, tile-n, tile-k, budget-bytes, keep-int-codes, integer-activations, "
+        "interleave-rows (repeatable)",
     )
     parser.add_argument(
         "--accuracy",

@@ -31,6 +31,7 @@ PASS_NAMES = (
     "lower-graph",
     "materialize-weights",
     "parallel-tiles",
+    "prefetch-streams",
     "reassociate-reductions",
     "reduce-in-registers",
     "runtime-kv-cache",

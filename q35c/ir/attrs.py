@@ -19,6 +19,7 @@ from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 # On function arguments (materialize-weights, tile)
 PARAM_ATTR = "q35.param"  # the weight's parameter name, on the entry function's storage arguments
 STORAGE_ATTR = "q35.storage"  # the storage tensor's role: "codes", "scale" or "offset"
+INTERLEAVE_ATTR = "q35.interleave"  # [R, G] on a storage argument stored with rows interleaved (host native code)
 
 # On functions (lower-graph, tile, unpack-bits)
 KERNEL_ATTR = "q35.kernel"  # what a kernel function or op computes: "linear", "rmsnorm", "unpack", ...

@@ -109,8 +109,9 @@ _f16 = ACTIVATIONS["f16"]
 # --------------------------------------------------------------------------------------------------------------
 
 
-def linear_module(tokens: int, n: int, k: int, spec: str, activation: AnyFloat = _f16) -> ModuleOp:
-    """The q35 graph of one linear layer [T, K] x [N, K]^T, returning y and (if quantized) the codes."""
+def linear_module(tokens: int, n: int, k: int, spec: str, activation: AnyFloat = _f16, codes: bool = True) -> ModuleOp:
+    """The q35 graph of one linear layer [T, K] x [N, K]^T, returning y and (if quantized and `codes`) the codes
+    (a second reader of the weight's storage, which keeps it in its plain layout on the host)."""
     packed = PackedType((n, k), spec)
     x_type = TensorType(activation, (tokens, k))
     block = Block(arg_types=[x_type])
@@ -118,7 +119,7 @@ def linear_module(tokens: int, n: int, k: int, spec: str, activation: AnyFloat =
     linear = LinearOp(block.args[0], weight.result)
     block.add_ops([weight, linear])
     results = [linear.result]
-    if packed.scheme.is_quantized:
+    if packed.scheme.is_quantized and codes:
         unpack = UnpackOp(weight.result)
         block.add_op(unpack)
         results.append(unpack.result)

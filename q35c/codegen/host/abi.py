@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DictionaryAttr,
     ModuleOp,
     StringAttr,
@@ -32,7 +33,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute
 
-from q35c.ir.attrs import PARAM_ATTR, STORAGE_ATTR, kernel_kind
+from q35c.ir.attrs import INTERLEAVE_ATTR, PARAM_ATTR, STORAGE_ATTR, kernel_kind
 
 STEP = "main"  # a phase module's entry function
 C_INTERFACE = "llvm.emit_c_interface"
@@ -47,6 +48,9 @@ class Tensor:
     element: str
     param: str | None = None  # the weight this storage tensor belongs to
     role: str | None = None  # codes, scale or offset
+    # Rows interleaved in storage: (R, G), the memory of rows R b .. R b + R - 1 holding, for each of the G
+    # column groups of a row in turn, those R rows' runs of it (`q35.interleave`, `runtime.interleave_rows`).
+    interleave: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {"name": self.name, "shape": list(self.shape), "element": self.element}
@@ -54,6 +58,8 @@ class Tensor:
             data["param"] = self.param
         if self.role is not None:
             data["role"] = self.role
+        if self.interleave is not None:
+            data["interleave"] = list(self.interleave)
         return data
 
 
@@ -95,11 +101,16 @@ def symbol_for(phase: str, name: str) -> str:
 def _tensor(typ: Attribute, name: str, attrs: DictionaryAttr | None = None) -> Tensor:
     assert isinstance(typ, TensorType), f"{name}: only tensors cross the C ABI, got {typ}"
     param = role = None
+    interleave = None
     if attrs is not None:
         p, r = attrs.data.get(PARAM_ATTR), attrs.data.get(STORAGE_ATTR)
         param = p.data if isinstance(p, StringAttr) else None
         role = r.data if isinstance(r, StringAttr) else None
-    return Tensor(name, tuple(typ.get_shape()), str(typ.element_type), param, role)
+        layout = attrs.data.get(INTERLEAVE_ATTR)
+        if isinstance(layout, ArrayAttr):
+            rows, groups = (v.value.data for v in layout.data)  # type: ignore[attr-defined]
+            interleave = (rows, groups)
+    return Tensor(name, tuple(typ.get_shape()), str(typ.element_type), param, role, interleave)
 
 
 def _arg_names(fn: func.FuncOp) -> list[str]:
@@ -153,12 +164,30 @@ def merge_phases(modules: Mapping[str, ModuleOp]) -> tuple[ModuleOp, tuple[Entry
     return ModuleOp(ops), tuple(entries)
 
 
+def with_layouts(merged: ModuleOp, entries: Sequence[Entry]) -> tuple[Entry, ...]:
+    """The entries described again from the merged module's functions, after the host passes: their arguments'
+    storage layouts (`q35.interleave`) are the passes' choice."""
+    functions = {op.sym_name.data: op for op in merged.ops if isinstance(op, func.FuncOp)}
+    described: list[Entry] = []
+    for e in entries:
+        fn = functions[e.symbol]
+        attrs = fn.arg_attrs.data if fn.arg_attrs is not None else (None,) * len(e.args)
+        args = tuple(
+            _tensor(t, spec.name, a) for t, spec, a in zip(fn.function_type.inputs.data, e.args, attrs, strict=True)
+        )
+        described.append(Entry(e.symbol, e.phase, e.kind, e.source, args, e.results))
+    return tuple(described)
+
+
 _C_TYPES = {"f16": "_Float16", "f32": "float", "f64": "double", "i8": "int8_t", "i32": "int32_t", "i64": "int64_t"}
 
 
 def _describe_tensor(t: Tensor) -> str:
     dims = "x".join(str(d) for d in t.shape) or "scalar"
-    tag = f" ({' '.join(v for v in (t.param, t.role) if v)})" if t.role is not None else ""
+    words = " ".join(v for v in (t.param, t.role) if v)
+    if t.interleave is not None:
+        words += f"; rows interleaved by {t.interleave[0]} in {t.interleave[1]} column groups"
+    tag = f" ({words})" if t.role is not None else ""
     return f"{t.name}: {dims} {t.element}{tag}"
 
 

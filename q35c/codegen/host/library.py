@@ -22,7 +22,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from q35c.codegen.host.abi import Entry, header, merge_phases
+from q35c.codegen.host.abi import Entry, header, merge_phases, with_layouts
 from q35c.codegen.host.lowering import CLANG_FLAGS, lower
 from q35c.codegen.host.runtime import HEADER, LIBRARY, MANIFEST
 from q35c.codegen.host.toolchain import Toolchain, find_toolchain
@@ -44,13 +44,17 @@ KV_STAGE = Stage(
     "runtime-kv-cache", (RuntimeKVCachePass(),), "attention masks cache rows by position; steps return new k, v rows"
 )
 EMITS = {"so": LIBRARY, "obj": "libq35.o", "llvm": "libq35.ll"}
+# Weight rows a one-token integer kernel computes at once, their storage interleaved (`integer-matvec`'s
+# `interleave-rows`): each group of activations loaded serves 8 rows, and the rows stream as one run of memory.
+INTERLEAVE_ROWS = 8
 
 
-def native_stage(integer_activations: bool = True) -> Stage:
+def native_stage(integer_activations: bool = True, interleave_rows: int = INTERLEAVE_ROWS) -> Stage:
     """The host passes after the target pipeline; without `integer_activations` (the pipeline option
     `integer-activations=false`) no `integer-matvec`: activations stay floating point, linear kernels take
-    `fuse-unpack`'s float path."""
-    matvec = (IntegerMatvecPass(),) if integer_activations else ()
+    `fuse-unpack`'s float path. `interleave_rows` (the option `interleave-rows`): the rows of weights read only by
+    integer kernels are interleaved in storage by blocks of this many (0 or 1: plain)."""
+    matvec = (IntegerMatvecPass(interleave_rows=interleave_rows),) if integer_activations else ()
     passes = (UnstageTilesPass(), *matvec, FuseUnpackPass(), ReassociateReductionsPass(), ReduceInRegistersPass())
     return Stage(
         "native",
@@ -129,11 +133,15 @@ def generation_modules(
 
 
 def lower_to_llvm_ir(
-    modules: Mapping[str, ModuleOp], tools: Toolchain, integer_activations: bool = True
+    modules: Mapping[str, ModuleOp],
+    tools: Toolchain,
+    integer_activations: bool = True,
+    interleave_rows: int = INTERLEAVE_ROWS,
 ) -> tuple[str, tuple[Entry, ...]]:
     """LLVM IR text of the merged phase modules, and the entries it exports."""
     merged, entries = merge_phases(modules)
-    Runner(verify=True, target=TARGET).apply(native_stage(integer_activations), merged)
+    Runner(verify=True, target=TARGET).apply(native_stage(integer_activations, interleave_rows), merged)
+    entries = with_layouts(merged, entries)
     lowered = lower(module_text(merged), tools)
     return tools.translate(lowered), entries
 
@@ -192,8 +200,9 @@ def emit_library(
         raise Q35Error(f"unknown native output '{emit}' (choose from {', '.join(EMITS)})")
     check_destination(output)
     tools = tools if tools is not None else find_toolchain()
-    integer = bool(parse_options(manifest.get("options") or {}).get("integer-activations", True))
-    llvm_ir, entries = lower_to_llvm_ir(modules, tools, integer)
+    options = parse_options(manifest.get("options") or {})
+    integer = bool(options.get("integer-activations", True))
+    llvm_ir, entries = lower_to_llvm_ir(modules, tools, integer, int(options.get("interleave-rows", INTERLEAVE_ROWS)))
     manifest = {**manifest, "entries": [e.to_json() for e in entries], "openmp": tools.openmp is not None}
     title = f"{manifest.get('model')} ({manifest.get('quant') or 'default scheme'}) for the host, compiled by q35c"
     with AtomicDirectory(output) as out:

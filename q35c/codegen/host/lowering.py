@@ -144,12 +144,14 @@ def _rewritten(text: str) -> ModuleOp:
 
     from q35c.driver.pipeline import make_context
     from q35c.passes.parallel_tiles import ParallelTilesPass
+    from q35c.passes.prefetch_streams import PrefetchStreamsPass
     from q35c.passes.serial_small_loops import SerialSmallLoopsPass
 
     ctx = make_context()
     module = Parser(ctx, text).parse_module()
     SerialSmallLoopsPass().apply(ctx, module)
     ParallelTilesPass().apply(ctx, module)
+    PrefetchStreamsPass().apply(ctx, module)
     return module
 
 

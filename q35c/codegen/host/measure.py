@@ -142,7 +142,8 @@ def available_memory() -> int | None:
 
 
 def argument_bytes(entries: Mapping[str, Entry]) -> int:
-    """Bytes of every distinct weight storage tensor and of the other arguments of the steps."""
+    """Bytes of every distinct weight storage tensor and of the other arguments of the steps; a weight stored with
+    interleaved rows twice (the runtime's interleaved copy beside the array it was filled in)."""
     seen: set[tuple[str | None, str | None, str]] = set()
     total = 0
     for entry in entries.values():
@@ -152,7 +153,7 @@ def argument_bytes(entries: Mapping[str, Entry]) -> int:
             key = (t.param, t.role, t.name if t.param is None else "")
             if key not in seen:
                 seen.add(key)
-                total += math.prod(t.shape) * DTYPES[t.element].itemsize
+                total += math.prod(t.shape) * DTYPES[t.element].itemsize * (1 if t.interleave is None else 2)
     return total
 
 
