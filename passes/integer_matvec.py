@@ -397,43 +397,42 @@ def integer_kernel(
 def _row_blocks(
     m: Match, acts: Activations, acc: SSAValue, start: SSAValue | int, count: int, il: Interleaved | None
 ) -> tuple[list[Operation], SSAValue]:
-    """The kernels adding groups start .. start + count of every row to `acc`, and their result."""
+    """The kernels adding groups start .. start + count of every row to `acc`, and their result. With interleaved
+    storage each body computes W outputs (`weights_per_body`) for its block of rows: its outputs are the slices
+    of rows first + r + B b and columns w + W n."""
     rows, width = _shape(acc)
     if rows == 1 and il is None:
         kernel = _row_block_kernel(m, acts, [acc], 0, 1, start, count, il)
         return [kernel], kernel.results[0]
-    if rows == 1:  # outputs R b + r: the strided slices of columns r, r + R, ...
-        assert il is not None and width % il.rows == 0
-        slice_type = TensorType(f32, (1, width // il.rows))
-        slices = [
-            tensor.ExtractSliceOp(acc, [0, r], [1, width // il.rows], [1, il.rows], slice_type) for r in range(il.rows)
-        ]
-        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], 0, 1, start, count, il)
-        ops: list[Operation] = [*slices, kernel]
-        result = acc
-        for r, value in enumerate(kernel.results):
-            insert = tensor.InsertSliceOp.get(value, result, [1, width // il.rows], [0, r], [1, il.rows])
-            ops.append(insert)
-            result = insert.results[0]
-        return ops, result
-    ops = []
+    ops: list[Operation] = []
     result = acc
     size = rows_per_block(rows, m.group)
+    weights = 1 if il is None else weights_per_body(size if rows > 1 else 1, il.rows)
     full, tail = divmod(rows, size)
     for first, block, blocks in ((0, size, full), (full * size, tail, 1)):
         if not block:
             continue
-        slice_type = TensorType(f32, (blocks, width))
-        slices = [
-            tensor.ExtractSliceOp(result, [first + r, 0], [blocks, width], [block, 1], slice_type) for r in range(block)
-        ]
-        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], first, block, start, count, il)
+        slice_type = TensorType(f32, (blocks, width // weights))
+        places = [(first + r, w) for w in range(weights) for r in range(block)]
+        sizes, strides = [blocks, width // weights], [block, weights]
+        slices = [tensor.ExtractSliceOp(result, [r, w], sizes, strides, slice_type) for r, w in places]
+        kernel = _row_block_kernel(m, acts, [s.results[0] for s in slices], first, block, start, count, il, weights)
         ops += [*slices, kernel]
-        for r, value in enumerate(kernel.results):
-            insert = tensor.InsertSliceOp.get(value, result, [blocks, width], [first + r, 0], [block, 1])
+        for (r, w), value in zip(places, kernel.results, strict=True):
+            insert = tensor.InsertSliceOp.get(value, result, sizes, [r, w], strides)
             ops.append(insert)
             result = insert.results[0]
     return ops, result
+
+
+WEIGHT_SUMS = 8  # integer sums (vector registers) a body over interleaved rows keeps per part, at most
+
+
+def weights_per_body(block: int, rows: int) -> int:
+    """Outputs a kernel body over rows interleaved by `rows` computes for a block of `block` token rows: all of
+    a row block for one token row (8 with R = 8), at least 2 (one run of 2 rows' codes per group) and otherwise
+    as many as keep WEIGHT_SUMS sums (q3p5, g = 128, 4 token rows: 2)."""
+    return rows if block == 1 else max(2, min(rows, WEIGHT_SUMS // block))
 
 
 def _activation_rows(e: Emit, acts: Activations, first: int, block: int, count: int) -> list[SSAValue | None]:
@@ -469,6 +468,7 @@ def _row_block_kernel(
     start: SSAValue | int,
     count: int,
     il: Interleaved | None = None,
+    weights: int = 1,
 ) -> GenericOp:
     """The generic over (b, n) (one row: (t, n)) whose body sums the integer dot products of groups start ..
     start + count per group of `block` activation rows (module docstring) for output n, into `outs` (one per
@@ -483,7 +483,6 @@ def _row_block_kernel(
     element_bytes = layout.element_bits // 8
     blocks = _shape(outs[0])[0]
     stride = 1 if il is None else il.rows  # rows whose groups sit side by side
-    weights = il.rows if il is not None and block == 1 and len(outs) == il.rows else 1  # outputs per body
     storage, scale_of, offset_of = (m.storage, m.scale, m.offset) if il is None else (il.storage, il.scale, il.offset)
     # Independent chains of multiply-adds per row: with few rows, two accumulators alternating by part.
     chains = 2 if block * weights <= 2 else 1
@@ -497,9 +496,10 @@ def _row_block_kernel(
         # Output row w of the body: the storage row it reads and its row within an interleaved block (a value,
         # or static: `weights` outputs per body).
         row, within = n, None
-        if il is not None and weights == 1:
-            row = e.op(arith.DivUIOp(n, e.index(il.rows)))
-            within = e.op(arith.RemUIOp(n, e.index(il.rows)))
+        if il is not None and weights < il.rows:  # n: W outputs of block n / (R / W), from row (n mod R / W) W
+            per_block = il.rows // weights
+            row = e.op(arith.DivUIOp(n, e.index(per_block)))
+            within = e.op(arith.MuliOp(e.op(arith.RemUIOp(n, e.index(per_block))), e.index(weights)))
         within_at = None if within is None else e.op(arith.MuliOp(within, e.index(per_group)))
         p16, p32 = VectorType(i16, (PART_CODES,)), VectorType(i32, (PART_CODES,))
         o32, of = VectorType(i32, (PART_CODES // 2,)), VectorType(f32, (PART_CODES // 2,))
@@ -575,14 +575,6 @@ def _row_block_kernel(
                 return value if value.type == f32 else be.op(arith.ExtFOp(value, f32))
             return value if typ.element_type == f32 else be.op(arith.ExtFOp(value, VectorType(f32, typ.get_shape())))
 
-        def scalar(be: Emit, source: SSAValue, j: SSAValue) -> SSAValue:
-            """Group j's scale (or offset) of the body's output, as f32."""
-            assert il is not None
-            where = be.op(arith.MuliOp(j, be.index(il.rows)))
-            where = where if within is None else be.op(arith.AddiOp(where, within))
-            element = source.type.element_type  # type: ignore[attr-defined]
-            return to_f32(be, be.op(tensor.ExtractOp(source, [row, where], element)))
-
         def block_of_groups(
             be: Emit, first_group: SSAValue, count: int, faccs: list[SSAValue], oaccs: list[SSAValue]
         ) -> tuple[list[SSAValue], list[SSAValue]]:
@@ -614,41 +606,38 @@ def _row_block_kernel(
                             converted = be.op(VectorSIToFPOp(sums, of))
                             faccs[r] = be.op(vector.FMAOp(converted, be.op(vector.BroadcastOp(factor, of)), faccs[r]))
                     return faccs, oaccs
-            if weights > 1:  # one row, R outputs: each group's R scales (and offsets) as one vector
-                assert il is not None
+            if il is not None:  # each group's W scales (and offsets) as one vector: the body's W outputs
                 vw = VectorType(f32, (weights,))
                 for i in range(count):
                     j = be.op(arith.AddiOp(first_group, be.index(i)))
                     where = be.op(arith.MuliOp(j, be.index(il.rows)))
+                    where = where if within is None else be.op(arith.AddiOp(where, within))
                     scale_type = VectorType(scale_of.type.element_type, (weights,))  # type: ignore[attr-defined]
                     scales = to_f32(be, read(be, scale_of, [row, where], scale_type), scale_type)
-                    step = be.op(tensor.ExtractOp(acts.dx, [at(be, 0, j)], f32))
-                    factors = be.op(arith.MulfOp(scales, be.op(vector.BroadcastOp(step, vw))))
+                    offs = None
                     if offset_of is not None:
                         offset_type = VectorType(offset_of.type.element_type, (weights,))  # type: ignore[attr-defined]
                         offs = to_f32(be, read(be, offset_of, [row, where], offset_type), offset_type)
-                        xsum = be.op(tensor.ExtractOp(acts.xsum, [at(be, 0, j)], f32))
-                        shares = be.op(arith.MulfOp(offs, be.op(vector.BroadcastOp(xsum, vw))))
+                    sums = group_sums(be, j)
+                    for r in range(block):
+                        if offs is not None:
+                            xsum = be.op(tensor.ExtractOp(acts.xsum, [at(be, r, j)], f32))
+                            shares = be.op(arith.MulfOp(offs, be.op(vector.BroadcastOp(xsum, vw))))
+                            for w in range(weights):
+                                share = be.op(vector.ExtractOp(shares, [w], f32))
+                                oaccs[w * block + r] = be.op(arith.AddfOp(oaccs[w * block + r], share))
+                        step = be.op(tensor.ExtractOp(acts.dx, [at(be, r, j)], f32))
+                        factors = be.op(arith.MulfOp(scales, be.op(vector.BroadcastOp(step, vw))))
                         for w in range(weights):
-                            oaccs[w] = be.op(arith.AddfOp(oaccs[w], be.op(vector.ExtractOp(shares, [w], f32))))
-                    for w, per_w in enumerate(group_sums(be, j)):
-                        factor = be.op(vector.BroadcastOp(be.op(vector.ExtractOp(factors, [w], f32)), of))
-                        faccs[w] = be.op(vector.FMAOp(be.op(VectorSIToFPOp(per_w[0], of)), factor, faccs[w]))
+                            factor = be.op(vector.BroadcastOp(be.op(vector.ExtractOp(factors, [w], f32)), of))
+                            converted = be.op(VectorSIToFPOp(sums[w][r], of))
+                            faccs[w * block + r] = be.op(vector.FMAOp(converted, factor, faccs[w * block + r]))
                 return faccs, oaccs
             # Several rows: each group's scale broadcast once, each row's step read broadcast (an FMA operand),
             # so that no vector of factors per row stays live across the block.
             for i in range(count):
                 j = be.op(arith.AddiOp(first_group, be.index(i)))
-                if il is None:
-                    value = be.op(vector.ExtractOp(scales, [i], f32))
-                else:
-                    value = scalar(be, scale_of, j)
-                    if offset_of is not None:  # per group: interleaved offsets are R apart
-                        off = scalar(be, offset_of, j)
-                        for r in range(block):
-                            xsum = be.op(tensor.ExtractOp(acts.xsum, [at(be, r, j)], f32))
-                            oaccs[r] = be.op(arith.AddfOp(oaccs[r], be.op(arith.MulfOp(off, xsum))))
-                scale = be.op(vector.BroadcastOp(value, of))
+                scale = be.op(vector.BroadcastOp(be.op(vector.ExtractOp(scales, [i], f32)), of))
                 for r, sums in enumerate(group_sums(be, j)[0]):
                     scaled = be.op(arith.MulfOp(be.op(VectorSIToFPOp(sums, of)), scale))
                     step = be.op(tensor.ExtractOp(acts.dx, [at(be, r, j)], f32))
@@ -661,7 +650,7 @@ def _row_block_kernel(
 
         # Groups per step of the loop over a row: one with R outputs (R groups of codes each), else a block of
         # SCALE_BLOCK groups whose scales are read as one vector.
-        per_step = 1 if weights > 1 else SCALE_BLOCK
+        per_step = 1 if il is not None else SCALE_BLOCK
         full, tail = divmod(count, per_step)
         sums_count = block * weights
         faccs: list[SSAValue] = [e.dense(of, [0.0] * (PART_CODES // 2))] * sums_count

@@ -120,6 +120,8 @@ class PrefetchStreamsPass(ModulePass):
     distance: int = DISTANCE
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.distance == 0:
+            return
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             reads: dict[tuple[Block, SSAValue, tuple[SSAValue, ...], SSAValue | None], list[vector.TransferReadOp]]
             reads = {}
