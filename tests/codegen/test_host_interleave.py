@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 
 from q35c.codegen.host.abi import c_identifier
-from q35c.codegen.host.library import emit_library
+from q35c.codegen.host.library import LibraryRequest, build_library, emit_library
 from q35c.codegen.host.measure import step_arguments
 from q35c.codegen.host.runtime import HUGE_PAGE, HostLibrary, deinterleave_rows, interleave_rows, weight_buffer
 from q35c.codegen.host.toolchain import Toolchain
 from q35c.driver.pipeline import Runner
+from q35c.predict.predictor import Scenario
 from q35c.targets.target import get_target
 from q35c.util.errors import Q35Error
 from q35c.verify.linear import LinearCase, linear_data, linear_module
-from tests.codegen.test_host_library import assert_within_bound, forks_per_function
+from tests.codegen.test_host_library import assert_within_bound, check_step, forks_per_function
 
 # (scheme, tokens, N, K, pipeline options): whole rows; N tiles of 64 and a peeled tile of 48; K tiles of 256
 # merged; several rows (a block of 4 and a tail of 3 and 8 x 1 + 3 rows), tiles of 8 token rows.
@@ -126,3 +127,19 @@ def test_weights_are_interleaved_once_per_array(libraries: dict[int, HostLibrary
     assert not np.shares_memory(first.inputs[1], qt.packed)
     lib.release()
     assert lib.prepare(entry.symbol, args).inputs[1] is not first.inputs[1]
+
+
+def test_tiny_steps_with_interleaved_weights(host_toolchain: Toolchain, tmp_path: Path) -> None:
+    """tiny in q3p5 with groups of 64 (integer kernels): the decoder's linears, passed from each step through the
+    decoder into the decode and prefill kernels, are stored interleaved in both steps; the embedding table (read
+    by a gather) and the int8 head (a float kernel) are not; both steps match the numpy reference."""
+    quant = "q3p5:g=64"
+    build_library(LibraryRequest("tiny", quant, Scenario(batch=1, prompt=3, gen=4)), tmp_path / "lib", "so")
+    library = HostLibrary.load(tmp_path / "lib")
+    for phase in ("decode", "prefill"):
+        entry = library.entries[f"q35_{phase}_step"]
+        layouts = {(t.param, t.role): t.interleave for t in entry.args if t.role is not None}
+        assert layouts[("decoder.0.q_proj", "codes")] == (8, 1)
+        assert layouts[("decoder.1.down_proj", "offset")] == (8, 2)
+        assert layouts[("embed_tokens", "codes")] is None and layouts[("lm_head", "codes")] is None
+        check_step(library, phase, quant=quant)

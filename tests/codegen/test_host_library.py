@@ -54,11 +54,11 @@ def test_library_directory_has_header_manifest_and_entries(tiny_library: HostLib
     }
 
 
-def check_step(library: HostLibrary, phase: str, threads: tuple[int, ...] = (1, 2)) -> None:
+def check_step(library: HostLibrary, phase: str, threads: tuple[int, ...] = (1, 2), quant: str = QUANT) -> None:
     """The phase's step on random weights and inputs equals the numpy reference within q35c verify's tolerance,
     and the same (bit for bit) with every thread count in `threads`."""
     shape = library.manifest["phases"][phase]
-    graph = load_model("tiny", quant=QUANT, seq=shape["seq"], context=shape["context"], batch=shape["batch"]).module
+    graph = load_model("tiny", quant=quant, seq=shape["seq"], context=shape["context"], batch=shape["batch"]).module
     rng = np.random.default_rng(7)
     params, inputs = model_params(graph, rng), model_inputs(graph, rng)
     y_ref = evaluate(graph, inputs, params, "main")[0].astype(np.float64)
