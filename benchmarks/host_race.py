@@ -29,8 +29,10 @@ totalling at least 4x the L3 size (32 MiB here unless `--l3-mib`), so every call
 Each figure is the median of `--reps` calls (a third of them, at least 3, for more than 8 rows, which are timed
 warm only: a GEMM computes long enough per weight byte that streaming them costs little), in wall time or
 (`--clock cpu`, with `--threads 1`) in this process's CPU time, which other processes on a shared machine do not
-inflate. Printed: milliseconds, GB/s of weight bytes (cold), GFLOP/s (2 M N K flops, warm), and each peer's time
-over q35c's q3p5 (dense) time for the same batch, shape and warmth (> 1: q35c is faster).
+inflate. Printed: milliseconds, GB/s of weight bytes (cold) and its ratio to the stream bandwidth measured in the
+same run (`stream_bandwidth`: a one-thread float32 dot product over 256 MiB, at the start and the end, median),
+GFLOP/s (2 M N K flops, warm), and each peer's time over q35c's q3p5 (dense) time for the same batch, shape and
+warmth (> 1: q35c is faster).
 """
 
 from __future__ import annotations
@@ -101,6 +103,23 @@ def median_time(calls: list[Callable[[], None]], reps: int) -> float:
         call()
         times.append(CLOCK() - start)
     return statistics.median(times)
+
+
+STREAM_BYTES = 256 << 20
+
+
+def stream_bandwidth(reps: int = 5) -> float:
+    """Bytes per second one thread streams from DRAM: a float32 dot product of two vectors of 128 MiB each (BLAS;
+    run with OPENBLAS_NUM_THREADS=1 for one thread), the median of `reps` after a warm-up, on the race's clock."""
+    half = STREAM_BYTES // 2 // 4
+    a, b = np.ones(half, np.float32), np.full(half, 0.5, np.float32)
+    float(np.dot(a, b))
+    times = []
+    for _ in range(reps):
+        start = CLOCK()
+        float(np.dot(a, b))
+        times.append(CLOCK() - start)
+    return STREAM_BYTES / statistics.median(times)
 
 
 def copies_for(weight_bytes: int, l3_bytes: int) -> int:
@@ -404,23 +423,24 @@ def mlx_cases(n: int, k: int, w: np.ndarray, x: np.ndarray, args: argparse.Names
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def table(cases: list[Case]) -> list[str]:
+def table(cases: list[Case], stream: float) -> list[str]:
     lines = [
         f"{'batch':>5} {'shape':<11} {'runner':<10} {'scheme':<20} {'warm ms':>9} {'cold ms':>9} {'cold GB/s':>10} "
-        f"{'GFLOP/s':>8} {'warm/q35c':>10} {'cold/q35c':>10}"
+        f"{'/stream':>8} {'GFLOP/s':>8} {'warm/q35c':>10} {'cold/q35c':>10}"
     ]
     ours = {(c.m, c.n, c.k): c for c in cases if c.runner == "q35c" and c.scheme == "q3p5"}
     for c in cases:
         base = ours.get((c.m, c.n, c.k))
         warm = f"{c.warm_s / base.warm_s:.2f}" if base else "-"
-        cold, cold_ms, cold_gb_s = "-", "-", "-"
+        cold, cold_ms, cold_gb_s, of_stream = "-", "-", "-", "-"
         if c.cold_s is not None:
             cold_ms, cold_gb_s = f"{c.cold_s * 1e3:.3f}", f"{c.weight_bytes / c.cold_s / 1e9:.2f}"
+            of_stream = f"{c.weight_bytes / c.cold_s / stream:.2f}"
             if base is not None and base.cold_s is not None:
                 cold = f"{c.cold_s / base.cold_s:.2f}"
         lines.append(
             f"{c.m:>5} {c.n}x{c.k:<6} {c.runner:<10} {c.scheme:<20} {c.warm_s * 1e3:>9.3f} {cold_ms:>9} "
-            f"{cold_gb_s:>10} {c.gflop_s(c.warm_s):>8.1f} {warm:>10} {cold:>10}"
+            f"{cold_gb_s:>10} {of_stream:>8} {c.gflop_s(c.warm_s):>8.1f} {warm:>10} {cold:>10}"
         )
     return lines
 
@@ -467,6 +487,7 @@ def main() -> None:
     skipped: list[str] = []
     import tempfile
 
+    streams = [stream_bandwidth()]
     with tempfile.TemporaryDirectory(prefix="q35c-race-") as tmp:
         for m in (int(v) for v in args.batch.split(",")):
             for text in args.shapes.split(","):
@@ -483,11 +504,17 @@ def main() -> None:
                 if has_mlx:
                     print(f"{m} x {n}x{k}: mlx ...", file=sys.stderr)
                     cases += mlx_cases(n, k, w, x, args)
+    streams.append(stream_bandwidth())
+    stream = statistics.median(streams)
     print(
         f"linear layers Y = X W^T of batch {args.batch} on this CPU ({os.cpu_count()} logical CPUs), "
         f"{args.threads} thread(s), median of {args.reps} ({max(3, args.reps // 3)} above 8 rows), {args.clock} clock"
     )
-    print("\n".join(table(cases)))
+    print(
+        f"stream: a float32 dot product over {STREAM_BYTES >> 20} MiB, {stream / 1e9:.1f} GB/s "
+        f"(start and end of the run: {', '.join(f'{v / 1e9:.1f}' for v in streams)}); /stream: cold GB/s over it"
+    )
+    print("\n".join(table(cases, stream)))
     for line in skipped:
         print(f"skipped: {line}")
     if args.json:
@@ -500,6 +527,8 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "batch": [int(v) for v in args.batch.split(",")],
             "load_average": list(os.getloadavg()),
+            "stream_gb_s": stream / 1e9,
+            "stream_gb_s_start_end": [v / 1e9 for v in streams],
         }
         record = {**meta, "cases": [c.to_json() for c in cases], "skipped": skipped}
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

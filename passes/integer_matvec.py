@@ -41,7 +41,15 @@ and offsets are slices of whole arrays, or whose scales and offsets a generic de
 alone (q4_0, q4_1, q8_0: stored in each block; decoded again from whole rows), becomes, with that last tile
 (and a shorter remainder tile after it, where K is no whole number of tiles), one kernel over whole rows before
 the loop (`k_loop`; several rows: the tile's rows of x are quantized before the
-loop); other K-tiled kernels are rewritten per tile. Kernels that do not fit (codes that are no bit fields,
+loop); other K-tiled kernels are rewritten per tile.
+
+With `interleave-rows` R > 1 (the host's native stage: 8), the codes, scales and offsets of weights that only
+these kernels read are stored with rows interleaved by blocks of R (`_build/interleave`: the arguments carry
+`q35.interleave = [R, G]`, the library's runtime stores the arrays so). A one-token kernel then computes the R
+outputs of a row block per step of its loop over groups, reading the group's activations once for all of them
+and the R rows' codes as one run of memory, over the whole weight (`WholeRows`: the kernels of N tiles become
+slices of it, one parallel loop); a kernel of several rows computes W outputs per body (`weights_per_body`).
+Kernels that do not fit (codes that are no bit fields,
 groups that are no whole number of chunks, a dequantization other than scale * e + offset, no unpacking as int8
 and fp16) are left to `fuse-unpack`.
 """
