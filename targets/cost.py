@@ -109,6 +109,49 @@ class Cost:
         }
 
 
+class CostSum:
+    """Costs added up, each scaled by a count: `total()` is the `Cost` that `cost_1 * count_1 + cost_2 * count_2
+    + ...` gives (the same floats, added in the same order), built without a `Cost` per step. A pass over a model
+    adds one per kernel and collective, for every bound of every uncertain spec number."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.roofline_seconds = 0.0
+        self.kernels = 0.0
+        self.counts: tuple[dict[str, float], ...] = ({}, {}, {}, {})  # bytes, ops, energy_j, limits
+        self.stage_seconds: tuple[float, ...] = ()
+        self.static_w = 0.0
+
+    def add(self, cost: Cost, count: float) -> None:
+        """Add `cost * count` (as `Cost.__mul__` then `Cost.__add__` would)."""
+        self.seconds = self.seconds + cost.seconds * count
+        self.roofline_seconds = self.roofline_seconds + cost.roofline_seconds * count
+        self.kernels = self.kernels + cost.kernels * count
+        for total, part in zip(self.counts, (cost.bytes, cost.ops, cost.energy_j, cost.limits), strict=True):
+            for key, value in part.items():
+                total[key] = total.get(key, 0.0) + value * count
+        stages = tuple(s * count for s in cost.stage_seconds)
+        if self.stage_seconds and stages and len(self.stage_seconds) == len(stages):
+            self.stage_seconds = tuple(a + b for a, b in zip(self.stage_seconds, stages, strict=True))
+        else:
+            self.stage_seconds = self.stage_seconds or stages
+        self.static_w = max(self.static_w, cost.static_w)
+
+    def total(self) -> Cost:
+        byte_counts, ops, energy, limits = (Counts(c) for c in self.counts)
+        return Cost(
+            self.seconds,
+            self.roofline_seconds,
+            self.kernels,
+            byte_counts,
+            ops,
+            energy,
+            limits,
+            self.stage_seconds,
+            self.static_w,
+        )
+
+
 @dataclass(frozen=True)
 class Demand:
     """Work for one resource: `seconds` at its peak rate, slowed by `efficiency` in the prediction. `parts` splits

@@ -64,7 +64,7 @@ from xdsl.dialects.builtin import ModuleOp
 from q35c.analysis.workload import Collective, Counts, KernelWork, Workload
 from q35c.passes.tile_choice import TilePolicy
 from q35c.targets.calibration import Efficiency
-from q35c.targets.cost import Cost, Demand, DoesNotFit, Footprint
+from q35c.targets.cost import Cost, CostSum, Demand, DoesNotFit, Footprint
 from q35c.targets.levels import OnChipLevel, cache_share, serve_rereads, space_names
 from q35c.targets.links import collective_time
 from q35c.targets.placement import Limits, Placement
@@ -294,15 +294,16 @@ class Target:
         pipeline stages in turn: `seconds` is their sum, `stage_seconds` each stage's time (the pipeline's
         interval when every stage works on a different sequence is the largest)."""
         work = workload
-        stages = [Cost() for _ in range(work.pp)]
+        sums = [CostSum() for _ in range(work.pp)]
         for kernel in work.kernels:
             one = self.kernel_cost(kernel, active=work.tp)
             for stage, calls in kernel.calls_by_stage().items():
-                stages[stage] = stages[stage] + one * calls
+                sums[stage].add(one, calls)
         for collective in work.collectives:
             one = self.collective_cost(collective, work)
             for stage, calls in collective.calls_by_stage().items():
-                stages[stage] = stages[stage] + one * calls
+                sums[stage].add(one, calls)
+        stages = [s.total() for s in sums]
         total = sum(stages, Cost())
         static_w = self.spec.power.static.value * work.devices
         return total + Cost(
