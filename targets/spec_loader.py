@@ -36,8 +36,38 @@ from q35c.util.errors import Q35Error
 
 
 def read_spec(path: Path, name: str) -> HardwareSpec:
-    """Parse and validate the spec file at `path`, which must describe the target `name`."""
-    return _Reader(path, _read_toml(path)).spec(name)
+    """Parse and validate the spec file at `path`, which must describe the target `name`.
+
+    A run asks for the same targets many times (resolving names, building pipelines, placing, costing), so a
+    spec read before is returned again while what it was read from is unchanged: the file's bytes, the shared
+    tables beside it (`_*.toml`) and the registered families (`_SpecKey`). A spec with measured values (the
+    host's `probe:` and `os:` quantities) is read every time."""
+    key = _spec_key(path, name)
+    if key is not None and (known := _READ.get(key)) is not None:
+        return known
+    spec = _Reader(path, _read_toml(path)).spec(name)
+    if key is not None:
+        _READ[key] = spec
+    return spec
+
+
+# What a spec was read from: the file (path, name, bytes), the shared tables beside it (name, bytes each) and the
+# registered families.
+_SpecKey = tuple[str, str, bytes, tuple[tuple[str, bytes], ...], tuple[str, ...]]
+_READ: dict[_SpecKey, HardwareSpec] = {}
+_MEASURED = (b"probe:", b"os:")  # `from` prefixes of quantities measured when the file is read
+
+
+def _spec_key(path: Path, name: str) -> _SpecKey | None:
+    """The cache key of the spec at `path` (None when it is not to be cached: unreadable, or measured)."""
+    try:
+        data = path.read_bytes()
+        shared = tuple((p.name, p.read_bytes()) for p in sorted(path.parent.glob("_*.toml")))
+    except OSError:
+        return None
+    if any(prefix in data for prefix in _MEASURED):
+        return None
+    return (str(path), name, data, shared, families())
 
 
 class _Unavailable(Exception):
