@@ -103,25 +103,38 @@ def compile_trees(
     loaded: dict[Key, Model] = {}
     pristine: dict[Key, ModuleOp] = {}  # a copy of each key's module as loaded, for `more`'s trees
 
-    def trees(batch: Sequence[tuple[Key, Mapping[str, Pipeline]]]) -> list[Tree[tuple[Workload, Any]]]:
+    def trees(batch: Sequence[tuple[Key, Mapping[str, Pipeline]]], last: bool) -> list[Tree[tuple[Workload, Any]]]:
+        """The trees of `batch` (`last`: no batch follows), each on its own module: a key's model loaded now,
+        a copy of it for its later trees, and for a key loaded by an earlier batch (whose module its stages may
+        have changed since) the copy kept of it as loaded, itself for its last tree of the last batch."""
         if progress is not None:
             progress.add(sum(count_nodes(pipelines.values()) for _, pipelines in batch))
         found = []
-        for key, pipelines in batch:
+        fresh: set[Key] = set()
+        for position, (key, pipelines) in enumerate(batch):
+            if key in fresh:
+                found.append(_tree(key, clone(loaded[key].module), loaded[key].path, pipelines))
+                continue
             if key in loaded:
-                module = clone(pristine.get(key, loaded[key].module))
+                final = last and all(k != key for k, _ in batch[position + 1 :])
+                module = pristine.pop(key) if final else clone(pristine[key])
                 found.append(_tree(key, module, loaded[key].path, pipelines))
                 continue
             model, scheme, seq, context, batch_size = key
             loaded[key] = load_model(model, quant=scheme, seq=seq, context=context, batch=batch_size)
-            if more is not None:
+            fresh.add(key)
+            if not last:
                 pristine[key] = clone(loaded[key].module)
             found.append(_tree(key, loaded[key].module, loaded[key].path, pipelines, watched.get(key)))
         return found
 
-    later = None if more is None else lambda: trees(more())
+    later = None if more is None else lambda: trees(more(), last=True)
     return run_trees(
-        trees(jobs), verify=False, on_step=None if progress is None else _steps(progress), parallel=parallel, more=later
+        trees(jobs, last=more is None),
+        verify=False,
+        on_step=None if progress is None else _steps(progress),
+        parallel=parallel,
+        more=later,
     )
 
 

@@ -213,14 +213,16 @@ _POOLS = itertools.count()
 
 
 def _run_task(pool: int, index: int) -> tuple[int, dict[str, Any]]:
-    """In a forked worker of pool `pool`: run task `index` on a copy of its module; (its tree, the results it
-    found)."""
+    """In a forked worker of pool `pool`: run task `index` on its module (this process's copy, changed in place;
+    a copy of that when another task starts from the same module: this worker may run it next); (its tree, the
+    results it found)."""
     walk, tasks, queue = _FORKED[pool]
     if queue is not None:
         walk = _Walk(walk.trees, walk.runners, lambda labels, stage: queue.put((labels, stage)))
     task = tasks[index]
+    shared = any(other.module is task.module for other in tasks if other is not task)
     found: dict[str, Any] = {}
-    walk.branch(task, clone(task.module), found)
+    walk.branch(task, clone(task.module) if shared else task.module, found)
     return task.tree, found
 
 

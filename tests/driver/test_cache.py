@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from q35c.cli.main import main
-from q35c.driver.cache import CACHE, WorkloadCache, compile_key
+from q35c.driver.cache import CACHE, Key, WorkloadCache, compile_key, compile_trees
 from q35c.driver.pipeline import Stage
 from q35c.targets.target import Target, get_target
 
@@ -92,3 +92,17 @@ def test_pipeline_options_are_part_of_the_key() -> None:
     fixed = cache.get(TINY, h100, (("tile-n", "8"),))
     assert len(cache.found) == 2
     assert plain.peak_bytes != fixed.peak_bytes  # smaller tiles stage fewer bytes at once
+
+
+def test_trees_given_later_for_a_key_compile_the_model_as_loaded() -> None:
+    # The stages the first tree's targets share run on the loaded module, in this process; the trees `more`
+    # gives for the same key (two of them: a copy for the first, the copy kept itself for the last) start from
+    # the model as loaded.
+    key: Key = TINY
+    first = {name: get_target(name).pipeline() for name in ("a100-sxm", "h100-sxm")}
+    later = [{"m2-max": get_target("m2-max").pipeline()}, {"host": get_target("host").pipeline()}]
+    for parallel in (True, False):
+        found = compile_trees([(key, first)], more=lambda: [(key, pipelines) for pipelines in later], parallel=parallel)
+        for pipelines, result in zip([first, *later], found, strict=True):
+            for name, stages in pipelines.items():
+                assert result[name][0] == compile_key(key, {name: stages})[name]

@@ -130,3 +130,13 @@ def test_a_failing_branch_names_its_stage_and_first_label(parallel: bool) -> Non
     with pytest.raises(Q35Error, match="stage 'tile' failed for m2-max: no tile fits") as caught:
         run_trees([tree], verify=False, parallel=parallel)
     assert str(caught.value.location) == "tiny.q35"
+
+
+def test_branches_that_part_at_the_first_stage_each_start_from_the_module_as_given() -> None:
+    # Every branch starts at the graph, from the one module: a worker that runs several of them runs each on
+    # a copy (more branches than workers, so some worker runs two); a tree of one branch runs on its module.
+    parted = {f"p{i}": (Stage("tile", (Tag(value=str(i)),)), Stage("end", (Tag(value="!"),))) for i in range(5)}
+    trees = [Tree(_module(), parted, Log().finish), Tree(_module(), {"alone": PIPELINES["a"]}, Log().finish)]
+    (found, alone) = run_trees(trees, verify=False)
+    assert found == {f"p{i}": f"{i}!" for i in range(5)}
+    assert alone == {"alone": "A!"}
