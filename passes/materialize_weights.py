@@ -20,9 +20,10 @@ becomes
       %y = q35.linear %x, %w : ...
 
 Functions that take `!q35.packed` arguments (a decoder block called once per layer) get the same 1:N
-expansion of their signature, and every `func.call` to them passes the storage tensors of the assembled
-value instead. A weight may only be declared in a function that is not called (the caller would have to
-supply its storage); anything else is reported as an error rather than guessed at.
+expansion of their signature, and every `func.call` to them passes the storage tensors instead (a weight that
+only calls read becomes its arguments and nothing else: no `assemble` of it is left). A weight may only be
+declared in a function that is not called (the caller would have to supply its storage); anything else is
+reported as an error rather than guessed at.
 
 Argument attributes (`q35.param`, `q35.storage`) are discardable metadata: upstream MLIR keeps them as they are.
 """
@@ -38,15 +39,10 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FunctionType, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import (
-    GreedyRewritePatternApplier,
-    PatternRewriter,
-    PatternRewriteWalker,
-    RewritePattern,
-    op_type_rewrite_pattern,
-)
-from xdsl.rewriter import InsertPoint
+from xdsl.pattern_rewriter import PatternRewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
+from xdsl.transforms.dead_code_elimination import is_trivially_dead
 from xdsl.utils.exceptions import PassFailedException
 
 from q35c.dialects.q35 import PackedType, WeightOp
@@ -124,69 +120,6 @@ def _rebuild_arguments(
     return old, new, list(new.args)
 
 
-class SignatureToStorage(RewritePattern):
-    """A function taking `!q35.packed` arguments takes their storage tensors instead (1:N), and an (uncalled)
-    function declaring `q35.weight`s takes their storage as trailing arguments, each weight becoming an
-    `assemble` of them. The signature is rebuilt once per function, whatever the number of weights."""
-
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: func.FuncOp, rewriter: PatternRewriter, /) -> None:
-        block = op.body.blocks.first
-        if block is None:
-            return
-        weights = [(w, w.result.type) for w in op.body.walk() if isinstance(w, WeightOp)]
-        if not weights and not _takes_packed(op):
-            return
-        arguments: list[BlockArgument | _NewArgument] = []
-        spans: list[tuple[int, int]] = []  # (first, count) of the new arguments of each old argument, each weight
-
-        def add(new: Sequence[BlockArgument | _NewArgument]) -> None:
-            spans.append((len(arguments), len(new)))
-            arguments.extend(new)
-
-        for arg in block.args:
-            add(_storage_arguments(arg.type, None, arg.name_hint) if isinstance(arg.type, PackedType) else [arg])
-        for weight, packed in weights:
-            assert isinstance(packed, PackedType)
-            add(_storage_arguments(packed, weight.param_name.data, weight.param_name.data))
-        old, new, args = _rebuild_arguments(op, arguments, rewriter)
-
-        # Packed arguments: their assembles go first, in argument order; then the body; then weights -> assembles.
-        values: list[SSAValue] = []
-        for arg, (first, count) in zip(old.args, spans[: len(old.args)], strict=True):
-            if isinstance(arg.type, PackedType):
-                assemble = AssembleOp(args[first : first + count], arg.type)
-                rewriter.insert(assemble, InsertPoint.at_end(new))
-                values.append(assemble.result)
-            else:
-                values.append(args[first])
-        rewriter.inline_block(old, InsertPoint.at_end(new), values)
-        for (weight, packed), (first, count) in zip(weights, spans[len(values) :], strict=True):
-            assert isinstance(packed, PackedType)
-            rewriter.replace(weight, AssembleOp(args[first : first + count], packed))
-
-
-class CallWithStorage(RewritePattern):
-    """A call to a function whose packed arguments became storage passes the assembled storage tensors."""
-
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: func.CallOp, rewriter: PatternRewriter, /) -> None:
-        if not any(isinstance(v.type, PackedType) for v in op.arguments):
-            return
-        if not all(isinstance(v.owner, AssembleOp) for v in op.arguments if isinstance(v.type, PackedType)):
-            return  # the caller's weights are materialized first
-        callee = SymbolTable.lookup_symbol(op, op.callee)
-        if not isinstance(callee, func.FuncOp) or _takes_packed(callee):
-            return  # the callee is converted first
-        operands: list[SSAValue] = []
-        for value in op.arguments:
-            if isinstance(value.owner, AssembleOp) and isinstance(value.type, PackedType):
-                operands.extend(value.owner.storage)
-            else:
-                operands.append(value)
-        rewriter.replace(op, func.CallOp(op.callee, operands, op.result_types))
-
-
 def enclosing_func(op: Operation) -> func.FuncOp | None:
     """The `func.func` an op is nested in, at any depth (None outside any)."""
     parent = op.parent_op()
@@ -229,6 +162,121 @@ def check_materializable(module: ModuleOp) -> None:
                     )
 
 
+def _calls_with_storage(value: SSAValue) -> bool:
+    """Every use of packed `value` is an argument of a call to a function of the module, which will pass the
+    storage instead (`_call_with_storage`): no `assemble` of it is needed."""
+    for use in value.uses:
+        call = use.operation
+        if not isinstance(call, func.CallOp) or not isinstance(
+            SymbolTable.lookup_symbol(call, call.callee), func.FuncOp
+        ):
+            return False
+    return True
+
+
+# The storage arguments standing for each packed value: an `assemble`'s result, or a weight's own while calls
+# alone read it.
+_Storage = dict[SSAValue, list[SSAValue]]
+
+
+def _materialize(module: ModuleOp) -> None:
+    """Every function's signature to storage (`_signature_to_storage`), then every call passing storage
+    (`_call_with_storage`), then what is trivially dead erased (the `assemble`s of packed arguments that only
+    calls read). A weight that calls alone read gets no `assemble`: the calls take its storage arguments, and it
+    goes."""
+    storage: _Storage = {}
+    direct: list[WeightOp] = []
+    for fn in [op for op in module.walk() if isinstance(op, func.FuncOp)]:
+        _signature_to_storage(fn, storage, direct)
+    for call in [op for op in module.walk() if isinstance(op, func.CallOp)]:
+        _call_with_storage(call, storage)
+    for weight in direct:
+        rewriter = PatternRewriter(weight)
+        if weight.result.first_use is None:
+            rewriter.erase(weight)
+        else:  # a call that still reads it: it reads an `assemble` of the storage
+            rewriter.replace(weight, AssembleOp(storage[weight.result], weight.result.type))  # type: ignore[arg-type]
+    _erase_trivially_dead(module)
+
+
+def _signature_to_storage(op: func.FuncOp, storage: _Storage, direct: list[WeightOp]) -> None:
+    """A function taking `!q35.packed` arguments takes their storage tensors instead (1:N), and an (uncalled)
+    function declaring `q35.weight`s takes their storage as trailing arguments, each weight becoming an
+    `assemble` of them (or, read only by calls, left for them: `direct`). The signature is rebuilt once per
+    function, whatever the number of weights."""
+    block = op.body.blocks.first
+    if block is None:
+        return
+    weights = [(w, w.result.type) for w in op.body.walk() if isinstance(w, WeightOp)]
+    if not weights and not _takes_packed(op):
+        return
+    rewriter = PatternRewriter(op)
+    arguments: list[BlockArgument | _NewArgument] = []
+    spans: list[tuple[int, int]] = []  # (first, count) of the new arguments of each old argument, each weight
+
+    def add(new: Sequence[BlockArgument | _NewArgument]) -> None:
+        spans.append((len(arguments), len(new)))
+        arguments.extend(new)
+
+    for arg in block.args:
+        add(_storage_arguments(arg.type, None, arg.name_hint) if isinstance(arg.type, PackedType) else [arg])
+    for weight, packed in weights:
+        assert isinstance(packed, PackedType)
+        add(_storage_arguments(packed, weight.param_name.data, weight.param_name.data))
+    old, new, args = _rebuild_arguments(op, arguments, rewriter)
+
+    # Packed arguments: their assembles go first, in argument order; then the body; then weights -> assembles.
+    values: list[SSAValue] = []
+    for arg, (first, count) in zip(old.args, spans[: len(old.args)], strict=True):
+        if isinstance(arg.type, PackedType):
+            assemble = AssembleOp(args[first : first + count], arg.type)
+            rewriter.insert(assemble, InsertPoint.at_end(new))
+            storage[assemble.result] = args[first : first + count]
+            values.append(assemble.result)
+        else:
+            values.append(args[first])
+    rewriter.inline_block(old, InsertPoint.at_end(new), values)
+    for (weight, packed), (first, count) in zip(weights, spans[len(values) :], strict=True):
+        assert isinstance(packed, PackedType)
+        if _calls_with_storage(weight.result):
+            storage[weight.result] = args[first : first + count]
+            direct.append(weight)
+            continue
+        assemble = AssembleOp(args[first : first + count], packed)
+        storage[assemble.result] = args[first : first + count]
+        rewriter.replace(weight, assemble)
+
+
+def _call_with_storage(op: func.CallOp, storage: _Storage) -> None:
+    """A call to a function whose packed arguments became storage passes the storage of its packed
+    arguments."""
+    if not any(isinstance(v.type, PackedType) for v in op.arguments):
+        return
+    if not all(v in storage for v in op.arguments if isinstance(v.type, PackedType)):
+        return
+    callee = SymbolTable.lookup_symbol(op, op.callee)
+    if not isinstance(callee, func.FuncOp) or _takes_packed(callee):
+        return
+    operands: list[SSAValue] = []
+    for value in op.arguments:
+        if isinstance(value.type, PackedType):
+            operands.extend(storage[value])
+        else:
+            operands.append(value)
+    PatternRewriter(op).replace(op, func.CallOp(op.callee, operands, op.result_types))
+
+
+def _erase_trivially_dead(module: ModuleOp) -> None:
+    """Erase what is trivially dead (xDSL's `is_trivially_dead`), and what that leaves dead, until nothing is."""
+    erased = True
+    while erased:
+        erased = False
+        for op in list(module.body.walk(reverse=True)):
+            if op.parent is not None and is_trivially_dead(op):
+                Rewriter.erase_op(op)
+                erased = True
+
+
 @dataclass(frozen=True)
 class MaterializeWeightsPass(ModulePass):
     """Turn `q35.weight` ops and `!q35.packed` function arguments into storage-tensor arguments."""
@@ -237,5 +285,4 @@ class MaterializeWeightsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         check_materializable(op)
-        patterns = GreedyRewritePatternApplier([SignatureToStorage(), CallWithStorage()])
-        PatternRewriteWalker(patterns).rewrite_module(op)
+        _materialize(op)
