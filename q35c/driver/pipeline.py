@@ -33,6 +33,8 @@ from xdsl.ir import Attribute, BlockArgument, Operation, TypeAttribute
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException
 
+from q35c.driver.slice_text import plain as plain_slice
+from q35c.driver.slice_text import print_slice
 from q35c.targets.stage import Stage  # targets declare their stages; the driver runs them
 from q35c.util.errors import Location, Q35Error
 
@@ -97,8 +99,9 @@ _SIGNATURES: list[_Signature] = []  # the most recent first
 class _TextPrinter(Printer):
     """xDSL's printer, writing the same text with fewer calls: a string without a line break goes straight to the
     stream, a string literal (a weight's name in every argument attribute) is escaped whole, not byte by byte,
-    each distinct type is printed once, then copied, and so is a long argument list printed before (`_Signature`).
-    A report directory prints every stage's module, so printing is much of its time."""
+    each distinct type is printed once, then copied, and so is a long argument list printed before (`_Signature`);
+    slices are printed without the generic route (`q35c.driver.slice_text`). A report directory prints every
+    stage's module, so printing is much of its time."""
 
     _types: dict[Attribute, str] = field(default_factory=dict[Attribute, str], init=False)
 
@@ -129,6 +132,8 @@ class _TextPrinter(Printer):
     def print_op(self, op: Operation) -> None:
         if isinstance(op, func.FuncOp) and self._long_signature(op):
             self._print_func(op)
+        elif self.stream is not None and plain_slice(self, op):
+            print_slice(self, op)  # type: ignore[arg-type]
         else:
             super().print_op(op)
 

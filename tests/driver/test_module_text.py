@@ -8,9 +8,10 @@ import io
 import pytest
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
 from xdsl.printer import Printer
 
-from q35c.driver.pipeline import LONG_SIGNATURE, Runner, module_text
+from q35c.driver.pipeline import LONG_SIGNATURE, Runner, make_context, module_text
 from q35c.frontend import load_model
 from q35c.ir.clone import clone
 from q35c.targets.registry import get_target
@@ -47,3 +48,22 @@ def test_an_argument_list_copied_names_its_arguments_as_printing_would() -> None
         arg.name_hint = None if index % 3 == 0 else "w" if index % 3 == 1 else arg.name_hint
     assert module_text(copy) == xdsl_text(copy)  # other names: printed afresh
     assert module_text(copy) == xdsl_text(copy)  # and then copied
+
+
+SLICES = """
+func.func @f(%t: tensor<8x16xf32>, %u: tensor<2x4xf32>, %i: index, %j: index) -> tensor<8x16xf32> {
+  %a = tensor.extract_slice %t[%i, 0] [2, 4] [1, 1] : tensor<8x16xf32> to tensor<2x4xf32>
+  %b = tensor.extract_slice %t[0, %j] [1, 4] [1, 1] : tensor<8x16xf32> to tensor<4xf32>
+  %c = tensor.extract_slice %t[%i, %j] [2, 4] [1, 2] {q35.note = "kept"} : tensor<8x16xf32> to tensor<2x4xf32>
+  %d = tensor.insert_slice %u into %t[%i, 4] [2, 4] [1, 1] : tensor<2x4xf32> into tensor<8x16xf32>
+  %e = tensor.insert_slice %a into %d[0, 0] [2, 4] [1, 1] {q35.note = 3 : i64} : tensor<2x4xf32> into tensor<8x16xf32>
+  func.return %e : tensor<8x16xf32>
+}
+"""
+
+
+def test_slices_print_as_xdsl_prints_them() -> None:
+    # Dynamic and static offsets, a rank-reducing slice, and slices with attributes (printed the generic way).
+    module = Parser(make_context(), SLICES).parse_module()
+    assert module_text(module) == xdsl_text(module)
+    assert "tensor.extract_slice %t[%i, 0] [2, 4] [1, 1] : tensor<8x16xf32> to tensor<2x4xf32>" in module_text(module)
