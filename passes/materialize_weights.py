@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -82,12 +83,18 @@ def _storage_arguments(packed: PackedType, param: str | None, name: str | None) 
     """The storage arguments standing for one packed value, tagged with `param` (a `q35.weight`'s parameter
     name; None for a packed function argument) and named after `name`."""
     out: list[_NewArgument] = []
+    tag: dict[str, Attribute] = {} if param is None else {PARAM_ATTR: StringAttr(param)}
+    stem = None if name is None else _value_name(name)
     for tensor in storage_tensors(packed):
-        entries: dict[str, Attribute] = {} if param is None else {PARAM_ATTR: StringAttr(param)}
-        entries[STORAGE_ATTR] = StringAttr(tensor.role)
-        hint = None if name is None else f"{_value_name(name)}.{tensor.role}"
-        out.append(_NewArgument(tensor.type, DictionaryAttr(entries), hint))
+        attrs = DictionaryAttr({**tag, STORAGE_ATTR: _role(tensor.role)})
+        out.append(_NewArgument(tensor.type, attrs, None if stem is None else f"{stem}.{tensor.role}"))
     return out
+
+
+@cache
+def _role(role: str) -> StringAttr:
+    """The `q35.storage` value of a storage tensor's role (one attribute per role, shared)."""
+    return StringAttr(role)
 
 
 def _rebuild_arguments(
