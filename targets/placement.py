@@ -37,6 +37,7 @@ from q35c.passes.shard import (
     ShardPass,
     StageMemory,
     StageSplit,
+    TensorParallel,
     check_tp,
     decoder_calls,
     stage_layers,
@@ -125,12 +126,18 @@ def per_device(graph: ModuleOp, placement: Placement, tokens: int, activations: 
 
 
 @lru_cache(maxsize=4096)
-def _tp_problem(graph: ModuleOp, tp: int) -> str | None:
+def _tp_check(graph: ModuleOp, tp: int) -> TensorParallel | str:
+    """The plan of sharding `graph` `tp` ways (`check_tp`), or why it cannot be done: planned once per degree,
+    for both `_tp_problem` and `_tp_notes`."""
     try:
-        check_tp(graph, tp)
+        return check_tp(graph, tp)
     except ShardError as err:
         return str(err)
-    return None
+
+
+def _tp_problem(graph: ModuleOp, tp: int) -> str | None:
+    found = _tp_check(graph, tp)
+    return found if isinstance(found, str) else None
 
 
 @lru_cache(maxsize=256)
@@ -138,7 +145,9 @@ def _tp_notes(graph: ModuleOp, tp: int) -> tuple[str, ...]:
     """What a valid degree does beyond dividing evenly: KV heads replicated, weights kept whole."""
     if tp == 1:
         return ()
-    plan = check_tp(graph, tp)
+    plan = _tp_check(graph, tp)
+    if isinstance(plan, str):
+        raise ShardError(plan)
     notes = list(dict.fromkeys(plan.notes))
     if plan.replicated_kv > 1:
         notes.insert(0, f"KV heads replicated: each is held by {plan.replicated_kv} of the {tp} devices of a group")
