@@ -87,10 +87,10 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.canonicalization_patterns.utils import const_evaluate_operand
 
-from q35c.ir.attrs import INTERLEAVE_ATTR, KERNEL_ATTR, TILE_DIM_ATTR
+from q35c.ir.attrs import KERNEL_ATTR, TILE_DIM_ATTR
 from q35c.passes._build.bit_fields import unpacking_of
 from q35c.passes._build.code_layout import PART_CODES, Layout, find_layout
-from q35c.passes._build.interleave import Candidate, interleaved_arguments, mark
+from q35c.passes._build.interleave import Candidate, interleaved_arguments, mark, row_slice
 from q35c.passes._build.vector_ops import Emit, VectorExtSIOp, VectorFPToSIOp, VectorSIToFPOp, read, reduction, write
 from q35c.passes.fuse_unpack import _elementwise_producer, _kinds, _maps, _shape, _uses_index
 
@@ -160,6 +160,11 @@ class Match:
     def rows(self) -> int:
         """The kernel's activation rows (tokens)."""
         return _shape(self.op.outputs[0])[0]
+
+    @property
+    def reads(self) -> tuple[SSAValue, ...]:
+        """The weight storage the kernel reads: codes, scales and (if any) offsets."""
+        return (self.storage, self.scale) if self.offset is None else (self.storage, self.scale, self.offset)
 
 
 def match(op: GenericOp, cache: dict[tuple[object, ...], Layout | None]) -> Match | None:
@@ -433,7 +438,10 @@ def _row_blocks(
     return ops, result
 
 
-WEIGHT_SUMS = 8  # integer sums (vector registers) a body over interleaved rows keeps per part, at most
+# Integer sums (vector registers) a body over interleaved rows keeps per part, at most: with the parts' codes,
+# activations and masks they fill AVX-512's 32 registers. 2 outputs x 4 token rows measured faster than plain rows
+# at 8 x 4096x11008 (8.1 against 9.9 ms), 1 output x 4 rows 30-40% slower (docs/host-code.md).
+WEIGHT_SUMS = 8
 
 
 def weights_per_body(block: int, rows: int) -> int:
@@ -718,7 +726,12 @@ def _accumulates(add: Operation, value: SSAValue, acc: SSAValue) -> bool:
 
 
 def _from_zero(m: Match) -> bool:
-    fill = m.op.outputs[0].owner
+    return _zero_filled(m.op.outputs[0])
+
+
+def _zero_filled(value: SSAValue) -> bool:
+    """Whether `value` is a linalg.fill with 0.0."""
+    fill = value.owner
     if not isinstance(fill, FillOp) or not isinstance(zero := fill.inputs[0].owner, arith.ConstantOp):
         return False
     return isinstance(zero.value, FloatAttr) and zero.value.value.data == 0.0
@@ -989,13 +1002,10 @@ class IntegerMatvecPass(ModulePass):
         single = [mt for mt in found if mt.op not in done]
         interleave = self._interleaving(op, loops, single)
         wholes = WholeRows(activations)
-        for k, rows in zip(loops, interleave, strict=False):
+        for k, rows in zip(loops, interleave[: len(loops)], strict=True):
             init = k.loop.iter_args[k.index]
             tile = wholes.tile(k.rows, init, rows)
-            if tile is None:
-                ops, result = integer_kernel(k.rows, activations(k.rows), init, rows)
-            else:
-                ops, result = tile
+            ops, result = integer_kernel(k.rows, activations(k.rows), init, rows) if tile is None else tile
             rewriter.insert_op(ops, InsertPoint.before(k.loop))
             k.total.results[0].replace_all_uses_with(result)
             _erase_unused(k.total)  # the peeled last tile, then the K loop
@@ -1039,19 +1049,17 @@ class WholeRows:
         """The ops taking m's result from the whole kernel, and that result; None where m is no such tile."""
         if rows <= 1 or _shape(init)[0] != 1 or not _zero_filled(init):
             return None
-        reads = (m.storage, m.scale) if m.offset is None else (m.storage, m.scale, m.offset)
-        found = [_row_slice(v) for v in reads]
-        if any(f is None for f in found):
-            return None
-        sources = [f[0] for f in found if f is not None]
-        if len({(f[1] if isinstance(f[1], int) else id(f[1]), f[2]) for f in found if f is not None}) != 1:
-            return None
-        first, size = found[0][1], found[0][2]  # type: ignore[index]
+        found = [row_slice(v) for v in m.reads]
+        slices = [f for f in found if f is not None]
+        if len(slices) != len(found) or len({(f[1], f[2]) for f in slices}) != 1:
+            return None  # not the same rows of every storage tensor
+        sources = [f[0] for f in slices]
+        first, size = slices[0][1], slices[0][2]
         if not all(isinstance(v, BlockArgument) for v in sources):
             return None
         key = (m.x, *sources)
         if key not in self.built:
-            whole = self._build(m, sources)
+            whole = self._build(m, sources, rows)
             if whole is None:
                 return None
             self.built[key] = whole
@@ -1059,7 +1067,7 @@ class WholeRows:
         take = tensor.ExtractSliceOp(whole, [0, first], [1, size], [1, 1], TensorType(f32, (1, size)))
         return [take], take.results[0]
 
-    def _build(self, m: Match, sources: Sequence[SSAValue]) -> SSAValue | None:
+    def _build(self, m: Match, sources: Sequence[SSAValue], rows: int) -> SSAValue | None:
         acts = self.activations(m)
         loop = acts.xq.owner
         if not isinstance(loop, Operation) or not _dominates_uses(loop, m.op):
@@ -1070,38 +1078,9 @@ class WholeRows:
         zero = arith.ConstantOp(FloatAttr(0.0, f32))
         empty = tensor.EmptyOp([], TensorType(f32, (1, width)))
         fill = FillOp([zero.result], [empty.tensor], [TensorType(f32, (1, width))])
-        ops, result = integer_kernel(whole, acts, fill.results[0], self._rows(storage))
+        ops, result = integer_kernel(whole, acts, fill.results[0], rows)
         Rewriter.insert_op([zero, empty, fill, *ops], InsertPoint.after(loop))
         return result
-
-    @staticmethod
-    def _rows(storage: SSAValue) -> int:
-        owner = storage.owner
-        assert isinstance(owner, Block)
-        fn = owner.parent_op()
-        attrs = getattr(fn, "arg_attrs", None)
-        assert attrs is not None and isinstance(storage, BlockArgument)
-        layout = attrs.data[storage.index].data[INTERLEAVE_ATTR]  # type: ignore[union-attr]
-        return layout.data[0].value.data  # type: ignore[attr-defined]
-
-
-def _zero_filled(value: SSAValue) -> bool:
-    fill = value.owner
-    if not isinstance(fill, FillOp) or not isinstance(zero := fill.inputs[0].owner, arith.ConstantOp):
-        return False
-    return isinstance(zero.value, FloatAttr) and zero.value.value.data == 0.0
-
-
-def _row_slice(value: SSAValue) -> tuple[SSAValue, SSAValue | int, int] | None:
-    """A row slice of whole rows (unit strides, column 0): its source, first row and row count; a value that is
-    no slice is all of its rows."""
-    s = value.owner
-    if not isinstance(s, tensor.ExtractSliceOp):
-        return value, 0, _shape(value)[0]
-    sizes, offsets = s.static_sizes.get_values(), s.static_offsets.get_values()
-    if any(v != 1 for v in s.static_strides.get_values()) or offsets[1] != 0 or sizes[1] != _shape(s.source)[1]:
-        return None
-    return s.source, (offsets[0] if offsets[0] >= 0 else s.offsets[0]), sizes[0]
 
 
 def _dominates_uses(point: Operation, user: Operation) -> bool:
@@ -1115,5 +1094,4 @@ def _dominates_uses(point: Operation, user: Operation) -> bool:
 
 
 def _candidate(m: Match, consumed: frozenset[Operation]) -> Candidate:
-    reads = (m.storage, m.scale) if m.offset is None else (m.storage, m.scale, m.offset)
-    return Candidate(reads, _shape(m.x)[1] // m.group, consumed)
+    return Candidate(m.reads, _shape(m.x)[1] // m.group, consumed)

@@ -38,8 +38,11 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from q35c.ir.attrs import INTERLEAVE_ATTR, STORAGE_ATTR
+from q35c.passes.serial_small_loops import constant_index
 
 LINE = 64  # bytes of a cache line
+# Chosen by measuring q3p5 4096x11008 cold on the host (docs/host-code.md: into L1 4 KiB ahead 1.4-1.5 ms, into L2
+# 4 KiB 1.2-1.3, 8 KiB 1.1, 16 KiB 1.2, 2 KiB 1.8; none 1.8).
 LOCALITY = 2  # into L2 (x86 prefetcht1): the stream passes by, L1 keeps the activations
 DISTANCE = 8192  # bytes ahead of the read
 
@@ -92,21 +95,14 @@ def _views(value: SSAValue) -> Iterator[SSAValue]:
         pending.extend(use.operation.results[0] for use in v.uses if isinstance(use.operation, VIEWS))
 
 
-def _constant(value: SSAValue) -> int | None:
-    owner = value.owner
-    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
-        return owner.value.value.data
-    return None
-
-
 def _split(index: SSAValue) -> tuple[SSAValue | None, int]:
     """An index as base + constant (base None: a constant)."""
-    if (c := _constant(index)) is not None:
+    if (c := constant_index(index)) is not None:
         return None, c
     owner = index.owner
     if isinstance(owner, arith.AddiOp):
         for base, other in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
-            if (c := _constant(other)) is not None:
+            if (c := constant_index(other)) is not None:
                 return base, c
     return index, 0
 

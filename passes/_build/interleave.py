@@ -58,22 +58,31 @@ def _aligned(value: SSAValue | int, rows: int) -> bool:
     return False
 
 
+def row_slice(value: SSAValue) -> tuple[SSAValue, SSAValue | int, int] | None:
+    """`value` as whole rows of a 2-d source: the source, the first row (static or a value) and the row count, for
+    a unit-stride slice of every column; a value that is no slice is all of its own rows; None otherwise."""
+    s = value.owner
+    typ = value.type
+    if not isinstance(s, tensor.ExtractSliceOp):
+        return (value, 0, typ.get_shape()[0]) if isinstance(typ, TensorType) and len(typ.get_shape()) == 2 else None
+    source = s.source.type
+    assert isinstance(source, TensorType)
+    sizes, offsets = s.static_sizes.get_values(), s.static_offsets.get_values()
+    if any(v != 1 for v in s.static_strides.get_values()) or len(source.get_shape()) != 2 or len(sizes) != 2:
+        return None
+    if sizes[1] != source.get_shape()[1] or offsets[1] != 0:
+        return None
+    return s.source, (offsets[0] if offsets[0] >= 0 else s.offsets[0]), sizes[0]
+
+
 def row_root(value: SSAValue, rows: int) -> BlockArgument | None:
     """The function argument whose whole rows `value` is, through row slices whose offsets and sizes are multiples
     of `rows` (None otherwise)."""
     while not isinstance(value, BlockArgument):
-        s = value.owner
-        if not isinstance(s, tensor.ExtractSliceOp) or any(v != 1 for v in s.static_strides.get_values()):
+        found = row_slice(value)
+        if found is None or found[0] is value or found[2] % rows or not _aligned(found[1], rows):
             return None
-        source, sizes = s.source.type, s.static_sizes.get_values()
-        assert isinstance(source, TensorType)
-        shape = source.get_shape()
-        offsets = s.static_offsets.get_values()
-        if len(shape) != 2 or len(sizes) != 2 or sizes[1] != shape[1] or offsets[1] != 0 or sizes[0] % rows:
-            return None
-        if not _aligned(offsets[0] if offsets[0] >= 0 else s.offsets[0], rows):
-            return None
-        value = s.source
+        value = found[0]
     return value if isinstance(value.block.parent_op(), func.FuncOp) else None
 
 

@@ -5,6 +5,7 @@ several rows reading row n mod 8 of block n / 8) compute what the plain-row kern
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -102,11 +103,17 @@ def test_runtime_interleaves_and_restores_rows() -> None:
         interleave_rows(plain[:12], 8, 3)
 
 
-def test_large_weight_buffers_are_page_aligned() -> None:
+def test_large_weight_buffers_are_mappings_of_their_own() -> None:
+    """From 2 MiB on a weight buffer is an anonymous mapping (whole huge pages, advised for them); below, an
+    ordinary array."""
     big = weight_buffer((HUGE_PAGE // 4 + 1,), np.dtype(np.float32))
     small = weight_buffer((16,), np.dtype(np.float32))
+    view = big.base
+    while isinstance(view, np.ndarray):
+        view = view.base
+    assert isinstance(view, memoryview) and isinstance(view.obj, mmap.mmap) and len(view.obj) == 2 * HUGE_PAGE
     assert big.ctypes.data % 4096 == 0 and big.flags.c_contiguous and big.flags.writeable
-    assert small.shape == (16,)
+    assert small.flags.owndata and small.shape == (16,)
 
 
 def test_header_names_the_layout(libraries: dict[int, HostLibrary]) -> None:

@@ -79,8 +79,8 @@ def weight_buffer(shape: Sequence[int], dtype: np.dtype[Any]) -> NDArray[Any]:
     """An uninitialised C-contiguous array for weights. From 2 MiB on, its memory is a private anonymous mapping
     that the kernel is asked to back with transparent huge pages (`madvise(MADV_HUGEPAGE)`, where the system
     allows it): a kernel streaming tens of MB of weights then walks one TLB entry per 2 MiB instead of per 4 KiB
-    (a matrix-vector product over 4096x11008 int4 weights stored in 8-row blocks, streaming from memory: 1.7 ms
-    with 4 KiB pages, 1.3 with huge pages)."""
+    (a C model of the host's kernel, 4096x11008 int4 weights in 8-row blocks streamed from memory, docs/host-code.md:
+    1.7 ms with 4 KiB pages, 1.3 with huge pages)."""
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if nbytes < HUGE_PAGE:
         return np.empty(shape, dtype)
